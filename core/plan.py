@@ -1,0 +1,571 @@
+"""The deploy plan: pydantic models and YAML loading.
+
+Loading never raises a traceback at a person: every problem becomes a
+:class:`PlanError` whose message names the file, the line and the field path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from core.durations import Duration
+
+ChangeClass = Literal["standard", "normal", "emergency", "major"]
+Strategy = Literal["replicas", "nginx", "gateway"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --- what is being shipped ---------------------------------------------------
+
+
+class VersionSpec(Model):
+    from_: str = Field(alias="from")
+    to: str
+    image: str
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _version_text(cls, value: object) -> object:
+        # YAML reads 1.10 as the float 1.1; refuse instead of silently changing the version.
+        if isinstance(value, float):
+            raise ValueError(f"quote the version: YAML reads it as the number {value}")
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _differs(self) -> VersionSpec:
+        if self.from_ == self.to:
+            raise ValueError(f"'from' and 'to' are both {self.to}; nothing to deploy")
+        return self
+
+
+class ChangeSpec(Model):
+    id: str
+    class_: ChangeClass = Field(alias="class")
+    security_sensitive: bool = False
+    description: str = ""
+    author: str = ""
+    repo: str | None = None  # owner/name on the code host
+    commit: str | None = None
+    pull_request: int | None = None
+    incident: str | None = None  # Emergency: the incident this change fixes
+    reason: str | None = None  # Emergency: why it cannot wait
+    change_record: str | None = None  # Major: approved change record id
+    tickets: list[str] = Field(default_factory=list)
+
+    @field_validator("class_", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+# --- where it goes -----------------------------------------------------------
+
+
+class TargetSpec(Model):
+    context: str | None = None  # kube context; None: current context
+    namespace: str
+    deployment: str  # the stable Deployment
+    canary_deployment: str | None = None  # default: "<deployment>-canary"
+    service: str | None = None
+    strategy: Strategy = "replicas"
+    replicas: int | None = Field(default=None, ge=1)  # total pods for the replicas strategy
+    ingress: str | None = None  # nginx: the canary Ingress
+    httproute: str | None = None  # gateway: the HTTPRoute
+    rollout_timeout: Duration = 600.0
+    health: HealthSpec | None = None
+
+    @property
+    def canary_name(self) -> str:
+        return self.canary_deployment or f"{self.deployment}-canary"
+
+    @model_validator(mode="after")
+    def _strategy_needs(self) -> TargetSpec:
+        if self.strategy == "nginx" and not self.ingress:
+            raise ValueError("strategy 'nginx' needs 'ingress' (the canary Ingress name)")
+        if self.strategy == "gateway" and not self.httproute:
+            raise ValueError("strategy 'gateway' needs 'httproute'")
+        return self
+
+
+class HealthSpec(Model):
+    live: str  # URL that must answer 200
+    ready: str  # URL that must answer 200 with every dependency healthy
+    timeout: Duration = 5.0
+
+
+class TargetsSpec(Model):
+    staging: TargetSpec
+    production: TargetSpec
+
+
+class ClusterSpec(Model):
+    kind: Literal["sim", "kube"] = "kube"
+    kubeconfig: str | None = None  # default: $KUBECONFIG, then ~/.kube/config
+
+
+class PrometheusSpec(Model):
+    url: str
+    token: str | None = None  # bearer token, usually ${PROMETHEUS_TOKEN}
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    verify_tls: bool = True
+    timeout: Duration = 10.0
+    retries: int = Field(default=2, ge=0, le=10)
+
+
+class AlertmanagerSpec(Model):
+    url: str
+    token: str | None = None
+    timeout: Duration = 10.0
+
+
+# --- gates (Step 1) ----------------------------------------------------------
+
+
+class FreezePeriod(Model):
+    start: dt.datetime | dt.date
+    end: dt.datetime | dt.date
+    reason: str = ""
+
+
+class FreezeSpec(Model):
+    no_fridays: bool = True
+    no_weekends: bool = False
+    holidays: list[dt.date] = Field(default_factory=list)
+    periods: list[FreezePeriod] = Field(default_factory=list)
+
+
+class CiSpec(Model):
+    provider: Literal["github", "command"] = "github"
+    required_checks: list[str] = Field(default_factory=lambda: ["lint", "tests", "sast", "dependency-scan", "coverage"])
+    base_url: str = "https://api.github.com"
+    token: str | None = None  # ${GITHUB_TOKEN}
+    command: str | None = None  # provider: command
+    timeout: Duration = 60.0
+
+
+class ErrorBudgetSpec(Model):
+    objective: float = Field(default=99.9, gt=0, lt=100)  # availability, percent
+    window: Duration = 30 * 86400.0
+    query: str | None = None  # PromQL giving the error ratio over the window; default from the service
+
+
+class DependencySpec(Model):
+    name: str
+    url: str
+    expect_status: int = 200
+
+
+class ManualGateSpec(Model):
+    id: str
+    title: str
+    policy: str = "POL-007"
+    group: Literal["pre_deploy", "migrations", "staging", "post_deploy"] = "pre_deploy"
+    signers: int = Field(default=1, ge=1, le=3)
+
+
+class IncidentsSpec(Model):
+    matchers: list[str] = Field(default_factory=lambda: ['severity=~"SEV1|SEV2|sev1|sev2|critical"'])
+    pagerduty_url: str | None = None
+    pagerduty_token: str | None = None
+
+
+class GatesSpec(Model):
+    timezone: str = "UTC"
+    freeze: FreezeSpec = Field(default_factory=FreezeSpec)
+    ci: CiSpec = Field(default_factory=CiSpec)
+    incidents: IncidentsSpec = Field(default_factory=IncidentsSpec)
+    monitoring_matchers: list[str] = Field(default_factory=list)  # default: alerts labelled with the service
+    error_budget: ErrorBudgetSpec = Field(default_factory=ErrorBudgetSpec)
+    dependencies: list[DependencySpec] = Field(default_factory=list)
+    manual: list[ManualGateSpec] = Field(default_factory=list)
+    skip: list[str] = Field(default_factory=list)  # gate ids the policy allows to skip for this class
+    timeout: Duration = 10.0
+    refresh: Duration = 30.0
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone '{value}'") from exc
+        return value
+
+
+# --- migrations (Step 2) -----------------------------------------------------
+
+
+class MigrationsSpec(Model):
+    files: list[str] = Field(default_factory=list)
+    dialect: Literal["postgres", "mysql"] = "postgres"
+    staging_command: str | None = None
+    production_command: str | None = None
+    timeout: Duration = 900.0
+
+
+# --- staging (Step 3) --------------------------------------------------------
+
+
+class E2ESpec(Model):
+    command: str
+    timeout: Duration = 1200.0
+
+
+class SoakSpec(Model):
+    duration: Duration = 900.0
+    max_error_delta_pp: float = Field(default=0.1, ge=0)
+
+
+class StagingSpec(Model):
+    e2e: E2ESpec | None = None
+    new_errors_query: str | None = None  # PromQL; > 0 fails
+    soak: SoakSpec = Field(default_factory=SoakSpec)
+
+
+# --- canary (Step 4) ---------------------------------------------------------
+
+
+class CanaryStep(Model):
+    weight: int = Field(ge=1, le=100)
+    observe: Duration
+
+
+def _default_steps() -> list[CanaryStep]:
+    return [
+        CanaryStep(weight=5, observe=300),
+        CanaryStep(weight=25, observe=300),
+        CanaryStep(weight=50, observe=300),
+        CanaryStep(weight=100, observe=900),
+    ]
+
+
+class CanarySpec(Model):
+    steps: list[CanaryStep] = Field(default_factory=_default_steps)
+    auto_promote: bool = True  # False: each step waits for a person's proceed
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[CanaryStep]) -> list[CanaryStep]:
+        if not steps:
+            raise ValueError("needs at least one step")
+        for before, after in zip(steps, steps[1:], strict=False):
+            if after.weight <= before.weight:
+                raise ValueError(
+                    f"weights must increase: {after.weight} % comes after {before.weight} %"
+                )
+        if steps[-1].weight != 100:
+            raise ValueError(f"the last step must be 100 %, not {steps[-1].weight} %")
+        return steps
+
+
+class TriggersSpec(Model):
+    error_delta_pp: float = Field(default=0.5, gt=0)
+    p99_ratio: float = Field(default=1.5, gt=1)
+    health_failures: int = Field(default=2, ge=1)
+    error_consecutive: int = Field(default=1, ge=1)
+    p99_consecutive: int = Field(default=1, ge=1)
+
+
+class QueriesSpec(Model):
+    """PromQL templates; $service, $namespace, $version and $window are filled in."""
+
+    requests: str | None = None
+    error_rate: str | None = None
+    latency_quantile: str | None = None  # $quantile is filled in too
+
+
+class JudgeMetric(Model):
+    name: Literal["error_rate", "p50", "p95", "p99"]
+    direction: Literal["increase", "decrease", "either"] = "increase"
+    critical: bool = False
+    allowed_effect: float = Field(default=1.1, gt=0)  # canary/baseline median ratio tolerated
+
+
+class JudgeSpec(Model):
+    enabled: bool = False
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    metrics: list[JudgeMetric] = Field(default_factory=lambda: [JudgeMetric(name="error_rate"), JudgeMetric(name="p99")])
+    pass_score: float = 95.0
+    marginal_score: float = 75.0
+
+
+class AnalysisSpec(Model):
+    interval: Duration = 30.0
+    min_requests: int = Field(default=50, ge=0)
+    max_blind_intervals: int = Field(default=3, ge=1)
+    health_urls: list[str] = Field(default_factory=list)  # canary health checks each interval
+    queries: QueriesSpec = Field(default_factory=QueriesSpec)
+    triggers: TriggersSpec = Field(default_factory=TriggersSpec)
+    judge: JudgeSpec = Field(default_factory=JudgeSpec)
+
+
+# --- after the canary (Steps 5-7) ----------------------------------------------
+
+
+class SloSpec(Model):
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    max_error_rate_pct: float | None = None
+
+
+class HttpCheckSpec(Model):
+    name: str
+    url: str
+    expect_status: int = 200
+    expect_body: str | None = None
+
+
+class BusinessMetricSpec(Model):
+    name: str
+    query: str
+    min: float | None = None
+    max: float | None = None
+
+
+class VerificationSpec(Model):
+    duration: Duration = 900.0
+    slo: SloSpec = Field(default_factory=SloSpec)
+    smoke_command: str | None = None
+    smoke: list[HttpCheckSpec] = Field(default_factory=list)
+    synthetics: list[HttpCheckSpec] = Field(default_factory=list)
+    business: list[BusinessMetricSpec] = Field(default_factory=list)
+    on_failure: Literal["rollback", "fix_forward", "ask"] = "ask"
+    restore_timeout: Duration = 300.0
+
+
+class WebhookSpec(Model):
+    url: str
+    kind: Literal["slack", "json"] = "slack"
+    name: str = ""
+
+
+class NotificationsSpec(Model):
+    webhooks: list[WebhookSpec] = Field(default_factory=list)
+    timeout: Duration = 5.0
+    retries: int = Field(default=3, ge=0, le=10)
+
+
+class FeatureFlagSpec(Model):
+    name: str
+    url: str  # endpoint that takes {"flag": name, "percent": n}
+    steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
+    observe: Duration = 300.0
+
+
+class CompletionSpec(Model):
+    tickets_webhook: str | None = None
+    close_github_issues: bool = False
+    feature_flags: list[FeatureFlagSpec] = Field(default_factory=list)
+    watch: Duration = 86400.0
+
+
+class JournalSpec(Model):
+    path: str | None = None  # default: $XDG_STATE_HOME/deploydeck/deployments.jsonl
+
+
+# --- the plan ------------------------------------------------------------------
+
+
+class Plan(Model):
+    service: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    namespace: str = "default"
+    version: VersionSpec
+    change: ChangeSpec
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+    targets: TargetsSpec
+    prometheus: PrometheusSpec | None = None
+    alertmanager: AlertmanagerSpec | None = None
+    gates: GatesSpec = Field(default_factory=GatesSpec)
+    migrations: MigrationsSpec | None = None
+    staging: StagingSpec = Field(default_factory=StagingSpec)
+    canary: CanarySpec = Field(default_factory=CanarySpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    verification: VerificationSpec = Field(default_factory=VerificationSpec)
+    notifications: NotificationsSpec = Field(default_factory=NotificationsSpec)
+    completion: CompletionSpec = Field(default_factory=CompletionSpec)
+    journal: JournalSpec = Field(default_factory=JournalSpec)
+    scenario: str | None = None  # cluster.kind sim: which scripted world to run
+    seed: int = 7
+
+    @property
+    def is_sim(self) -> bool:
+        return self.cluster.kind == "sim"
+
+
+TargetSpec.model_rebuild()
+
+
+# --- loading -------------------------------------------------------------------
+
+
+class PlanError(Exception):
+    """A plan that cannot be used. str() is the whole message: file:line: field: problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Located:
+    """YAML nodes by field path, so pydantic's error locations map back to lines."""
+
+    def __init__(self, root: yaml.Node | None) -> None:
+        self.root = root
+
+    def line_of(self, loc: tuple[int | str, ...]) -> int:
+        node = self.root
+        line = node.start_mark.line + 1 if node is not None else 1
+        for key in loc:
+            if isinstance(node, yaml.MappingNode):
+                nxt = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+                if nxt is None:
+                    key_node = next((k for k, _ in node.value if getattr(k, "value", None) == key), None)
+                    return key_node.start_mark.line + 1 if key_node is not None else line
+                node = nxt
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+                node = node.value[key]
+            else:
+                break
+            line = node.start_mark.line + 1
+        return line
+
+    def key_line(self, loc: tuple[int | str, ...]) -> int:
+        """Line of the key itself (for unknown fields) rather than of its value."""
+        if not loc:
+            return self.line_of(loc)
+        parent = self._node_at(loc[:-1])
+        if isinstance(parent, yaml.MappingNode):
+            for k, _ in parent.value:
+                if getattr(k, "value", None) == loc[-1]:
+                    return k.start_mark.line + 1
+        return self.line_of(loc)
+
+    def _node_at(self, loc: tuple[int | str, ...]) -> yaml.Node | None:
+        node = self.root
+        for key in loc:
+            if isinstance(node, yaml.MappingNode):
+                node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+                node = node.value[key]
+            else:
+                return None
+        return node
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(plan)"
+
+
+def _interpolate(node: yaml.Node, env: dict[str, str], where: str, problems: list[str], path: str) -> None:
+    if isinstance(node, yaml.ScalarNode) and isinstance(node.value, str) and "${" in node.value:
+
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(
+                f"{where}:{node.start_mark.line + 1}: {path or '(plan)'}: environment variable {name} is not set"
+            )
+            return ""
+
+        node.value = _ENV.sub(sub, node.value)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = f"{path}.{key.value}" if path else str(key.value)
+            _interpolate(value, env, where, problems, child)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            _interpolate(value, env, where, problems, f"{path}[{i}]")
+
+
+def _check_duplicate_keys(node: yaml.Node, where: str, problems: list[str], path: str = "") -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[object] = set()
+        for key, value in node.value:
+            child = f"{path}.{key.value}" if path else str(key.value)
+            if key.value in seen:
+                problems.append(f"{where}:{key.start_mark.line + 1}: {child}: duplicate key")
+            seen.add(key.value)
+            _check_duplicate_keys(value, where, problems, child)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            _check_duplicate_keys(value, where, problems, f"{path}[{i}]")
+
+
+def parse_plan(text: str, where: str = "<plan>", env: dict[str, str] | None = None) -> Plan:
+    """Parse plan text; raise PlanError naming where:line: field for every problem."""
+    env = dict(os.environ) if env is None else env
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise PlanError([f"{where}:{line}: invalid YAML: {exc.problem or exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise PlanError([f"{where}:1: invalid YAML: {exc}"]) from None
+    if root is None:
+        raise PlanError([f"{where}:1: the plan is empty"])
+    if not isinstance(root, yaml.MappingNode):
+        raise PlanError([f"{where}:{root.start_mark.line + 1}: a plan must be a mapping of fields"])
+    problems: list[str] = []
+    _check_duplicate_keys(root, where, problems)
+    _interpolate(root, env, where, problems, "")
+    if problems:
+        raise PlanError(problems)
+    try:
+        data: Any = yaml.SafeLoader(yaml.serialize(root)).get_single_data()
+    except yaml.YAMLError as exc:
+        raise PlanError([f"{where}:1: invalid YAML after substituting variables: {exc}"]) from None
+    located = _Located(root)
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            # pydantic reports union members as extra path parts; keep the user's field path.
+            loc = tuple(p for p in loc if p not in {"datetime", "date"})
+            if err["type"] == "extra_forbidden":
+                line = located.key_line(loc)
+                problems.append(f"{where}:{line}: {_field_path(loc)}: unknown field")
+                continue
+            if err["type"] == "missing":
+                line = located.line_of(loc[:-1])
+                problems.append(f"{where}:{line}: {_field_path(loc)}: required field is missing")
+                continue
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}:{located.line_of(loc)}: {_field_path(loc)}: {message}")
+        raise PlanError(problems) from None
+
+
+def load_plan(path: str | Path, env: dict[str, str] | None = None) -> Plan:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError([f"{path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError([f"{path}: cannot read: {exc}"]) from None
+    return parse_plan(text, str(path), env)
