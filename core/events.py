@@ -87,6 +87,7 @@ class TrafficChanged(EventBase):
     effective: int
     actor: str = "engine"
     detail: str = ""
+    applied: bool = True  # False: the intent, journaled before the cluster is asked
 
 
 class RuleReading(BaseModel):

@@ -7,6 +7,7 @@ Loading never raises a traceback at a person: every problem becomes a
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import re
 from pathlib import Path
@@ -148,7 +149,9 @@ class FreezeSpec(Model):
 
 class CiSpec(Model):
     provider: Literal["github", "command"] = "github"
-    required_checks: list[str] = Field(default_factory=lambda: ["lint", "tests", "sast", "dependency-scan", "coverage"])
+    required_checks: list[str] = Field(
+        default_factory=lambda: ["lint", "tests", "sast", "dependency-scan", "coverage"]
+    )
     base_url: str = "https://api.github.com"
     token: str | None = None  # ${GITHUB_TOKEN}
     command: str | None = None  # provider: command
@@ -262,13 +265,13 @@ class CanarySpec(Model):
     def _increasing(cls, steps: list[CanaryStep]) -> list[CanaryStep]:
         if not steps:
             raise ValueError("needs at least one step")
-        for before, after in zip(steps, steps[1:], strict=False):
+        for index, (before, after) in enumerate(itertools.pairwise(steps), start=1):
             if after.weight <= before.weight:
                 raise ValueError(
-                    f"weights must increase: {after.weight} % comes after {before.weight} %"
+                    f"@{index}: weights must increase: {after.weight} % comes after {before.weight} %"
                 )
         if steps[-1].weight != 100:
-            raise ValueError(f"the last step must be 100 %, not {steps[-1].weight} %")
+            raise ValueError(f"@{len(steps) - 1}: the last step must be 100 %, not {steps[-1].weight} %")
         return steps
 
 
@@ -298,15 +301,22 @@ class JudgeMetric(Model):
 class JudgeSpec(Model):
     enabled: bool = False
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
-    metrics: list[JudgeMetric] = Field(default_factory=lambda: [JudgeMetric(name="error_rate"), JudgeMetric(name="p99")])
+    metrics: list[JudgeMetric] = Field(
+        default_factory=lambda: [JudgeMetric(name="error_rate"), JudgeMetric(name="p99")]
+    )
     pass_score: float = 95.0
     marginal_score: float = 75.0
 
 
 class AnalysisSpec(Model):
     interval: Duration = 30.0
+    # rate window of each read (PromQL [5m]); one 30 s interval of a 5 % canary is too few
+    # requests to resolve 0.5 pp, so each interval judges the last `lookback` of traffic
+    lookback: Duration = 300.0
     min_requests: int = Field(default=50, ge=0)
     max_blind_intervals: int = Field(default=3, ge=1)
+    # paused for lack of data this long with nobody deciding: roll back (POL-010, rollback if unsure)
+    blind_pause_timeout: Duration = 600.0
     health_urls: list[str] = Field(default_factory=list)  # canary health checks each interval
     queries: QueriesSpec = Field(default_factory=QueriesSpec)
     triggers: TriggersSpec = Field(default_factory=TriggersSpec)
@@ -346,6 +356,8 @@ class VerificationSpec(Model):
     business: list[BusinessMetricSpec] = Field(default_factory=list)
     on_failure: Literal["rollback", "fix_forward", "ask"] = "ask"
     restore_timeout: Duration = 300.0
+    # "within normal range": how far above the pre-deploy baseline the error rate may sit.
+    max_error_delta_pp: float = Field(default=0.25, ge=0)
 
 
 class WebhookSpec(Model):
@@ -552,10 +564,13 @@ def parse_plan(text: str, where: str = "<plan>", env: dict[str, str] | None = No
                 problems.append(f"{where}:{line}: {_field_path(loc)}: unknown field")
                 continue
             if err["type"] == "missing":
-                line = located.line_of(loc[:-1])
+                line = located.key_line(loc[:-1])
                 problems.append(f"{where}:{line}: {_field_path(loc)}: required field is missing")
                 continue
             message = err["msg"].removeprefix("Value error, ")
+            # validators point into a list with an "@index: " prefix (pydantic cannot extend loc)
+            if (at := re.match(r"@(\d+): ", message)) is not None:
+                loc, message = (*loc, int(at.group(1))), message[at.end() :]
             problems.append(f"{where}:{located.line_of(loc)}: {_field_path(loc)}: {message}")
         raise PlanError(problems) from None
 

@@ -1,0 +1,279 @@
+"""One deploy session: the plan, the world it talks to, the journal, and the Rollout.
+
+`open_session` picks the world from the plan: the embedded simulation for
+``cluster.kind: sim`` (in memory, or behind the simulated Kubernetes API server
+through the real adapter), real adapters otherwise. The TUI and the headless
+runner both start here, so `demo` and `run` are one code path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from core.clock import Clock, SystemClock
+from core.engine import Rollout
+from core.plan import Plan, parse_plan
+from core.world import World
+
+SimBackend = Literal["memory", "kube"]
+
+
+def demo_plan(scenario: str = "healthy") -> Plan:
+    """The built-in demo plan (cluster.kind: sim) with the scenario filled in."""
+    from core.sim.scenarios import get_scenario
+
+    get_scenario(scenario)
+    text = resources.files("core.sim").joinpath("demo.yaml").read_text(encoding="utf-8")
+    plan = parse_plan(text, "core/sim/demo.yaml", env={})
+    return plan.model_copy(update={"scenario": scenario})
+
+
+def default_actor() -> str:
+    return (
+        os.environ.get("DEPLOYDECK_ACTOR")
+        or os.environ.get("USER")
+        or os.environ.get("USERNAME")
+        or "unknown"
+    )
+
+
+@dataclass
+class Session:
+    plan: Plan
+    rollout: Rollout
+    world: World
+    clock: Clock
+    scenario: str | None
+    journal_path: Path
+    kubeconfig: str | None = None
+    notes: list[str] = field(default_factory=list)  # what the session set up, for the person to read
+
+    async def close(self) -> None:
+        await self.world.close()
+
+
+async def open_session(
+    plan: Plan,
+    *,
+    actor: str,
+    clock: Clock | None = None,
+    scenario: str | None = None,
+    journal_path: Path | None = None,
+    use_prometheus: bool = False,
+    plan_path: str = "",
+    interactive: bool = True,
+    approvals: list[str] | None = None,
+    decision_default: Literal["rollback", "fix_forward"] = "rollback",
+    sim_backend: SimBackend = "memory",
+    kubeconfig_dir: Path | None = None,
+) -> Session:
+    from core.adapters.journal import FileJournal, default_journal_path
+
+    clock = clock or SystemClock()
+    scenario = scenario or plan.scenario
+    journal_file = Path(journal_path or plan.journal.path or default_journal_path())
+    notes: list[str] = []
+    kubeconfig: str | None = None
+    if plan.is_sim:
+        from core.sim.scenarios import get_scenario
+
+        world, kubeconfig, sim_notes = await _sim_world(
+            plan, get_scenario(scenario or "healthy"), clock, sim_backend, use_prometheus, kubeconfig_dir
+        )
+        notes.extend(sim_notes)
+    else:
+        world = await _real_world(plan, clock)
+    rollout = Rollout(
+        plan,
+        world,
+        actor=actor,
+        journal=FileJournal(journal_file),
+        interactive=interactive,
+        approvals=approvals or [],
+        decision_default=decision_default,
+        plan_path=plan_path,
+        scenario=scenario if plan.is_sim else None,
+        incident_dir=journal_file.parent / "incidents",
+    )
+    return Session(
+        plan=plan,
+        rollout=rollout,
+        world=world,
+        clock=clock,
+        scenario=scenario if plan.is_sim else None,
+        journal_path=journal_file,
+        kubeconfig=kubeconfig,
+        notes=notes,
+    )
+
+
+async def _sim_world(
+    plan: Plan,
+    scenario: object,
+    clock: Clock,
+    backend: SimBackend,
+    use_prometheus: bool,
+    kubeconfig_dir: Path | None,
+) -> tuple[World, str | None, list[str]]:
+    from core.sim.scenarios import Scenario
+    from core.sim.world import (
+        SimAlerts,
+        SimCluster,
+        SimCodeHost,
+        SimMetrics,
+        SimNotifier,
+        SimProbe,
+        SimRunner,
+        WorkloadModel,
+    )
+
+    assert isinstance(scenario, Scenario)
+    prod_t, stg_t = plan.targets.production, plan.targets.staging
+    old_image = plan.version.image.rsplit(":", 1)[0] + f":{plan.version.from_}"
+    notes: list[str] = []
+    closers: list[object] = []
+    kubeconfig: str | None = None
+    if backend == "kube":
+        from core.adapters.kubernetes import KubeCluster
+        from core.sim.kube import SimKubeServer
+
+        server = SimKubeServer(pod_ready_delay_s=0.3)
+        await server.start()
+        for target in (stg_t, prod_t):
+            server.seed_service(
+                namespace=target.namespace,
+                deployment=target.deployment,
+                canary_deployment=target.canary_name,
+                image=old_image,
+                replicas=target.replicas or 10,
+                service=target.service or target.deployment,
+                ingress=target.ingress,
+                httproute=target.httproute,
+            )
+        directory = kubeconfig_dir or Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / "deploydeck"
+        directory.mkdir(parents=True, exist_ok=True)
+        kubeconfig = str(server.write_kubeconfig(directory / "sim-kubeconfig.yaml"))
+        staging = await KubeCluster.connect(stg_t, kubeconfig=kubeconfig, clock=clock)
+        production = await KubeCluster.connect(prod_t, kubeconfig=kubeconfig, clock=clock)
+        traffic = _KubeTraffic(server, prod_t, plan.version.image)
+        closers.append(server)
+        notes.append(
+            f"simulated Kubernetes API at {server.url}; kubectl --kubeconfig {kubeconfig} get deploy -A"
+        )
+    else:
+        staging = SimCluster(stable_image=old_image, replicas=stg_t.replicas or 4, clock=clock)
+        production = SimCluster(stable_image=old_image, replicas=prod_t.replicas or 10, clock=clock)
+        traffic = production
+    model = WorkloadModel(scenario, traffic, clock)
+    metrics = SimMetrics(model, min_requests=plan.analysis.min_requests, seed=plan.seed)
+    if use_prometheus:
+        from core.sim.prometheus_demo import start_prometheus_metrics
+
+        real, note, closer = await start_prometheus_metrics(plan, scenario, traffic, clock)
+        notes.append(note)
+        if real is not None:
+            metrics = real
+            closers.append(closer)
+    world = World(
+        clock=clock,
+        staging=staging,
+        production=production,
+        metrics=metrics,
+        staging_metrics=SimMetrics(
+            model, min_requests=plan.analysis.min_requests, seed=plan.seed + 1, staging=True
+        ),
+        alerts=SimAlerts(),
+        probe=SimProbe(model),
+        notifier=SimNotifier(),
+        runner=SimRunner(clock),
+        codehost=SimCodeHost(),
+        closers=closers,
+    )
+    return world, kubeconfig, notes
+
+
+class _KubeTraffic:
+    """The new version's share of traffic, as the simulated API server's objects say it."""
+
+    def __init__(self, server: object, target: object, new_image: str) -> None:
+        self.server = server
+        self.target = target
+        self.new_image = new_image
+
+    def new_version_share(self) -> int:
+        server, t = self.server, self.target
+        stable = server.deployment_image(t.namespace, t.deployment)  # type: ignore[attr-defined]
+        canary = server.deployment_image(t.namespace, t.canary_name)  # type: ignore[attr-defined]
+        weight = server.canary_weight(  # type: ignore[attr-defined]
+            t.namespace,
+            t.deployment,
+            t.canary_name,
+            t.strategy,
+            ingress=t.ingress,
+            httproute=t.httproute,  # type: ignore[attr-defined]
+        )
+        if stable == self.new_image:
+            return 100 - weight if canary != self.new_image else 100
+        return weight if canary == self.new_image else 0
+
+
+async def _real_world(plan: Plan, clock: Clock) -> World:
+    from core.adapters.command import SubprocessRunner
+    from core.adapters.http_probe import HttpProbe
+    from core.adapters.kubernetes import KubeCluster
+    from core.adapters.webhook import WebhookNotifier
+
+    kubeconfig = plan.cluster.kubeconfig
+    staging = await KubeCluster.connect(plan.targets.staging, kubeconfig=kubeconfig, clock=clock)
+    production = await KubeCluster.connect(plan.targets.production, kubeconfig=kubeconfig, clock=clock)
+    metrics = staging_metrics = None
+    if plan.prometheus is not None:
+        from core.adapters.prometheus import PrometheusMetrics
+
+        def prom(namespace: str, baseline: str) -> PrometheusMetrics:
+            assert plan.prometheus is not None
+            return PrometheusMetrics(
+                plan.prometheus,
+                service=plan.service,
+                namespace=namespace,
+                canary_version=plan.version.to,
+                baseline_version=baseline,
+                queries=plan.analysis.queries,
+                min_requests=plan.analysis.min_requests,
+                clock=clock,
+            )
+
+        metrics = prom(plan.targets.production.namespace, plan.version.from_)
+        staging_metrics = prom(plan.targets.staging.namespace, plan.version.from_)
+    alerts = None
+    if plan.alertmanager is not None:
+        from core.adapters.alertmanager import AlertmanagerAlerts
+
+        alerts = AlertmanagerAlerts(plan.alertmanager)
+    codehost = None
+    if plan.gates.ci.provider == "github" and plan.gates.ci.token:
+        from core.adapters.github import GitHubCodeHost
+
+        codehost = GitHubCodeHost(plan.gates.ci.base_url, plan.gates.ci.token)
+    return World(
+        clock=clock,
+        staging=staging,
+        production=production,
+        metrics=metrics,
+        staging_metrics=staging_metrics,
+        alerts=alerts,
+        probe=HttpProbe(),
+        notifier=WebhookNotifier(
+            plan.notifications.webhooks,
+            clock=clock,
+            timeout_s=plan.notifications.timeout,
+            retries=plan.notifications.retries,
+        ),
+        runner=SubprocessRunner(),
+        codehost=codehost,
+        closers=[codehost] if codehost is not None else [],
+    )

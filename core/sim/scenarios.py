@@ -1,0 +1,139 @@
+"""Scripted worlds for the demo and tests.
+
+A scenario says how the stable and canary versions behave given the canary's
+traffic weight and how long the canary has been at it. Everything that uses the
+simulated workload (the in-process ports and the HTTP workload that a real
+Prometheus scrapes) asks the same :class:`Scenario`, so the two can't disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Role = Literal["stable", "canary"]
+
+
+class Behaviour(BaseModel):
+    """Expected behaviour of one version right now; the generators add seeded noise."""
+
+    model_config = ConfigDict(frozen=True)
+
+    error_rate: float  # fraction of requests answered 5xx
+    p50_s: float
+    p95_s: float
+    p99_s: float
+    healthy: bool = True  # /health/live and /health/ready answer 200
+
+
+BASELINE = Behaviour(error_rate=0.004, p50_s=0.040, p95_s=0.120, p99_s=0.180)
+
+
+class Fault(BaseModel):
+    """A change in the canary's behaviour from a traffic weight on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    from_weight: int
+    after_s: float = 0.0  # seconds at that weight (or above) before it starts
+    error_rate: float | None = None
+    latency_factor: float | None = None
+    health_fail_every: int | None = None  # fail 1 of every N checks (never two in a row if N > 2)
+    health_fail_streak: int = 1  # length of a failing streak
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    title: str
+    expected: Literal["completed", "rolled_back"]
+    faults: tuple[Fault, ...] = ()
+    metrics_outage: tuple[float, float] | None = None  # (start, end) seconds after the canary starts
+    outage_from_weight: int = 0
+    requests_per_second: float = 600.0
+
+    def behaviour(self, role: Role, weight: int, seconds_at_weight: float) -> Behaviour:
+        if role == "stable":
+            return BASELINE
+        current = BASELINE
+        for fault in self.faults:
+            if weight >= fault.from_weight and seconds_at_weight >= fault.after_s:
+                current = current.model_copy(
+                    update={
+                        k: v
+                        for k, v in {
+                            "error_rate": fault.error_rate,
+                            "p50_s": current.p50_s * (fault.latency_factor or 1.0),
+                            "p95_s": current.p95_s * (fault.latency_factor or 1.0),
+                            "p99_s": current.p99_s * (fault.latency_factor or 1.0),
+                        }.items()
+                        if v is not None
+                    }
+                )
+        return current
+
+    def health_ok(self, weight: int, check_number: int) -> bool:
+        """Whether the canary's n-th health check (1-based, counted per step) passes."""
+        for fault in self.faults:
+            if weight >= fault.from_weight and fault.health_fail_every:
+                position = (check_number - 1) % fault.health_fail_every
+                if position < fault.health_fail_streak:
+                    return False
+        return True
+
+    def metrics_down(self, weight: int, seconds_since_canary_start: float) -> bool:
+        if self.metrics_outage is None or weight < self.outage_from_weight:
+            return False
+        start, end = self.metrics_outage
+        return start <= seconds_since_canary_start < end
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(name="healthy", title="Healthy release: every step passes", expected="completed"),
+        Scenario(
+            name="bad-canary",
+            title="5xx rise at the 25 % step",
+            expected="rolled_back",
+            faults=(Fault(from_weight=25, after_s=60.0, error_rate=0.032),),
+        ),
+        Scenario(
+            name="slow-canary",
+            title="p99 latency regression from the 50 % step",
+            expected="rolled_back",
+            faults=(Fault(from_weight=50, after_s=30.0, latency_factor=2.2),),
+        ),
+        Scenario(
+            name="flaky-health",
+            title="Health checks flap at 5 %, then fail twice in a row at 50 %",
+            expected="rolled_back",
+            faults=(
+                Fault(from_weight=5, health_fail_every=3, health_fail_streak=1),
+                Fault(from_weight=50, health_fail_every=4, health_fail_streak=2),
+            ),
+        ),
+        Scenario(
+            name="late-regression",
+            title="Healthy canary, then a 5xx regression three minutes into verification",
+            expected="rolled_back",
+            faults=(Fault(from_weight=100, after_s=1080.0, error_rate=0.03),),
+        ),
+        Scenario(
+            name="metrics-outage",
+            title="Prometheus unreachable mid-canary: the engine pauses, never promotes blind",
+            expected="rolled_back",
+            metrics_outage=(420.0, 1e9),
+        ),
+    )
+}
+
+
+def get_scenario(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        known = ", ".join(SCENARIOS)
+        raise ValueError(f"unknown scenario '{name}'; choose one of: {known}") from None
