@@ -78,8 +78,9 @@ class Scenario(BaseModel):
         """Whether the canary's n-th health check (1-based, counted per step) passes."""
         for fault in self.faults:
             if weight >= fault.from_weight and fault.health_fail_every:
+                # failures close each cycle, so a fresh step starts with passing checks
                 position = (check_number - 1) % fault.health_fail_every
-                if position < fault.health_fail_streak:
+                if position >= fault.health_fail_every - fault.health_fail_streak:
                     return False
         return True
 

@@ -11,7 +11,7 @@ import math
 import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.clock import Clock
 from core.domain import (
@@ -127,6 +127,35 @@ class SimCluster:
 
     async def close(self) -> None:
         return None
+
+
+class ObservedCluster:
+    """A Cluster that tells the workload model the moment traffic moves.
+
+    The model otherwise learns of a change only at its next read, and would count
+    the new step's traffic from then instead of from when it really started.
+    """
+
+    def __init__(self, inner: Any, on_change: Callable[[], object]) -> None:
+        self.inner = inner
+        self._on_change = on_change
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def deploy(self, image: str, role: Role) -> None:
+        await self.inner.deploy(image, role)
+        self._on_change()
+
+    async def set_canary_weight(self, percent: int) -> TrafficChange:
+        change = await self.inner.set_canary_weight(percent)
+        self._on_change()
+        return change
+
+    async def rollback(self) -> RollbackReport:
+        report = await self.inner.rollback()
+        self._on_change()
+        return report
 
 
 class WorkloadModel:

@@ -1,0 +1,25 @@
+"""Running the engine on the in-process simulated world with a virtual clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.clock import VirtualClock
+from core.session import Session, demo_plan, open_session
+
+
+async def sim_session(
+    tmp_path: Path, scenario: str = "healthy", *, interactive: bool = False, approve: bool = True, **plan_changes: object
+) -> Session:
+    plan = demo_plan(scenario)
+    if plan_changes:
+        plan = plan.model_copy(update=plan_changes)
+    return await open_session(
+        plan,
+        actor="tester",
+        clock=VirtualClock(),
+        interactive=interactive,
+        approvals=[m.id for m in plan.gates.manual] if approve and not interactive else [],
+        journal_path=tmp_path / "deployments.jsonl",
+        sim_backend="memory",
+    )

@@ -1,0 +1,1 @@
+"""CLI sub-commands that print plain text (no Textual)."""
