@@ -1,0 +1,1 @@
+"""The embedded world: simulated cluster, workload and metrics for the demo and tests."""
