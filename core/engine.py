@@ -1219,7 +1219,7 @@ class Rollout:
             )
             if self.journal is not None:
                 # journal first: a crash after this line still knows what was about to happen
-                await self.journal.append(event.model_dump(mode="json"))
+                await self.journal.append(event.model_dump(mode="json"), durable=cls not in _OBSERVATIONS)
             self.events.append(event)  # type: ignore[arg-type]
         for callback in list(self._subscribers):
             callback(event)  # type: ignore[arg-type]
@@ -1227,6 +1227,9 @@ class Rollout:
 
 
 _ROLLBACK_ATTEMPTS = 8
+
+# Observations, not state changes: journaled without waiting for the disk.
+_OBSERVATIONS: frozenset[type[EventBase]] = frozenset({AnalysisSample, LogLine, HealthChecked})
 
 _GROUP_OF: dict[Phase, GateGroup] = {
     Phase.PREFLIGHT: GateGroup.PRE_DEPLOY,

@@ -119,7 +119,8 @@ class CommandRunner(Protocol):
 
 @runtime_checkable
 class Journal(Protocol):
-    async def append(self, record: dict[str, object]) -> None: ...
+    async def append(self, record: dict[str, object], *, durable: bool = True) -> None:
+        """Append one record; durable records are on disk when this returns."""
 
 
 __all__ = [

@@ -39,7 +39,7 @@ def _common_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tui.commands import log_cmd
+    from tui.commands import log_cmd, watch_cmd
 
     parser = argparse.ArgumentParser(
         prog="deploydeck",
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_sim_serve)
 
     log_cmd.register(sub)
+    watch_cmd.register(sub)
     return parser
 
 
@@ -256,11 +257,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 async def _check(plan: Any, path: Path) -> int:
-    from core.gates.runner import evaluate_gates, format_checklist
-
     from core.clock import SystemClock
     from core.domain import GateGroup
     from core.gates.base import GateContext
+    from core.gates.runner import evaluate_gates, format_checklist
     from core.session import open_session
 
     session = await open_session(
