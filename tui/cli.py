@@ -174,7 +174,11 @@ def _clock(args: argparse.Namespace) -> Any:
     speed = getattr(args, "speed", None)
     if getattr(args, "command", "") == "demo":
         if speed is None:
-            return VirtualClock() if args.headless else ScaledClock(30.0)
+            if args.headless:
+                from datetime import UTC, datetime
+
+                return VirtualClock(datetime.now(UTC).replace(microsecond=0))
+            return ScaledClock(30.0)
         return ScaledClock(speed)
     return SystemClock()
 
