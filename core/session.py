@@ -33,12 +33,16 @@ def demo_plan(scenario: str = "healthy") -> Plan:
 
 
 def default_actor() -> str:
-    return (
-        os.environ.get("DEPLOYDECK_ACTOR")
-        or os.environ.get("USER")
-        or os.environ.get("USERNAME")
-        or "unknown"
-    )
+    """Who is driving: $DEPLOYDECK_ACTOR, then $USER, then the login name."""
+    import getpass
+
+    name = os.environ.get("DEPLOYDECK_ACTOR") or os.environ.get("USER") or os.environ.get("USERNAME")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 @dataclass
