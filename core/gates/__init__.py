@@ -1,0 +1,1 @@
+"""Automated gates: one module per gate, each an async function (GateContext) -> GateResult."""
