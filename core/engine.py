@@ -151,7 +151,7 @@ class Rollout:
 
         self.catalogue: dict[str, GateDef] = {g.id: g for g in gates_for(plan)}
         self.gates: dict[str, GateResult] = {}
-        self.ledger = SignOffLedger(plan)
+        self.ledger = SignOffLedger(plan, deployer=actor)
         self._approvals = list(approvals)
 
         self._subscribers: list[Callable[[Event], None]] = []
@@ -660,7 +660,15 @@ class Rollout:
             metrics=self.world.metrics,
             codehost=self.world.codehost,
             deploy_started_at=self._started_at or self.clock.now(),
+            staging=self.world.staging,
+            base_dir=Path(self.plan_path).parent
+            if self.plan_path and not self.plan_path.startswith("(")
+            else None,
+            on_log=self._gate_log,
         )
+
+    async def _gate_log(self, source: str, line: str) -> None:
+        await self._emit(LogLine, source=source, message=line)
 
     async def _evaluate(self, group: GateGroup, skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         only = {g.id for g in self.catalogue.values() if g.group == group and g.id not in skip}

@@ -265,13 +265,16 @@ async def _check(plan: Any, path: Path) -> int:
     from core.domain import GateGroup
     from core.gates.base import GateContext
     from core.gates.runner import evaluate_gates, format_checklist
-    from core.session import open_session
+    from core.session import open_session, real_ports
 
-    session = await open_session(
-        plan, actor="check", clock=SystemClock(), interactive=False, plan_path=str(path), sim_backend="memory"
-    )
-    try:
+    clock = SystemClock()
+    session = None
+    if plan.is_sim:
+        session = await open_session(plan, actor="check", clock=clock, interactive=False, plan_path=str(path))
         world = session.world
+    else:
+        world = real_ports(plan, clock)  # `check` never connects to a cluster
+    try:
         ctx = GateContext(
             plan=plan,
             clock=world.clock,
@@ -288,15 +291,19 @@ async def _check(plan: Any, path: Path) -> int:
         results = []
         for group in (GateGroup.PRE_DEPLOY, GateGroup.MIGRATIONS, GateGroup.STAGING, GateGroup.POST_DEPLOY):
             results.extend(await evaluate_gates(ctx, group))
+        change = plan.change
         print(
-            f"{plan.service} {plan.version.from_} → {plan.version.to}  change {plan.change.id} "
-            f"({plan.change.class_}{', security-sensitive' if plan.change.security_sensitive else ''})"
+            f"{plan.service} {plan.version.from_} → {plan.version.to}  change {change.id} "
+            f"({change.class_}{', security-sensitive' if change.security_sensitive else ''})"
         )
         print(format_checklist(results))
         blocking = [r for r in results if r.status.value in {"fail", "error"}]
         return 4 if blocking else 0
     finally:
-        await session.close()
+        if session is not None:
+            await session.close()
+        else:
+            await world.close()
 
 
 def cmd_sim_serve(args: argparse.Namespace) -> int:
@@ -330,6 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `deploydeck log | head`: the reader left; not an error worth a message
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         if os.environ.get("DEPLOYDECK_DEBUG"):
             raise
