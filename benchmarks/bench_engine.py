@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.clock import VirtualClock  # noqa: E402
-from core.events import RollbackTriggered, TrafficChanged  # noqa: E402
-from core.session import demo_plan, open_session  # noqa: E402
-from core.sim.scenarios import SCENARIOS  # noqa: E402
+from core.clock import VirtualClock
+from core.events import RollbackTriggered, TrafficChanged
+from core.session import demo_plan, open_session
+from core.sim.scenarios import SCENARIOS
 
 
 async def one_run(scenario: str, interval: float | None = None, seed: int = 7) -> tuple[float, object]:

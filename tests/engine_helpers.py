@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from core.clock import VirtualClock
@@ -9,7 +11,12 @@ from core.session import Session, demo_plan, open_session
 
 
 async def sim_session(
-    tmp_path: Path, scenario: str = "healthy", *, interactive: bool = False, approve: bool = True, **plan_changes: object
+    tmp_path: Path,
+    scenario: str = "healthy",
+    *,
+    interactive: bool = False,
+    approve: bool = True,
+    **plan_changes: object,
 ) -> Session:
     plan = demo_plan(scenario)
     if plan_changes:
@@ -23,3 +30,12 @@ async def sim_session(
         journal_path=tmp_path / "deployments.jsonl",
         sim_backend="memory",
     )
+
+
+async def until(condition: Callable[[], bool], turns: int = 100_000) -> None:
+    """Let the event loop run until ``condition`` holds; fail instead of hanging."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")

@@ -14,8 +14,13 @@ T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 SPEC = AnalysisSpec()
 
 
-def metrics(canary_err: float = 0.004, base_err: float = 0.004, canary_p99: float = 0.2, base_p99: float = 0.2,
-            requests: float = 1000) -> CanaryMetrics:
+def metrics(
+    canary_err: float = 0.004,
+    base_err: float = 0.004,
+    canary_p99: float = 0.2,
+    base_p99: float = 0.2,
+    requests: float = 1000,
+) -> CanaryMetrics:
     return CanaryMetrics(
         canary=WorkloadSample(requests=requests, error_rate=canary_err, p99=canary_p99),
         baseline=WorkloadSample(requests=20000, error_rate=base_err, p99=base_p99),
@@ -65,7 +70,9 @@ def test_too_few_canary_requests_is_no_data_never_healthy() -> None:
 
 def test_whole_read_failing_is_no_data_with_the_reason() -> None:
     failed = CanaryMetrics(
-        canary=WorkloadSample(reason="unreachable"), baseline=WorkloadSample(reason="unreachable"), at=T0,
+        canary=WorkloadSample(reason="unreachable"),
+        baseline=WorkloadSample(reason="unreachable"),
+        at=T0,
         reason="prometheus unreachable: connection refused",
     )
     result = judge(failed, None, SPEC, TriggerState())

@@ -80,7 +80,10 @@ def test_blocked_plan_exits_4(tmp_path: Path) -> None:
 
 def test_log_verify_catches_an_edited_line(tmp_path: Path) -> None:
     journal = tmp_path / "j.jsonl"
-    assert deploydeck("demo", "--headless", "--journal", str(journal), "--json", tmp_path=tmp_path).returncode == 0
+    assert (
+        deploydeck("demo", "--headless", "--journal", str(journal), "--json", tmp_path=tmp_path).returncode
+        == 0
+    )
     assert deploydeck("log", "verify", "--journal", str(journal), tmp_path=tmp_path).returncode == 0
     listing = deploydeck("log", "--journal", str(journal), tmp_path=tmp_path)
     assert listing.returncode == 0 and "completed" in listing.stdout and "checkout" in listing.stdout
@@ -93,7 +96,13 @@ def test_log_verify_catches_an_edited_line(tmp_path: Path) -> None:
 
 
 def test_every_command_has_help(tmp_path: Path) -> None:
-    for args in (["--help"], ["demo", "--help"], ["run", "--help"], ["check", "--help"], ["log", "--help"],
-                 ["sim", "serve", "--help"]):
+    for args in (
+        ["--help"],
+        ["demo", "--help"],
+        ["run", "--help"],
+        ["check", "--help"],
+        ["log", "--help"],
+        ["sim", "serve", "--help"],
+    ):
         result = deploydeck(*args, tmp_path=tmp_path)
         assert result.returncode == 0 and "usage: deploydeck" in result.stdout, args

@@ -22,7 +22,7 @@ from core.events import (
     WindowStarted,
 )
 from core.sim.scenarios import SCENARIOS
-from tests.engine_helpers import sim_session
+from tests.engine_helpers import sim_session, until
 
 
 def applied_weights(events: list[Event]) -> list[int]:
@@ -92,7 +92,9 @@ async def test_metrics_outage_pauses_and_never_promotes_blind(tmp_path: Path) ->
     session = await sim_session(tmp_path, "metrics-outage")
     assert await session.rollout.run() == Outcome.ROLLED_BACK
     events = session.rollout.events
-    first_blind = next(i for i, e in enumerate(events) if isinstance(e, AnalysisSample) and e.verdict == "no_data")
+    first_blind = next(
+        i for i, e in enumerate(events) if isinstance(e, AnalysisSample) and e.verdict == "no_data"
+    )
     weight_then = applied_weights(events[:first_blind])[-1]
     assert all(w <= weight_then for w in applied_weights(events[first_blind:]))
     pause = next(e for e in events if isinstance(e, Paused))
@@ -130,8 +132,7 @@ async def test_commands_are_refused_with_a_reason_in_the_wrong_phase(tmp_path: P
     rollout = session.rollout
     assert not (await rollout.proceed("alice")).ok  # not started
     task = asyncio.create_task(rollout.run())
-    while rollout.phase != Phase.PREFLIGHT or len(rollout.gates) < 8:
-        await asyncio.sleep(0)
+    await until(lambda: rollout.phase == Phase.PREFLIGHT and len(rollout.gates) >= 8)
     refused = await rollout.proceed("alice")
     assert not refused.ok and "rollback-plan" in refused.reason
     assert not (await rollout.resume("alice")).ok
@@ -147,8 +148,7 @@ async def test_sign_off_records_actor_and_note_and_proceed_runs_to_complete(tmp_
     session = await sim_session(tmp_path, "healthy", interactive=True)
     rollout = session.rollout
     task = asyncio.create_task(rollout.run())
-    while "rollback-plan" not in rollout.gates:
-        await asyncio.sleep(0)
+    await until(lambda: "rollback-plan" in rollout.gates)
     assert (await rollout.sign_off("rollback-plan", "alice", "runbook RB-12")).ok
     assert (await rollout.sign_off("dashboards-reviewed", "bob", "")).ok
     signed = [e for e in rollout.events if isinstance(e, GateSignedOff)]
@@ -157,8 +157,7 @@ async def test_sign_off_records_actor_and_note_and_proceed_runs_to_complete(tmp_
         ("dashboards-reviewed", "bob", ""),
     ]
     assert rollout.gates["rollback-plan"].sign_offs[0].actor == "alice"
-    while not rollout.allowed("proceed").ok:
-        await asyncio.sleep(0)
+    await until(lambda: rollout.allowed("proceed").ok)
     assert (await rollout.proceed("alice")).ok
     assert await task == Outcome.COMPLETED
 

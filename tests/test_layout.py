@@ -27,7 +27,9 @@ def test_importing_every_core_module_loads_no_ui_and_no_kubernetes() -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'textual', 'rich', 'tui'})\n"
         "print(','.join(bad))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"core imported UI modules: {result.stdout}"
 
@@ -48,6 +50,8 @@ def test_the_cli_starts_without_kubernetes_or_prometheus_client() -> None:
         "heavy = [m for m in ('kubernetes', 'prometheus_api_client', 'pandas') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""

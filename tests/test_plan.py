@@ -46,7 +46,11 @@ def test_env_interpolation_and_default() -> None:
 
 BAD = [
     # (description, plan text, exact message)
-    ("invalid yaml", MINIMAL + "canary: [\n", "bad.yaml:8: invalid YAML: expected the node content, but found '<stream end>'"),
+    (
+        "invalid yaml",
+        MINIMAL + "canary: [\n",
+        "bad.yaml:8: invalid YAML: expected the node content, but found '<stream end>'",
+    ),
     ("empty", "", "bad.yaml:1: the plan is empty"),
     ("not a mapping", "- a\n- b\n", "bad.yaml:1: a plan must be a mapping of fields"),
     ("unknown field", MINIMAL + "canry: {}\n", "bad.yaml:7: canry: unknown field"),
@@ -78,7 +82,7 @@ BAD = [
     ),
     (
         "missing required field",
-        MINIMAL.replace('  staging: {namespace: s, deployment: checkout}\n', ""),
+        MINIMAL.replace("  staging: {namespace: s, deployment: checkout}\n", ""),
         "bad.yaml:4: targets.staging: required field is missing",
     ),
     (
@@ -93,8 +97,10 @@ BAD = [
     ),
     (
         "nginx without ingress",
-        MINIMAL.replace("production: {namespace: p, deployment: checkout}",
-                        "production: {namespace: p, deployment: checkout, strategy: nginx}"),
+        MINIMAL.replace(
+            "production: {namespace: p, deployment: checkout}",
+            "production: {namespace: p, deployment: checkout, strategy: nginx}",
+        ),
         "bad.yaml:6: targets.production: strategy 'nginx' needs 'ingress' (the canary Ingress name)",
     ),
     (
@@ -129,8 +135,13 @@ def test_missing_file() -> None:
 
 _EXAMPLE = (ROOT / "examples" / "full.yaml").read_text()
 _SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 500), st.floats(allow_nan=True), st.text(max_size=12),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 500),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
 )
 
 
@@ -151,8 +162,9 @@ _ALL_PATHS = _paths(_DATA)
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(path=st.sampled_from(_ALL_PATHS), value=_SCALARS, delete=st.booleans())
-def test_mutations_of_the_example_never_raise_anything_but_plan_error(path: tuple, value: object,
-                                                                      delete: bool) -> None:
+def test_mutations_of_the_example_never_raise_anything_but_plan_error(
+    path: tuple, value: object, delete: bool
+) -> None:
     import copy
 
     data = copy.deepcopy(_DATA)

@@ -27,7 +27,12 @@ async def _watch(tmp_path: Path, scenario: str, rollback: bool) -> tuple[object,
     await session.world.production.deploy(session.plan.version.image, "stable")
     lines: list[str] = []
     report = await Watch(
-        session.plan, session.world, duration_s=3600, reference=reference, rollback=rollback, say=lines.append  # type: ignore[arg-type]
+        session.plan,
+        session.world,
+        duration_s=3600,
+        reference=reference,
+        rollback=rollback,
+        say=lines.append,  # type: ignore[arg-type]
     ).run()
     return report, lines, session
 
