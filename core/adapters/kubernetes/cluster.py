@@ -1,0 +1,475 @@
+"""KubeCluster: the real `Cluster` port over the Kubernetes API (kubernetes.aio, imported lazily)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from core.adapters.kubernetes.api import KubeApi, KubeApiError
+from core.adapters.kubernetes.expressible import canary_pods, effective_percent
+from core.adapters.kubernetes.lease import LeaseInfo, LeaseKeeper
+from core.adapters.kubernetes.undo import (
+    STATE_ANNOTATION,
+    equal_ignore_hash,
+    owned_by,
+    pick_revision,
+    revision,
+    undo_patch,
+)
+from core.clock import Clock
+from core.domain import RollbackReport, TrafficChange, WorkloadStatus
+from core.plan import TargetSpec
+from core.ports import ClusterError, Progress, Role
+
+MERGE = "application/merge-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
+WEIGHT_ANNOTATION = "nginx.ingress.kubernetes.io/canary-weight"
+#: the adapter's own bookkeeping inside the state annotation, hidden from the engine
+OWN = "_kube"
+CONFLICT_RETRIES = 5
+
+
+async def _load_config(kubeconfig: str | None, context: str | None) -> Any:
+    from kubernetes.aio import client, config
+    from kubernetes.aio.config.config_exception import ConfigException
+
+    cfg = client.Configuration()
+    path = kubeconfig or (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None)
+    default = Path.home() / ".kube" / "config"
+    try:
+        if path or default.exists():
+            await config.load_kube_config(
+                config_file=path or str(default), context=context, client_configuration=cfg
+            )
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=cfg)
+        else:
+            raise ClusterError(
+                "no kubeconfig: set cluster.kubeconfig in the plan, $KUBECONFIG, or ~/.kube/config"
+            )
+    except ConfigException as exc:
+        raise ClusterError(f"kubeconfig {path or default}: {exc}") from None
+    except OSError as exc:
+        raise ClusterError(f"kubeconfig {path or default}: {exc.strerror or exc}") from None
+    return client.ApiClient(configuration=cfg)
+
+
+class KubeCluster:
+    """One target (namespace + stable/canary Deployments + traffic object) on a real API server."""
+
+    poll_interval_s = 0.25
+
+    def __init__(self, target: TargetSpec, api: KubeApi, clock: Clock) -> None:
+        self.target = target
+        self.api = api
+        self.clock = clock
+        ns = target.namespace
+        self._deploy_base = f"/apis/apps/v1/namespaces/{ns}/deployments"
+        self._stable_path = f"{self._deploy_base}/{target.deployment}"
+        self._canary_path = f"{self._deploy_base}/{target.canary_name}"
+        self._state: dict[str, Any] | None = None
+        self._own: dict[str, Any] = {}
+        self._loaded = False
+        self._replicas: dict[str, int] = {}  # last known spec.replicas per role
+        self._route: dict[str, Any] | None = None
+        self._lease = LeaseKeeper(api, clock, ns, f"deploydeck-{target.deployment}")
+
+    @classmethod
+    async def connect(
+        cls, target: TargetSpec, *, kubeconfig: str | None, clock: Clock, context: str | None = None
+    ) -> KubeCluster:
+        api_client = await _load_config(kubeconfig, context or target.context)
+        return cls(target, KubeApi(api_client, clock), clock)
+
+    @property
+    def api_calls(self) -> Counter[str]:
+        return self.api.api_calls
+
+    async def close(self) -> None:
+        await self._lease.release()
+        await self.api.close()
+
+    # --- reads -----------------------------------------------------------------
+
+    def _path(self, role: Role) -> str:
+        return self._stable_path if role == "stable" else self._canary_path
+
+    def _name(self, role: Role) -> str:
+        return self.target.deployment if role == "stable" else self.target.canary_name
+
+    async def _get(self, role: Role) -> dict[str, Any]:
+        obj = await self.api.request("GET", self._path(role))
+        self._remember(role, obj)
+        return obj
+
+    def _remember(self, role: Role, obj: dict[str, Any]) -> None:
+        self._replicas[role] = int(obj.get("spec", {}).get("replicas", 0))
+        if role == "stable":
+            raw = (obj["metadata"].get("annotations") or {}).get(STATE_ANNOTATION)
+            state: dict[str, Any] | None = None
+            if raw:
+                try:
+                    state = json.loads(raw)
+                except json.JSONDecodeError:
+                    raise ClusterError(
+                        f"deployment {self.target.namespace}/{self.target.deployment}: annotation "
+                        f"{STATE_ANNOTATION} is not valid JSON"
+                    ) from None
+                if not isinstance(state, dict):
+                    raise ClusterError(f"annotation {STATE_ANNOTATION} must hold a JSON object")
+            own = (state or {}).pop(OWN, {}) if state else {}
+            self._state = state
+            self._own = own if isinstance(own, dict) else {}
+            self._loaded = True
+
+    def _annotation(self) -> dict[str, str]:
+        return {STATE_ANNOTATION: json.dumps({**(self._state or {}), OWN: self._own}, sort_keys=True)}
+
+    async def describe(self) -> WorkloadStatus:
+        stable = await self._get("stable")
+        canary = await self._get("canary")
+        weight = await self._read_weight(stable, canary)
+        return WorkloadStatus(
+            stable_image=_image(stable),
+            canary_image=_image(canary),
+            stable_ready=int(stable.get("status", {}).get("readyReplicas", 0)),
+            stable_desired=int(stable["spec"].get("replicas", 0)),
+            canary_ready=int(canary.get("status", {}).get("readyReplicas", 0)),
+            canary_desired=int(canary["spec"].get("replicas", 0)),
+            weight=weight,
+            revision=revision(stable),
+        )
+
+    async def _read_weight(self, stable: dict[str, Any], canary: dict[str, Any]) -> int:
+        strategy = self.target.strategy
+        if strategy == "nginx":
+            ingress = await self.api.request("GET", self._ingress_path())
+            return _nginx_weight(ingress)
+        if strategy == "gateway":
+            route = await self.api.request("GET", self._route_path())
+            self._route = route
+            return self._route_weight(route)
+        return effective_percent(
+            int(canary["spec"].get("replicas", 0)), int(stable["spec"].get("replicas", 0))
+        )
+
+    # --- state annotation ------------------------------------------------------------
+
+    async def read_state(self) -> dict[str, object] | None:
+        await self._get("stable")
+        return dict(self._state) if self._state is not None else None
+
+    async def write_state(self, state: dict[str, object]) -> None:
+        if not self._loaded:
+            await self._get("stable")
+        self._state = dict(state)
+        obj = await self.api.request(
+            "PATCH",
+            self._stable_path,
+            body={"metadata": {"annotations": self._annotation()}},
+            content_type=MERGE,
+        )
+        self._remember("stable", obj)
+
+    # --- deploy ------------------------------------------------------------------
+
+    async def deploy(self, image: str, role: Role) -> None:
+        for _ in range(CONFLICT_RETRIES):
+            current = await self._get(role)
+            container = _container_name(current, self._name(role))
+            body: dict[str, Any] = {
+                "spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}
+            }
+            if role == "stable":
+                # remember what stable was before this rollout touched it, for rollback()
+                self._own.setdefault("stable_base_revision", revision(current))
+                body["metadata"] = {"annotations": self._annotation()}
+            elif self.target.strategy != "replicas" and not current["spec"].get("replicas"):
+                # ingress/route strategies need canary pods before any weight can reach them
+                body["spec"]["replicas"] = self._replicas.get("stable") or self.target.replicas or 1
+            body.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
+            try:
+                obj = await self.api.request("PATCH", self._path(role), body=body, content_type=STRATEGIC)
+            except KubeApiError as exc:
+                if exc.status == 409:
+                    continue
+                raise
+            self._remember(role, obj)
+            return
+        raise ClusterError(f"deployment {self.target.namespace}/{self._name(role)}: update kept conflicting")
+
+    async def wait_ready(self, role: Role, timeout_s: float, progress: Progress | None = None) -> None:
+        started = self.clock.now()
+        last = ""
+        name = f"{self.target.namespace}/{self._name(role)}"
+        while True:
+            obj = await self._get(role)
+            done, message = rollout_status(obj)
+            if message != last and progress is not None:
+                result = progress(f"{name}: {message}")
+                if inspect.isawaitable(result):
+                    await result
+            last = message
+            if done:
+                return
+            if "ProgressDeadlineExceeded" in message:
+                raise ClusterError(f"deployment {name} failed: {message}")
+            if (self.clock.now() - started).total_seconds() >= timeout_s:
+                raise ClusterError(f"deployment {name} not ready after {timeout_s:g}s: {message}")
+            await self.clock.sleep(self.poll_interval_s)
+
+    # --- traffic --------------------------------------------------------------------
+
+    async def set_canary_weight(self, percent: int) -> TrafficChange:
+        return await self._set_weight(percent, canary_first=None)
+
+    async def _set_weight(self, percent: int, canary_first: bool | None) -> TrafficChange:
+        if not 0 <= percent <= 100:
+            raise ClusterError(f"canary weight must be 0..100, got {percent}")
+        if self.target.strategy == "nginx":
+            return await self._set_nginx(percent)
+        if self.target.strategy == "gateway":
+            return await self._set_gateway(percent)
+        return await self._set_replicas(percent, canary_first)
+
+    def _ingress_path(self) -> str:
+        return (
+            f"/apis/networking.k8s.io/v1/namespaces/{self.target.namespace}/ingresses/{self.target.ingress}"
+        )
+
+    def _route_path(self) -> str:
+        return f"/apis/gateway.networking.k8s.io/v1/namespaces/{self.target.namespace}/httproutes/{self.target.httproute}"
+
+    async def _set_replicas(self, percent: int, canary_first: bool | None) -> TrafficChange:
+        if "stable" not in self._replicas or not self._loaded:
+            await self._get("stable")
+        if "canary" not in self._replicas:
+            await self._get("canary")
+        total = int(
+            self._own.get("total")
+            or self.target.replicas
+            or self._replicas["stable"] + self._replicas["canary"]
+        )
+        remember = self._own.get("total") != total
+        self._own["total"] = total
+        canary = canary_pods(total, percent)
+        stable = total - canary
+        if canary_first is None:
+            canary_first = canary > self._replicas["canary"]
+        order: list[tuple[Role, int]] = [("canary", canary), ("stable", stable)]
+        if not canary_first:
+            order.reverse()
+        for role, replicas in order:
+            if self._replicas.get(role) == replicas:
+                continue  # already there (a resumed rollout, a reset at 0): no write
+            body: dict[str, Any] = {"spec": {"replicas": replicas}}
+            if role == "stable" and remember:
+                # the total rides along with the stable scale: no extra write to remember it
+                body["metadata"] = {"annotations": self._annotation()}
+            obj = await self.api.request("PATCH", self._path(role), body=body, content_type=MERGE)
+            self._remember(role, obj)
+        effective = effective_percent(self._replicas["canary"], self._replicas["stable"])
+        return TrafficChange(
+            requested=percent,
+            effective=effective,
+            detail=f"{self._replicas['canary']} of {total} pods on the canary ({effective}%)",
+        )
+
+    async def _set_nginx(self, percent: int) -> TrafficChange:
+        body = {"metadata": {"annotations": {CANARY_ANNOTATION: "true", WEIGHT_ANNOTATION: str(percent)}}}
+        ingress = await self.api.request("PATCH", self._ingress_path(), body=body, content_type=MERGE)
+        effective = _nginx_weight(ingress)
+        return TrafficChange(
+            requested=percent,
+            effective=effective,
+            detail=f"ingress {self.target.ingress} canary-weight={effective}",
+        )
+
+    def _route_weight(self, route: dict[str, Any]) -> int:
+        refs = [r for rule in route.get("spec", {}).get("rules") or [] for r in rule.get("backendRefs") or []]
+        total = sum(int(r.get("weight", 1)) for r in refs)
+        canary = sum(int(r.get("weight", 1)) for r in refs if r.get("name") == self.target.canary_name)
+        return round(100 * canary / total) if total else 0
+
+    async def _set_gateway(self, percent: int) -> TrafficChange:
+        for _ in range(CONFLICT_RETRIES):
+            route = self._route or await self.api.request("GET", self._route_path())
+            rules = json.loads(json.dumps(route.get("spec", {}).get("rules") or []))
+            found = False
+            for rule in rules:
+                for ref in rule.get("backendRefs") or []:
+                    if ref.get("name") == self.target.canary_name:
+                        ref["weight"], found = percent, True
+                    else:
+                        ref["weight"] = 100 - percent
+            if not found:
+                raise ClusterError(
+                    f"HTTPRoute {self.target.namespace}/{self.target.httproute} has no backendRef named "
+                    f"{self.target.canary_name} (the canary Service)"
+                )
+            # merge patch replaces the rules list; the resourceVersion makes it fail rather than clobber
+            body = {
+                "metadata": {"resourceVersion": route["metadata"]["resourceVersion"]},
+                "spec": {"rules": rules},
+            }
+            try:
+                updated = await self.api.request("PATCH", self._route_path(), body=body, content_type=MERGE)
+            except KubeApiError as exc:
+                if exc.status == 409:
+                    self._route = None
+                    continue
+                raise
+            self._route = updated
+            effective = self._route_weight(updated)
+            return TrafficChange(
+                requested=percent,
+                effective=effective,
+                detail=f"httproute {self.target.httproute} canary weight {effective}%",
+            )
+        raise ClusterError(
+            f"HTTPRoute {self.target.namespace}/{self.target.httproute}: update kept conflicting"
+        )
+
+    # --- rollback -----------------------------------------------------------------------
+
+    async def rollback(self) -> RollbackReport:
+        traffic = await self._set_weight(0, canary_first=True)
+        weight_reset = traffic.effective == 0
+        if not self._loaded:
+            await self._get("stable")
+        base = self._own.get("stable_base_revision")
+        if base is None:
+            return RollbackReport(
+                weight_reset=weight_reset,
+                stable_restored=False,
+                detail=f"canary weight 0 ({traffic.detail}); stable was not changed by this rollout",
+            )
+        report = await self.rollout_undo(int(base) if base else 0)
+        return RollbackReport(
+            weight_reset=weight_reset,
+            stable_restored=report.stable_restored,
+            to_revision=report.to_revision,
+            detail=f"canary weight 0 ({traffic.detail}); {report.detail}",
+        )
+
+    async def rollout_undo(self, to_revision: int = 0) -> RollbackReport:
+        """`kubectl rollout undo deployment/<stable> [--to-revision=N]`, keeping deploydeck's state annotation."""
+        name = f"{self.target.namespace}/{self.target.deployment}"
+        for _ in range(CONFLICT_RETRIES):
+            deployment = await self._get("stable")
+            if deployment["spec"].get("paused"):
+                raise ClusterError(
+                    f"deployment {name} is paused: refusing rollout undo (resume it first with "
+                    f"'kubectl rollout resume deployment/{self.target.deployment}')"
+                )
+            selector = deployment["spec"].get("selector", {}).get("matchLabels") or {}
+            label = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+            listed = await self.api.request(
+                "GET",
+                f"/apis/apps/v1/namespaces/{self.target.namespace}/replicasets",
+                query={"labelSelector": label},
+            )
+            owned = [rs for rs in listed.get("items", []) if owned_by(rs, deployment)]
+            target_rs = pick_revision(owned, to_revision)
+            to = revision(target_rs)
+            self._own.pop("stable_base_revision", None)
+            if equal_ignore_hash(target_rs["spec"]["template"], deployment["spec"]["template"]):
+                if self._state is not None or self._own:
+                    await self.write_state(dict(self._state or {}))
+                return RollbackReport(
+                    weight_reset=False,
+                    stable_restored=False,
+                    to_revision=to,
+                    detail=f"skipped rollback of {name}: current template already matches revision {to}",
+                )
+            deployment["metadata"].setdefault("annotations", {}).update(self._annotation())
+            patch = undo_patch(deployment, target_rs, keep=frozenset({STATE_ANNOTATION}))
+            patch.insert(
+                0,
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": deployment["metadata"]["resourceVersion"],
+                },
+            )
+            try:
+                obj = await self.api.request("PATCH", self._stable_path, body=patch, content_type=JSON_PATCH)
+            except KubeApiError as exc:
+                if exc.status in {409, 422}:
+                    continue  # changed under us (the test op failed): re-read and decide again
+                raise
+            self._remember("stable", obj)
+            return RollbackReport(
+                weight_reset=False,
+                stable_restored=True,
+                to_revision=to,
+                detail=f"rolled back {name} to revision {to} (image {_image(obj)})",
+            )
+        raise ClusterError(f"deployment {name}: rollout undo kept conflicting")
+
+    # --- lease --------------------------------------------------------------------------
+
+    async def acquire_lease(self, holder: str, ttl_s: float = 15.0) -> LeaseInfo:
+        return await self._lease.acquire(holder, ttl_s)
+
+    async def renew_lease(self) -> None:
+        await self._lease.renew()
+
+    async def release_lease(self) -> None:
+        await self._lease.release()
+
+    @property
+    def lease_lost(self) -> str | None:
+        return self._lease.lost
+
+
+def rollout_status(d: dict[str, Any]) -> tuple[bool, str]:
+    """kubectl's DeploymentStatusViewer: (complete, message)."""
+    spec, status, meta = d.get("spec", {}), d.get("status", {}), d.get("metadata", {})
+    if meta.get("generation", 0) > status.get("observedGeneration", 0):
+        return False, "waiting for the deployment spec update to be observed"
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
+            return False, f"ProgressDeadlineExceeded: {c.get('message', '')}"
+    desired = int(spec.get("replicas", 1))
+    updated = int(status.get("updatedReplicas", 0))
+    replicas = int(status.get("replicas", 0))
+    available = int(status.get("availableReplicas", 0))
+    if updated < desired:
+        return False, f"{updated} out of {desired} new replicas have been updated"
+    if replicas > updated:
+        return False, f"{replicas - updated} old replicas are pending termination"
+    if available < updated:
+        return False, f"{available} of {updated} updated replicas are available"
+    return True, f"rolled out ({available} of {desired} available)"
+
+
+def _image(obj: dict[str, Any]) -> str | None:
+    containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    return containers[0].get("image") if containers else None
+
+
+def _container_name(obj: dict[str, Any], preferred: str) -> str:
+    containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    if not containers:
+        raise ClusterError(
+            f"deployment {obj['metadata'].get('namespace')}/{obj['metadata']['name']} has no containers"
+        )
+    names = [c.get("name") for c in containers]
+    return preferred if preferred in names else str(names[0])
+
+
+def _nginx_weight(ingress: dict[str, Any]) -> int:
+    annotations = ingress.get("metadata", {}).get("annotations") or {}
+    if annotations.get(CANARY_ANNOTATION) != "true":
+        return 0
+    try:
+        return max(0, min(100, int(annotations.get(WEIGHT_ANNOTATION, "0"))))
+    except ValueError:
+        return 0

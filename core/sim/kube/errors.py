@@ -1,0 +1,95 @@
+"""Kubernetes-shaped failures: every error the simulator answers is a `Status` body like the real one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    """An answer other than success; `body` is the metav1.Status the server sends."""
+
+    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details or {}
+
+    @property
+    def body(self) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details:
+            status["details"] = self.details
+        return status
+
+
+def qualified(plural: str, group: str) -> str:
+    return f"{plural}.{group}" if group else plural
+
+
+def not_found(plural: str, group: str, name: str) -> ApiError:
+    return ApiError(
+        404,
+        "NotFound",
+        f'{qualified(plural, group)} "{name}" not found',
+        {"name": name, "group": group, "kind": plural},
+    )
+
+
+def already_exists(plural: str, group: str, name: str) -> ApiError:
+    return ApiError(
+        409,
+        "AlreadyExists",
+        f'{qualified(plural, group)} "{name}" already exists',
+        {"name": name, "group": group, "kind": plural},
+    )
+
+
+def conflict(plural: str, group: str, name: str) -> ApiError:
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {qualified(plural, group)} "{name}": the object has been '
+        "modified; please apply your changes to the latest version and try again",
+        {"name": name, "group": group, "kind": plural},
+    )
+
+
+def invalid(kind: str, group: str, name: str, field: str, problem: str) -> ApiError:
+    return ApiError(
+        422,
+        "Invalid",
+        f'{kind}.{group} "{name}" is invalid: {field}: {problem}'
+        if group
+        else f'{kind} "{name}" is invalid: {field}: {problem}',
+        {
+            "name": name,
+            "group": group,
+            "kind": kind,
+            "causes": [{"reason": "FieldValueInvalid", "message": problem, "field": field}],
+        },
+    )
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "BadRequest", message)
+
+
+def forbidden(user: str, verb: str, plural: str, group: str, name: str, namespace: str | None) -> ApiError:
+    where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+    subject = f'{qualified(plural, group)} "{name}"' if name else qualified(plural, group)
+    return ApiError(
+        403,
+        "Forbidden",
+        f'{subject} is forbidden: User "{user}" cannot {verb} resource "{plural}" in API group '
+        f'"{group}"{where}',
+        {"name": name, "group": group, "kind": plural},
+    )

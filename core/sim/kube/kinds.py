@@ -1,0 +1,90 @@
+"""Defaulting and validation per kind: the part of the API server that shapes objects before storing them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.sim.kube.errors import invalid
+from core.sim.kube.resources import Resource
+from core.sim.kube.selectors import label_matcher, selector_string
+
+
+def apply_defaults(res: Resource, obj: dict[str, Any]) -> None:
+    if res.kind == "Deployment":
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("replicas", 1)
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        strategy = spec.setdefault("strategy", {"type": "RollingUpdate"})
+        if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+            strategy.setdefault("type", "RollingUpdate")
+            strategy.setdefault("rollingUpdate", {"maxUnavailable": "25%", "maxSurge": "25%"})
+        _default_pod_template(spec.get("template") or {})
+    elif res.kind == "ReplicaSet":
+        obj.setdefault("spec", {}).setdefault("replicas", 1)
+        _default_pod_template(obj["spec"].get("template") or {})
+    elif res.kind == "Service":
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("type", "ClusterIP")
+        spec.setdefault("sessionAffinity", "None")
+        for port in spec.get("ports") or []:
+            port.setdefault("protocol", "TCP")
+            port.setdefault("targetPort", port.get("port"))
+
+
+def _default_pod_template(template: dict[str, Any]) -> None:
+    pod = template.get("spec")
+    if not isinstance(pod, dict):
+        return
+    pod.setdefault("restartPolicy", "Always")
+    pod.setdefault("terminationGracePeriodSeconds", 30)
+    pod.setdefault("dnsPolicy", "ClusterFirst")
+    pod.setdefault("schedulerName", "default-scheduler")
+    pod.setdefault("securityContext", {})
+    for container in pod.get("containers") or []:
+        if not isinstance(container, dict):
+            continue
+        image = str(container.get("image", ""))
+        latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
+        container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
+        container.setdefault("terminationMessagePath", "/dev/termination-log")
+        container.setdefault("terminationMessagePolicy", "File")
+        container.setdefault("resources", {})
+
+
+def validate(res: Resource, obj: dict[str, Any]) -> None:
+    name = obj.get("metadata", {}).get("name", "")
+    group = res.group
+    if res.kind in {"Deployment", "ReplicaSet"}:
+        spec = obj.get("spec") or {}
+        replicas = spec.get("replicas", 1)
+        if not isinstance(replicas, int) or replicas < 0:
+            raise invalid(res.kind, group, name, "spec.replicas", f"Invalid value: {replicas}: must be >= 0")
+        selector = spec.get("selector")
+        if not selector:
+            raise invalid(res.kind, group, name, "spec.selector", "Required value")
+        template = spec.get("template") or {}
+        labels = (template.get("metadata") or {}).get("labels") or {}
+        if not label_matcher(selector_string(selector))({"metadata": {"labels": labels}}):
+            raise invalid(
+                res.kind,
+                group,
+                name,
+                "spec.template.metadata.labels",
+                f"Invalid value: {labels}: `selector` does not match template `labels`",
+            )
+        containers = (template.get("spec") or {}).get("containers") or []
+        if not containers:
+            raise invalid(res.kind, group, name, "spec.template.spec.containers", "Required value")
+        for n, container in enumerate(containers):
+            for field in ("name", "image"):
+                if not isinstance(container, dict) or not container.get(field):
+                    raise invalid(
+                        res.kind, group, name, f"spec.template.spec.containers[{n}].{field}", "Required value"
+                    )
+    if res.kind == "Lease":
+        duration = (obj.get("spec") or {}).get("leaseDurationSeconds")
+        if duration is not None and (not isinstance(duration, int) or duration <= 0):
+            raise invalid(
+                res.kind, group, name, "spec.leaseDurationSeconds", f"Invalid value: {duration}: must be > 0"
+            )

@@ -1,0 +1,413 @@
+"""The simulated Kubernetes API server: aiohttp on loopback, kubectl-compatible enough for a rollout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from core.clock import Clock, SystemClock
+from core.sim.kube import openapi, resources, seed, tables
+from core.sim.kube import patch as patches
+from core.sim.kube.controller import DeploymentController
+from core.sim.kube.errors import ApiError, bad_request, forbidden
+from core.sim.kube.faults import FaultConfig
+from core.sim.kube.resources import Resource
+from core.sim.kube.selectors import field_matcher, label_matcher, selector_string
+from core.sim.kube.store import Obj, Store
+
+_VERB_BY_METHOD = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json")
+
+
+class SimKubeServer:
+    """In-process Kubernetes API server subset with a deployment controller and fault injection.
+
+    ``tokens`` maps a bearer token to the verbs it may use (None: every verb); when it is
+    empty, requests need no credentials at all.
+    """
+
+    def __init__(
+        self,
+        *,
+        pod_ready_delay_s: float = 0.05,
+        faults: FaultConfig | None = None,
+        clock: Clock | None = None,
+        tokens: dict[str, set[str] | None] | None = None,
+    ) -> None:
+        self.faults = faults or FaultConfig()
+        self.clock: Clock = clock or SystemClock()
+        self.tokens = dict(tokens or {})
+        self.store = Store()
+        self.controller = DeploymentController(self.store, self.clock, pod_ready_delay_s)
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every answered resource request
+        self._rng = random.Random(self.faults.seed)
+        self._runner: web.AppRunner | None = None
+        self._url = ""
+        self._controller_task: asyncio.Task[None] | None = None
+        self._watch_timers: set[asyncio.Future[None]] = set()
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        if host not in {"127.0.0.1", "localhost", "::1"}:
+            raise ValueError("the simulated API server binds to loopback only")
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._entry)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        bound = sockets[0].getsockname()[1]
+        self._url = f"http://{host}:{bound}"
+        self._controller_task = asyncio.get_running_loop().create_task(self.controller.run())
+        self.controller.kick()
+        return self._url
+
+    async def stop(self) -> None:
+        for timer in list(self._watch_timers):
+            timer.cancel()  # open watches end now instead of holding shutdown
+        self.controller.stop()
+        if self._controller_task:
+            self._controller_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._controller_task
+        if self._runner:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def write_kubeconfig(
+        self, path: str | Path, context: str = "deploydeck-sim", token: str | None = None
+    ) -> Path:
+        if not self._url:
+            raise RuntimeError("start the server before writing its kubeconfig")
+        user: dict[str, Any] = {"token": token} if token else {}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": context, "cluster": {"server": self._url}}],
+            "users": [{"name": context, "user": user}],
+            "contexts": [
+                {"name": context, "context": {"cluster": context, "user": context, "namespace": "default"}}
+            ],
+            "current-context": context,
+            "preferences": {},
+        }
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(yaml.safe_dump(config, sort_keys=False))
+        target.chmod(0o600)
+        return target
+
+    # --- conveniences for the demo and tests -------------------------------------
+
+    def seed_service(self, **kwargs: Any) -> None:
+        seed.seed_service(self.store, self.controller, **kwargs)
+
+    def canary_weight(
+        self,
+        namespace: str,
+        deployment: str,
+        canary_deployment: str,
+        strategy: str,
+        ingress: str | None = None,
+        httproute: str | None = None,
+    ) -> int:
+        return seed.canary_weight(
+            self.store, namespace, deployment, canary_deployment, strategy, ingress, httproute
+        )
+
+    def deployment_image(self, namespace: str, name: str) -> str | None:
+        return seed.deployment_image(self.store, namespace, name)
+
+    # --- HTTP --------------------------------------------------------------------
+
+    async def _entry(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._dispatch(request)
+        except ApiError as exc:
+            response = _json(exc.body, exc.code)
+            if exc.code == 429:
+                response.headers["Retry-After"] = "1"
+            return response
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        user = self._authenticate(request)
+        if path == "/version":
+            return _json(resources.version_doc())
+        if path in {"/healthz", "/readyz", "/livez"}:
+            return web.Response(text="ok")
+        if path == "/api":
+            return _json(resources.api_versions_doc())
+        if path == "/openapi/v3":
+            return _json(openapi.index_doc())
+        if path.startswith("/openapi/v3/"):
+            tail = path[len("/openapi/v3/") :].split("/")
+            doc = None
+            if tail[0] == "api" and len(tail) == 2:
+                doc = openapi.gv_doc("", tail[1])
+            elif tail[0] == "apis" and len(tail) == 3:
+                doc = openapi.gv_doc(tail[1], tail[2])
+            if doc is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return _json(doc)
+        if path == "/apis":
+            return _json(resources.api_group_list_doc())
+        parts = [p for p in path.split("/") if p]
+        if parts[0] == "api" and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[0] == "apis" and len(parts) >= 2:
+            if len(parts) == 2:
+                doc = resources.api_group_doc(parts[1])
+                if doc is None:
+                    raise ApiError(404, "NotFound", "the server could not find the requested resource")
+                return _json(doc)
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if not rest:
+            doc = resources.resource_list_doc(group, version)
+            if doc is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return _json(doc)
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        res = resources.BY_PATH.get((group, version, rest[0]))
+        if res is None or len(rest) > 3:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        name = rest[1] if len(rest) >= 2 else ""
+        sub = rest[2] if len(rest) == 3 else None
+        if sub is not None and sub not in res.subresources:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        verb = self._verb(request, name)
+        self._authorize(user, verb, res, name, namespace)
+        await self._inject_faults(request, verb)
+        self.requests.append((request.method, request.path))
+        return await self._serve(request, res, namespace if res.namespaced else None, name, sub, verb)
+
+    def _authenticate(self, request: web.Request) -> str:
+        if not self.tokens:
+            return "system:admin"
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else ""
+        if token not in self.tokens:
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        return f"sim-user-{list(self.tokens).index(token)}"
+
+    def _authorize(self, user: str, verb: str, res: Resource, name: str, namespace: str | None) -> None:
+        if not self.tokens:
+            return
+        allowed = next(
+            (v for t, v in self.tokens.items() if f"sim-user-{list(self.tokens).index(t)}" == user), None
+        )
+        if allowed is not None and verb not in allowed:
+            raise forbidden(user, verb, res.plural, res.group, name, namespace)
+
+    @staticmethod
+    def _verb(request: web.Request, name: str) -> str:
+        if request.method == "GET":
+            if name:
+                return "get"
+            return "watch" if request.query.get("watch") in {"true", "1"} else "list"
+        if request.method == "DELETE":
+            return "delete" if name else "deletecollection"
+        return _VERB_BY_METHOD.get(request.method, request.method.lower())
+
+    async def _inject_faults(self, request: web.Request, verb: str) -> None:
+        f = self.faults
+        if f.latency_s:
+            await self.clock.sleep(f.latency_s)
+        if f.drop_rate and self._rng.random() < f.drop_rate:
+            if request.transport is not None:
+                request.transport.close()
+            raise ApiError(500, "InternalError", "connection dropped by fault injection")
+        if f.error_rate_429 and self._rng.random() < f.error_rate_429:
+            raise _TooMany()
+        if f.error_rate_500 and self._rng.random() < f.error_rate_500:
+            raise ApiError(500, "InternalError", "Internal error occurred: injected fault")
+        if f.force_conflicts and verb in {"update", "patch"}:
+            f.force_conflicts -= 1
+            name = request.path.rstrip("/").split("/")[-1]
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on "{name}": the object has been modified; please apply your '
+                "changes to the latest version and try again",
+            )
+
+    async def _serve(
+        self, request: web.Request, res: Resource, ns: str | None, name: str, sub: str | None, verb: str
+    ) -> web.StreamResponse:
+        dry_run = request.query.get("dryRun") == "All"
+        if dry_run and verb not in {"create", "update", "patch", "delete"}:
+            raise bad_request("dryRun is only valid on writes")
+        if request.query.get("dryRun") not in (None, "All"):
+            raise bad_request(f'unsupported dry run option "{request.query.get("dryRun")}"')
+        if verb == "watch":
+            return await self._watch(request, res, ns, name)
+        if verb == "list":
+            matches = self._matcher(request)
+            items = self.store.list(res, ns, matches)
+            rv = self.store.resource_version
+            if tables.wants_table(request.headers.get("Accept", "")):
+                return _json(tables.table(res, items, rv))
+            return _json(
+                {
+                    "kind": f"{res.kind}List",
+                    "apiVersion": res.api_version,
+                    "metadata": {"resourceVersion": rv},
+                    "items": items,
+                }
+            )
+        if verb == "get":
+            obj = self.store.get(res, ns, name)
+            if sub == "scale":
+                return _json(_scale_of(obj))
+            if tables.wants_table(request.headers.get("Accept", "")):
+                return _json(tables.table(res, [obj], obj["metadata"]["resourceVersion"]))
+            return _json(obj)
+        if verb == "create":
+            body = await self._body(request)
+            return _json(self.store.create(res, ns, body, dry_run=dry_run), 201)
+        if verb == "delete":
+            return _json(self.store.delete(res, ns, name, dry_run=dry_run))
+        if verb in {"update", "patch"}:
+            body = await self._body(request)
+            return _json(await self._write(request, res, ns, name, sub, verb, body, dry_run))
+        raise ApiError(
+            405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+        )
+
+    async def _write(
+        self,
+        request: web.Request,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        sub: str | None,
+        verb: str,
+        body: Any,
+        dry_run: bool,
+    ) -> Obj:
+        current = self.store.get(res, ns, name)
+        base = _scale_of(current) if sub == "scale" else current
+        if verb == "patch":
+            ctype = request.content_type
+            new = patches.apply_patch(base, body, ctype)
+        else:
+            if not isinstance(body, dict):
+                raise bad_request("the body must be a JSON object")
+            new = body
+        if sub == "scale":
+            replicas = (new.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or replicas < 0:
+                raise ApiError(
+                    422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: must be >= 0'
+                )
+            current["spec"]["replicas"] = replicas
+            current["metadata"]["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")
+            return _scale_of(self.store.update(res, ns, name, current, dry_run=dry_run))
+        return self.store.update(res, ns, name, new, subresource=sub, dry_run=dry_run)
+
+    @staticmethod
+    async def _body(request: web.Request) -> Any:
+        raw = await request.read()
+        if request.content_type == patches.APPLY_PATCH:
+            raise ApiError(415, "UnsupportedMediaType", "server-side apply is not supported by the simulator")
+        try:
+            return json.loads(raw or b"null")
+        except json.JSONDecodeError as exc:
+            raise bad_request(f"invalid JSON in request body: {exc}") from None
+
+    @staticmethod
+    def _matcher(request: web.Request) -> Callable[[Obj], bool]:
+        labels = label_matcher(request.query.get("labelSelector"))
+        fields = field_matcher(request.query.get("fieldSelector"))
+        return lambda o: labels(o) and fields(o)
+
+    async def _watch(
+        self, request: web.Request, res: Resource, ns: str | None, name: str
+    ) -> web.StreamResponse:
+        matches = self._matcher(request)
+        if name:
+            base = matches
+            matches = lambda o: base(o) and o["metadata"]["name"] == name  # noqa: E731
+        timeout = float(request.query.get("timeoutSeconds", "1800"))
+        as_table = tables.wants_table(request.headers.get("Accept", ""))
+        backlog, watcher = self.store.open_watch(res, ns, matches, request.query.get("resourceVersion"))
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+        )
+        timer = asyncio.ensure_future(self.clock.sleep(timeout))
+        self._watch_timers.add(timer)
+        sent_columns = False
+        try:
+            await response.prepare(request)
+            while True:
+                if backlog:
+                    change = backlog.pop(0)
+                else:
+                    nxt = asyncio.ensure_future(watcher.queue.get())
+                    done, _ = await asyncio.wait({nxt, timer}, return_when=asyncio.FIRST_COMPLETED)
+                    if nxt not in done:
+                        nxt.cancel()
+                        break
+                    change = nxt.result()
+                obj: Obj = change.obj
+                if as_table:
+                    obj = tables.table(res, [obj], str(change.rv), with_columns=not sent_columns)
+                    sent_columns = True
+                await response.write(json.dumps({"type": change.type, "object": obj}).encode() + b"\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            timer.cancel()
+            self._watch_timers.discard(timer)
+            self.store.close_watch(watcher)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+
+class _TooMany(ApiError):
+    def __init__(self) -> None:
+        super().__init__(
+            429, "TooManyRequests", "Too many requests, please try again later.", {"retryAfterSeconds": 1}
+        )
+
+
+def _scale_of(obj: Obj) -> Obj:
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: obj["metadata"][k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in obj["metadata"]
+        },
+        "spec": {"replicas": obj["spec"].get("replicas", 0)},
+        "status": {
+            "replicas": (obj.get("status") or {}).get("replicas", 0),
+            "selector": selector_string(obj["spec"].get("selector")),
+        },
+    }
+
+
+__all__ = ["FaultConfig", "SimKubeServer"]

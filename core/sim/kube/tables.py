@@ -1,0 +1,151 @@
+"""Server-side printing: the `meta.k8s.io/v1 Table` answers kubectl asks for in `get` without `-o`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from core.sim.kube.resources import Resource
+
+Obj = dict[str, Any]
+
+
+def _age(obj: Obj) -> str:
+    ts = obj.get("metadata", {}).get("creationTimestamp")
+    if not ts:
+        return "<unknown>"
+    seconds = int(
+        (datetime.now(UTC) - datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)).total_seconds()
+    )
+    seconds = max(seconds, 0)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def _images(obj: Obj) -> tuple[str, str]:
+    containers = ((obj.get("spec", {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    return ",".join(c.get("name", "") for c in containers), ",".join(c.get("image", "") for c in containers)
+
+
+def _columns(res: Resource) -> list[tuple[str, str, int]]:
+    kind = res.kind
+    if kind == "Deployment":
+        return [
+            ("Name", "string", 0),
+            ("Ready", "string", 0),
+            ("Up-to-date", "integer", 0),
+            ("Available", "integer", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+        ]
+    if kind == "ReplicaSet":
+        return [
+            ("Name", "string", 0),
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+        ]
+    if kind == "Pod":
+        return [
+            ("Name", "string", 0),
+            ("Ready", "string", 0),
+            ("Status", "string", 0),
+            ("Restarts", "string", 0),
+            ("Age", "string", 0),
+        ]
+    if kind == "Service":
+        return [
+            ("Name", "string", 0),
+            ("Type", "string", 0),
+            ("Cluster-IP", "string", 0),
+            ("External-IP", "string", 0),
+            ("Port(s)", "string", 0),
+            ("Age", "string", 0),
+        ]
+    if kind == "Lease":
+        return [("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)]
+    return [("Name", "string", 0), ("Age", "string", 0)]
+
+
+def _cells(res: Resource, obj: Obj) -> list[Any]:
+    name, spec, status = obj["metadata"]["name"], obj.get("spec") or {}, obj.get("status") or {}
+    if res.kind == "Deployment":
+        containers, images = _images(obj)
+        return [
+            name,
+            f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+            status.get("updatedReplicas", 0),
+            status.get("availableReplicas", 0),
+            _age(obj),
+            containers,
+            images,
+        ]
+    if res.kind == "ReplicaSet":
+        containers, images = _images(obj)
+        return [
+            name,
+            spec.get("replicas", 0),
+            status.get("replicas", 0),
+            status.get("readyReplicas", 0),
+            _age(obj),
+            containers,
+            images,
+        ]
+    if res.kind == "Pod":
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+        )
+        return [name, "1/1" if ready else "0/1", status.get("phase", "Pending"), "0", _age(obj)]
+    if res.kind == "Service":
+        ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or [])
+        return [
+            name,
+            spec.get("type", "ClusterIP"),
+            spec.get("clusterIP", "None"),
+            "<none>",
+            ports or "<none>",
+            _age(obj),
+        ]
+    if res.kind == "Lease":
+        return [name, spec.get("holderIdentity") or "<none>", _age(obj)]
+    return [name, _age(obj)]
+
+
+def table(res: Resource, items: list[Obj], resource_version: str, *, with_columns: bool = True) -> Obj:
+    rows = [
+        {
+            "cells": _cells(res, o),
+            "object": {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": o["metadata"],
+            },
+        }
+        for o in items
+    ]
+    out: Obj = {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "rows": rows,
+    }
+    if with_columns:
+        out["columnDefinitions"] = [
+            {"name": n, "type": t, "format": "name" if n == "Name" else "", "description": n, "priority": p}
+            for n, t, p in _columns(res)
+        ]
+    return out
+
+
+def wants_table(accept: str) -> bool:
+    first = accept.split(",")[0]
+    return "as=Table" in first

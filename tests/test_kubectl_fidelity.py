@@ -1,0 +1,155 @@
+"""kubectl (the real binary) against the simulated API server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.kube_helpers import CANARY, INGRESS, NS, STABLE, Sim, eventually, sim
+
+__all__ = ["sim"]
+
+pytestmark = pytest.mark.real
+
+MANIFEST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  namespace: prod
+  labels: {app: api}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+      - name: api
+        image: api:IMAGE
+        ports: [{containerPort: 8080}]
+"""
+
+
+async def test_get_several_kinds_as_json(sim: Sim) -> None:
+    k = sim.kubectl()
+    listed = await k.json("-n", NS, "get", "deploy,rs,svc,ingress")
+    kinds = {(i["kind"], i["metadata"]["name"]) for i in listed["items"]}
+    assert {
+        ("Deployment", STABLE),
+        ("Deployment", CANARY),
+        ("Service", STABLE),
+        ("Ingress", INGRESS),
+    } <= kinds
+    assert any(kind == "ReplicaSet" for kind, _ in kinds)
+    _, table, _ = await k.run("-n", NS, "get", "deploy")
+    assert table.split("\n")[0].split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    assert any(line.split()[:2] == [STABLE, "10/10"] for line in table.splitlines())
+
+
+async def test_apply_create_then_configure(sim: Sim, tmp_path: Path) -> None:
+    k = sim.kubectl()
+    manifest = tmp_path / "api.yaml"
+    manifest.write_text(MANIFEST.replace("IMAGE", "1"))
+    _, out, _ = await k.run("apply", "-f", str(manifest))
+    assert out.strip() == "deployment.apps/api created"
+    manifest.write_text(MANIFEST.replace("IMAGE", "2"))
+    _, out, _ = await k.run("apply", "-f", str(manifest))
+    assert out.strip() == "deployment.apps/api configured"
+    _, out, _ = await k.run("apply", "-f", str(manifest))
+    assert out.strip() == "deployment.apps/api unchanged"
+    _, out, _ = await k.run("-n", NS, "rollout", "status", "deploy/api", "--timeout=20s")
+    assert 'deployment "api" successfully rolled out' in out
+    d = sim.deployment("api")
+    assert d["spec"]["template"]["spec"]["containers"][0]["image"] == "api:2"
+    assert "kubectl.kubernetes.io/last-applied-configuration" in d["metadata"]["annotations"]
+    _, out, _ = await k.run("apply", "-f", str(manifest), "--dry-run=server")
+    assert "server dry run" in out
+
+
+async def test_set_image_rollout_status_history_and_undo(sim: Sim) -> None:
+    k = sim.kubectl()
+    await k.run("-n", NS, "set", "image", f"deployment/{STABLE}", "app=shop:2.0")
+    _, out, _ = await k.run("-n", NS, "rollout", "status", f"deployment/{STABLE}", "--timeout=20s")
+    assert f'deployment "{STABLE}" successfully rolled out' in out
+    _, out, _ = await k.run("-n", NS, "rollout", "history", f"deployment/{STABLE}")
+    assert [line.split()[0] for line in out.splitlines()[2:] if line.strip()] == ["1", "2"]
+    _, out, _ = await k.run("-n", NS, "rollout", "undo", f"deployment/{STABLE}")
+    assert out.strip() == f"deployment.apps/{STABLE} rolled back"
+    await k.run("-n", NS, "rollout", "status", f"deployment/{STABLE}", "--timeout=20s")
+    assert sim.server.deployment_image(NS, STABLE) == "shop:1.0"
+    _, out, _ = await k.run("-n", NS, "rollout", "history", f"deployment/{STABLE}")
+    assert [line.split()[0] for line in out.splitlines()[2:] if line.strip()] == ["2", "3"]
+    _, out, _ = await k.run("-n", NS, "rollout", "undo", f"deployment/{STABLE}", "--to-revision=3")
+    assert "skipped rollback" in out
+
+
+async def test_rollout_status_times_out_on_pods_that_never_get_ready(sim: Sim) -> None:
+    sim.server.controller.unready_images.add("shop:broken")
+    k = sim.kubectl()
+    await k.run("-n", NS, "set", "image", f"deployment/{STABLE}", "app=shop:broken")
+    code, _, err = await k.run(
+        "-n", NS, "rollout", "status", f"deployment/{STABLE}", "--timeout=1s", check=False
+    )
+    assert code != 0 and "timed out waiting for the condition" in err
+
+
+async def test_rollout_undo_refuses_a_paused_deployment(sim: Sim) -> None:
+    k = sim.kubectl()
+    await k.run("-n", NS, "set", "image", f"deployment/{STABLE}", "app=shop:2.0")
+    await k.run("-n", NS, "rollout", "pause", f"deployment/{STABLE}")
+    code, _, err = await k.run("-n", NS, "rollout", "undo", f"deployment/{STABLE}", check=False)
+    assert code != 0 and "paused" in err
+
+
+async def test_scale_and_annotate(sim: Sim) -> None:
+    k = sim.kubectl()
+    _, out, _ = await k.run("-n", NS, "scale", f"deployment/{STABLE}", "--replicas=4")
+    assert out.strip() == f"deployment.apps/{STABLE} scaled"
+    await eventually(lambda: sim.deployment()["status"].get("replicas") == 4, what="scale down to 4")
+    _, out, _ = await k.run("-n", NS, "annotate", f"deployment/{STABLE}", "team=payments")
+    assert out.strip() == f"deployment.apps/{STABLE} annotated"
+    assert sim.deployment()["metadata"]["annotations"]["team"] == "payments"
+    code, _, err = await k.run("-n", NS, "annotate", f"deployment/{STABLE}", "team=other", check=False)
+    assert code != 0 and "--overwrite is false" in err
+
+
+async def test_patch_strategic_merge_and_json(sim: Sim) -> None:
+    k = sim.kubectl()
+    env = {
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "app", "env": [{"name": "MODE", "value": "x"}]}]}}
+        }
+    }
+    await k.run("-n", NS, "patch", "deploy", STABLE, "--type=strategic", "-p", json.dumps(env))
+    container = sim.deployment()["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"] == [{"name": "MODE", "value": "x"}] and container["image"] == "shop:1.0"
+    await k.run(
+        "-n", NS, "patch", "deploy", STABLE, "--type=merge", "-p", '{"metadata":{"labels":{"tier":"web"}}}'
+    )
+    assert sim.deployment()["metadata"]["labels"]["tier"] == "web"
+    ops = [{"op": "replace", "path": "/spec/replicas", "value": 3}]
+    await k.run("-n", NS, "patch", "deploy", STABLE, "--type=json", "-p", json.dumps(ops))
+    assert sim.deployment()["spec"]["replicas"] == 3
+    bad = [{"op": "test", "path": "/spec/replicas", "value": 99}]
+    code, _, err = await k.run(
+        "-n", NS, "patch", "deploy", STABLE, "--type=json", "-p", json.dumps(bad), check=False
+    )
+    assert code != 0 and "test failed" in err
+    code, _, err = await k.run("-n", NS, "get", "deploy", "missing", check=False)
+    assert code != 0 and 'deployments.apps "missing" not found' in err
+
+
+async def test_get_watch_with_request_timeout(sim: Sim) -> None:
+    k = sim.kubectl()
+    code, out, _ = await k.run("-n", NS, "get", "deploy", "-w", "--request-timeout=1s", check=False)
+    assert code == 0, out
+    lines = [line.split() for line in out.splitlines() if line.strip()]
+    assert lines[0][:2] == ["NAME", "READY"]
+    assert {STABLE, CANARY} <= {line[0] for line in lines[1:]}
+    _, out, _ = await k.run(
+        "-n", NS, "get", "deploy", STABLE, "-w", "-o", "json", "--request-timeout=1s", check=False
+    )
+    assert json.loads(out)["metadata"]["name"] == STABLE
