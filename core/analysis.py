@@ -42,6 +42,11 @@ class Judgement:
         return [r for r in self.readings if r.fired]
 
 
+def _near(value: float, limit: float) -> str:
+    """Two decimals, or three when two would print the value equal to its limit."""
+    return f"{value:+.3f}" if abs(value - limit) < 0.005 else f"{value:+.2f}"
+
+
 def _pct(value: float | None) -> float | None:
     return None if value is None else value * 100.0
 
@@ -95,7 +100,7 @@ def judge(
                 fired=fired,
                 consecutive=state.error_streak,
                 needed=t.error_consecutive,
-                text=f"canary {c_err:.2f} % vs baseline {b_err:.2f} %: {delta:+.2f} pp {sign} {t.error_delta_pp:.2f} pp",
+                text=f"canary {c_err:.2f} % vs baseline {b_err:.2f} %: {_near(delta, t.error_delta_pp)} pp {sign} {t.error_delta_pp:.2f} pp",
             )
         )
     else:
@@ -123,7 +128,7 @@ def judge(
                 needed=t.p99_consecutive,
                 text=(
                     f"canary p99 {canary.p99 * 1000:.0f} ms vs baseline {baseline.p99 * 1000:.0f} ms: "
-                    f"×{ratio:.2f} {sign} ×{t.p99_ratio:.2f}"
+                    f"×{_near(ratio, t.p99_ratio)[1:]} {sign} ×{t.p99_ratio:.2f}"
                 ),
             )
         )

@@ -8,7 +8,10 @@ runner both start here, so `demo` and `run` are one code path.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import socket
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,7 +20,16 @@ from typing import Literal
 from core.clock import Clock, SystemClock
 from core.engine import Rollout
 from core.plan import Plan, parse_plan
+from core.ports import PortError
 from core.world import World
+
+#: lease duration; renewed every third of it while the session lives
+LEASE_TTL_S = 30.0
+
+
+class DriverConflict(PortError):
+    """Another deploydeck holds this rollout's lease: one driver at a time."""
+
 
 SimBackend = Literal["memory", "kube"]
 
@@ -55,8 +67,17 @@ class Session:
     journal_path: Path
     kubeconfig: str | None = None
     notes: list[str] = field(default_factory=list)  # what the session set up, for the person to read
+    lease_task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self.lease_task is not None:
+            self.lease_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, PortError):
+                await self.lease_task
+            release = getattr(self.world.production, "release_lease", None)
+            if release is not None:
+                with contextlib.suppress(PortError):
+                    await release()
         await self.world.close()
 
 
@@ -91,6 +112,7 @@ async def open_session(
         notes.extend(sim_notes)
     else:
         world = await _real_world(plan, clock)
+    lease_task = await _take_lease(world, plan, actor, clock)
     rollout = Rollout(
         plan,
         world,
@@ -112,7 +134,31 @@ async def open_session(
         journal_path=journal_file,
         kubeconfig=kubeconfig,
         notes=notes,
+        lease_task=lease_task,
     )
+
+
+async def _take_lease(world: World, plan: Plan, actor: str, clock: Clock) -> asyncio.Task[None] | None:
+    """One driver per rollout: hold a coordination.k8s.io Lease while the session lives."""
+    acquire = getattr(world.production, "acquire_lease", None)
+    if acquire is None:
+        return None
+    holder = f"{actor}@{socket.gethostname()}:{os.getpid()}"
+    info = await acquire(holder, LEASE_TTL_S)
+    if not info.acquired:
+        await world.close()
+        until = f" until {info.expires_at:%H:%M:%S} UTC" if info.expires_at else ""
+        raise DriverConflict(
+            f"{plan.service} in {plan.targets.production.namespace} is being driven by {info.holder}{until}; "
+            "one driver at a time — wait for it to finish or for the lease to expire"
+        )
+
+    async def renew() -> None:
+        while True:
+            await clock.sleep(LEASE_TTL_S / 3)
+            await world.production.renew_lease()  # type: ignore[attr-defined]
+
+    return asyncio.create_task(renew(), name="lease-renewal")
 
 
 async def _sim_world(

@@ -191,7 +191,7 @@ async def _launch_async(
     backend: str,
     scenario: str | None,
 ) -> int:
-    from core.domain import EXIT_CODES
+    from core.domain import EXIT_CODES, Outcome
     from core.plan import PlanError
     from core.ports import PortError
     from core.session import open_session
@@ -220,7 +220,11 @@ async def _launch_async(
     try:
         session = await make_session(scenario)
     except (PortError, PlanError) as exc:
+        from core.session import DriverConflict
+
         print(f"deploydeck: {exc}", file=sys.stderr)
+        if isinstance(exc, DriverConflict):
+            return EXIT_CODES[Outcome.BLOCKED]
         return EXIT_BAD_INPUT if isinstance(exc, PlanError) else EXIT_INTERNAL
     try:
         if args.headless:
