@@ -88,22 +88,6 @@ class _Blocked(Exception):
 
 
 @dataclass
-class _Tally:
-    requests: float = 0.0
-    errors: float = 0.0
-
-    def add(self, side: WorkloadSample) -> None:
-        if side.requests and side.error_rate is not None:
-            self.requests += side.requests
-            self.errors += side.requests * side.error_rate
-
-    def sample(self) -> WorkloadSample:
-        if self.requests <= 0:
-            return WorkloadSample(requests=0, reason="no requests yet")
-        return WorkloadSample(requests=self.requests, error_rate=self.errors / self.requests)
-
-
-@dataclass
 class _Window:
     observed_s: float = 0.0
     samples: list[AnalysisSample] = field(default_factory=list)
@@ -127,9 +111,11 @@ class Rollout:
         plan_path: str = "",
         scenario: str | None = None,
         incident_dir: Path | None = None,
+        notes: Iterable[str] = (),
     ) -> None:
         self.plan = plan
         self.incident_dir = incident_dir or Path.cwd() / "incidents"
+        self._notes = list(notes)  # how the world was set up, journaled with the deploy
         self.world = world
         self.clock = world.clock
         self.actor = actor
@@ -384,6 +370,8 @@ class Rollout:
             steps=[s.weight for s in plan.canary.steps],
             scenario=self.scenario,
         )
+        for note in self._notes:
+            await self._emit(LogLine, source="session", message=note)
         self._flow = asyncio.create_task(self._main())
         reason = ""
         try:
@@ -494,9 +482,9 @@ class Rollout:
     async def _soak(self) -> None:
         """Staging soak: the error rate over the whole window must stay below baseline + limit.
 
-        One interval is a few hundred requests, far too few to resolve 0.1 pp, so the rule is
-        judged on the cumulative window; only a clear regression (the canary trigger's limit)
-        stops the soak early.
+        Each interval reads the last `lookback` of traffic to show progress and to stop early on a
+        clear regression (the canary trigger's limit); the 0.1 pp rule itself is judged once, on a
+        read spanning the whole soak, because shorter windows hold too few requests to resolve it.
         """
         soak = self.plan.staging.soak
         spec = self.plan.analysis
@@ -505,37 +493,14 @@ class Rollout:
         if self.world.staging_metrics is None or self.world.metrics is None:
             raise _Blocked("staging soak needs metrics for staging and production; none configured")
         win = await self._start_window("staging soak", soak.duration)
-        staging_total, baseline_total = _Tally(), _Tally()
-        reading: RuleReading | None = None
         while win.observed_s < soak.duration:
             await self._nap(spec.interval)
             await self._check_stop()
-            staging = await self._read(self.world.staging_metrics, spec.interval)
-            production = await self._read(self.world.metrics, spec.interval)
-            staging_side = staging.canary if staging.reason is None else WorkloadSample(reason=staging.reason)
-            base_side = (
-                production.baseline if production.reason is None else WorkloadSample(reason=production.reason)
-            )
-            fresh = soak_judge(staging_side, base_side, soak.max_error_delta_pp, spec.min_requests)
-            if fresh.value is not None:
-                staging_total.add(staging_side)
-                baseline_total.add(base_side)
-                reading = soak_judge(
-                    staging_total.sample(),
-                    baseline_total.sample(),
-                    soak.max_error_delta_pp,
-                    spec.min_requests,
-                )
-            clear_regression = (
-                reading is not None
-                and reading.value is not None
-                and (reading.value > spec.triggers.error_delta_pp)
-            )
+            reading, staging_side, base_side = await self._soak_reading(spec.lookback)
+            clear_regression = reading.value is not None and reading.value > spec.triggers.error_delta_pp
             verdict: Literal["healthy", "no_data", "fired"] = (
-                "no_data" if fresh.value is None else ("fired" if clear_regression else "healthy")
+                "no_data" if reading.value is None else ("fired" if clear_regression else "healthy")
             )
-            shown = fresh if fresh.value is None else reading
-            assert shown is not None
             sample = await self._emit(
                 AnalysisSample,
                 weight=0,
@@ -546,23 +511,41 @@ class Rollout:
                 canary_requests=staging_side.requests,
                 baseline_requests=base_side.requests,
                 verdict=verdict,
-                no_data_reason=fresh.text if verdict == "no_data" else None,
-                readings=[shown],
+                no_data_reason=reading.text if verdict == "no_data" else None,
+                readings=[reading],
                 elapsed_s=win.observed_s + spec.interval,
                 window_s=soak.duration,
             )
             assert isinstance(sample, AnalysisSample)
             self.last_analysis = sample
             if verdict == "fired":
-                raise _Blocked(f"staging soak failed early: {shown.text}")
+                raise _Blocked(f"staging soak failed early: {reading.text}")
             if await self._counts(win, verdict, sample, soak.duration):
                 win.observed_s += spec.interval
         self.window = None
-        if reading is None or reading.value is None:
-            raise _Blocked("staging soak had no data")
-        if reading.fired:
-            raise _Blocked(f"staging soak failed over {format_duration(soak.duration)}: {reading.text}")
-        await self._emit(LogLine, message=f"staging soak passed: {reading.text}")
+        final, _, _ = await self._soak_reading(soak.duration)
+        if final.value is None:
+            raise _Blocked(f"staging soak: {final.text}")
+        if final.fired:
+            raise _Blocked(f"staging soak failed over {format_duration(soak.duration)}: {final.text}")
+        await self._emit(
+            LogLine, message=f"staging soak passed over {format_duration(soak.duration)}: {final.text}"
+        )
+
+    async def _soak_reading(self, window_s: float) -> tuple[RuleReading, WorkloadSample, WorkloadSample]:
+        """Staging's new version against production's stable version over the same window."""
+        assert self.world.staging_metrics is not None and self.world.metrics is not None
+        soak = self.plan.staging.soak
+        staging = await self._read(self.world.staging_metrics, window_s)
+        production = await self._read(self.world.metrics, window_s)
+        staging_side = staging.canary if staging.reason is None else WorkloadSample(reason=staging.reason)
+        base_side = (
+            production.baseline if production.reason is None else WorkloadSample(reason=production.reason)
+        )
+        reading = soak_judge(
+            staging_side, base_side, soak.max_error_delta_pp, self.plan.analysis.min_requests
+        )
+        return reading, staging_side, base_side
 
     async def _canary(self) -> None:
         plan = self.plan
@@ -1046,9 +1029,9 @@ class Rollout:
         deadline = self.clock.now() + timedelta(seconds=spec.restore_timeout)
         last = "not checked"
         while True:
-            health = await self._health()
+            health = await self._stable_health()
             metrics = (
-                await self._read(self.world.metrics, self.plan.analysis.interval)
+                await self._read(self.world.metrics, self.plan.analysis.lookback)
                 if self.world.metrics
                 else None
             )
@@ -1071,6 +1054,18 @@ class Rollout:
             if self.clock.now() >= deadline:
                 return False, f"not restored after {format_duration(spec.restore_timeout)}: {last}"
             await self.clock.sleep(self.plan.analysis.interval)
+
+    async def _stable_health(self) -> bool | None:
+        """The production service's own health endpoint (the canary's may be gone after a rollback)."""
+        health = self.plan.targets.production.health
+        if health is None:
+            return None
+        try:
+            result = await self.world.probe.check(health.ready, timeout_s=health.timeout)
+        except PortError as exc:
+            await self._emit(HealthChecked, url=_public(health.ready), ok=False, detail=str(exc))
+            return False
+        return result.ok
 
     async def _communicate(self, *, ok: bool, detail: str) -> None:
         from core.incident import rollback_message

@@ -124,6 +124,7 @@ async def open_session(
         plan_path=plan_path,
         scenario=scenario if plan.is_sim else None,
         incident_dir=journal_file.parent / "incidents",
+        notes=notes,
     )
     return Session(
         plan=plan,

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 pytest_plugins = ["tests.real_servers"]
-
-
-def require_binary(name: str) -> str:
-    """Path of a real binary the test needs; skip without it, fail in CI (DEPLOYDECK_REQUIRE_REAL=1)."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed"
-        if os.environ.get("DEPLOYDECK_REQUIRE_REAL") == "1":
-            pytest.fail(f"{message} and DEPLOYDECK_REQUIRE_REAL=1", pytrace=False)
-        pytest.skip(message)
-    return path
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from core.clock import Clock, SystemClock
 from core.plan import TargetSpec
 from core.sim.kube import FaultConfig, SimKubeServer
+from tests.real_servers import require_binary
 
 KUBECTL = "/usr/bin/kubectl"
 NS = "prod"
@@ -30,12 +30,7 @@ ROUTE = "web-route"
 
 def kubectl_path() -> str:
     """kubectl, or skip (fail under DEPLOYDECK_REQUIRE_REAL=1) when it is not installed."""
-    found = KUBECTL if os.access(KUBECTL, os.X_OK) else shutil.which("kubectl")
-    if found:
-        return found
-    if os.environ.get("DEPLOYDECK_REQUIRE_REAL") == "1":
-        pytest.fail("kubectl is not installed and DEPLOYDECK_REQUIRE_REAL=1", pytrace=False)
-    pytest.skip("kubectl is not installed")
+    return require_binary(KUBECTL)
 
 
 @dataclass

@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
-import yaml
+
+from core.sim.monitoring import AlertmanagerServer, PrometheusServer
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
 PROMTOOL_BIN = "/usr/bin/promtool"
-START_TIMEOUT_S = 30.0
 
 
 def require_binary(path: str) -> str:
@@ -32,205 +28,10 @@ def require_binary(path: str) -> str:
     found = path if os.access(path, os.X_OK) else shutil.which(Path(path).name)
     if found:
         return found
-    message = f"{path} is not installed (apt-get install -y prometheus prometheus-alertmanager)"
+    message = f"{path} is not installed (make real-deps, or apt-get install the package that ships it)"
     if os.environ.get("DEPLOYDECK_REQUIRE_REAL") == "1":
         pytest.fail(message)
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(interval_s)
-    raise TimeoutError(f"timed out after {timeout_s:g}s waiting for {what}")
-
-
-def _http_ok(url: str, method: str = "GET") -> bool:
-    try:
-        return httpx.request(method, url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-class PrometheusServer:
-    """A running Prometheus whose scrape targets tests can change at run time."""
-
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = workdir / "prometheus.yml"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.targets: list[str] = []
-        self._log = workdir / "prometheus.log"
-
-    def _write_config(self) -> None:
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
-            "scrape_configs": [{"job_name": "workload", "static_configs": [{"targets": list(self.targets)}]}]
-            if self.targets
-            else [],
-        }
-        self.config.write_text(yaml.safe_dump(config), encoding="utf-8")
-
-    def start(self) -> None:
-        self._write_config()
-        (self.workdir / "data").mkdir(exist_ok=True)
-        log = self._log.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                f"--config.file={self.config}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-lifecycle",
-                "--storage.tsdb.retention.time=1h",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        try:
-            wait_until(self._ready, START_TIMEOUT_S, f"Prometheus on {self.url}")
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"Prometheus did not start; log:\n{self.log_tail()}") from None
-
-    def _ready(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"Prometheus exited with {self.proc.returncode}; log:\n{self.log_tail()}")
-        return _http_ok(f"{self.url}/-/ready")
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def set_targets(self, targets: list[str]) -> None:
-        """Scrape these host:port targets (job 'workload', every 1 s) from now on."""
-        self.targets = list(targets)
-        self._write_config()
-        response = httpx.post(f"{self.url}/-/reload", timeout=10.0)
-        if response.status_code != 200:
-            raise RuntimeError(f"Prometheus reload answered HTTP {response.status_code}: {response.text}")
-
-    def add_target(self, target: str) -> None:
-        if target not in self.targets:
-            self.set_targets([*self.targets, target])
-
-    def remove_target(self, target: str) -> None:
-        if target in self.targets:
-            self.set_targets([t for t in self.targets if t != target])
-
-    def query(self, promql: str) -> list[dict[str, object]]:
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5.0)
-        response.raise_for_status()
-        return list(response.json()["data"]["result"])
-
-    def wait_for_up(self, target: str, timeout_s: float = 20.0) -> None:
-        """Poll until Prometheus has scraped ``target`` successfully at least once."""
-
-        def up() -> bool:
-            try:
-                result = self.query(f'up{{instance="{target}"}} == 1')
-            except httpx.HTTPError:
-                return False
-            return bool(result)
-
-        wait_until(up, timeout_s, f"Prometheus to scrape {target}", interval_s=0.1)
-
-    def wait_for_scrapes(self, target: str, count: int, timeout_s: float = 30.0) -> None:
-        """Poll until ``target`` has ``count`` successful scrapes in the last ``count + 5`` seconds."""
-        promql = f'sum_over_time(up{{instance="{target}"}}[{count + 5}s]) >= {count}'
-
-        def enough() -> bool:
-            try:
-                return bool(self.query(promql))
-            except httpx.HTTPError:
-                return False
-
-        wait_until(enough, timeout_s, f"{count} scrapes of {target}", interval_s=0.2)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop(self.proc)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
-class AlertmanagerServer:
-    def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary = binary
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log = workdir / "alertmanager.log"
-
-    def start(self) -> None:
-        config = self.workdir / "alertmanager.yml"
-        config.write_text(
-            yaml.safe_dump({"route": {"receiver": "null"}, "receivers": [{"name": "null"}]}), encoding="utf-8"
-        )
-        (self.workdir / "data").mkdir(exist_ok=True)
-        log = self._log.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                f"--config.file={config}",
-                f"--storage.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--cluster.listen-address=",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"Alertmanager exited with {self.proc.returncode}:\n{self.log_tail()}")
-            return _http_ok(f"{self.url}/-/ready")
-
-        try:
-            wait_until(ready, START_TIMEOUT_S, f"Alertmanager on {self.url}")
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"Alertmanager did not start; log:\n{self.log_tail()}") from None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop(self.proc)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from core.adapters.alertmanager import AlertmanagerAlerts, new_since
 from core.domain import Alert
 from core.plan import AlertmanagerSpec
 from core.ports import Alerts, PortError
-from tests.real_servers import AlertmanagerServer, wait_until
+from core.sim.monitoring import AlertmanagerServer, wait_until
 
 
 def _iso(t: datetime) -> str:

@@ -106,3 +106,30 @@ def test_every_command_has_help(tmp_path: Path) -> None:
     ):
         result = deploydeck(*args, tmp_path=tmp_path)
         assert result.returncode == 0 and "usage: deploydeck" in result.stdout, args
+
+
+def test_demo_with_real_prometheus_rolls_back_bad_canary_through_promql(tmp_path: Path) -> None:
+    from tests.real_servers import require_binary
+
+    require_binary("/usr/bin/prometheus")
+    result = deploydeck(
+        "demo",
+        "--headless",
+        "--json",
+        "--prometheus",
+        "--speed",
+        "90",
+        "--scenario",
+        "bad-canary",
+        tmp_path=tmp_path,
+        timeout=240,
+    )
+    assert result.returncode == 3, result.stderr[-2000:]
+    events = json_lines(result.stdout)
+    trigger = next(e for e in events if e["type"] == "rollback_triggered")
+    assert trigger["rule"] == "error_rate" and trigger["weight_at_trigger"] >= 25, trigger["reason"]
+    # the numbers came from PromQL over the scraped workload, not from the in-process model
+    source = next(e for e in events if e["type"] == "log" and e["source"] == "session")
+    assert source["message"].startswith("real Prometheus at http://127.0.0.1:")
+    restored = next(e for e in events if e["type"] == "rollback_step" and e["action"] == "verify")
+    assert restored["ok"], restored

@@ -20,9 +20,9 @@ from core.analysis import Judgement, TriggerState, judge
 from core.clock import ScaledClock
 from core.domain import CanaryMetrics
 from core.plan import AnalysisSpec, PrometheusSpec, QueriesSpec
+from core.sim.monitoring import PrometheusServer
 from core.sim.scenarios import Scenario, get_scenario
 from core.sim.workload import SimWorkload
-from tests.real_servers import PrometheusServer
 
 pytestmark = pytest.mark.real
 

@@ -15,9 +15,9 @@ from core.adapters.prometheus import PrometheusMetrics, redact_url
 from core.clock import ScaledClock, SystemClock, VirtualClock
 from core.plan import PrometheusSpec, QueriesSpec
 from core.ports import Metrics
+from core.sim.monitoring import PrometheusServer, free_port
 from core.sim.scenarios import get_scenario
 from core.sim.workload import SimWorkload
-from tests.real_servers import PrometheusServer, free_port
 
 
 def _adapter(url: str, *, clock: Any = None, min_requests: int = 50, **spec: Any) -> PrometheusMetrics:

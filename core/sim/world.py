@@ -223,7 +223,7 @@ class SimMetrics:
         points = 6
         span = min(window_s, at_share) if role == "canary" else window_s
         seen = [
-            self.model.scenario.behaviour(role, share, max(0.0, at_share - span * i / (points - 1)))
+            self.model.scenario.behaviour(role, share, max(0.0, at_share - span * (i + 0.5) / points))
             for i in range(points)
         ]
         return Behaviour(
@@ -271,7 +271,8 @@ class SimMetrics:
             return QueryResult(value=None, reason="no data: prometheus unreachable (simulated outage)")
         # The simulated world answers the gates' usual questions with healthy figures.
         if "5.." in promql and "/" in promql:
-            return QueryResult(value=0.00031)  # an error ratio, e.g. over the SLO window: 0.031 %
+            # an error ratio, e.g. over the SLO window: the stable version's
+            return QueryResult(value=self.model.scenario.behaviour("stable", 0, 0.0).error_rate)
         return QueryResult(value=0.0)
 
     async def close(self) -> None:
