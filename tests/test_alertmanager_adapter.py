@@ -173,7 +173,7 @@ async def test_credentials_in_the_url_never_reach_the_message() -> None:
 
 
 async def test_unreachable_alertmanager_is_a_port_error() -> None:
-    from tests.real_servers import free_port
+    from core.sim.monitoring import free_port
 
     adapter = AlertmanagerAlerts(AlertmanagerSpec(url=f"http://127.0.0.1:{free_port()}", timeout=2))
     try:

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.real
 
 SPEED = 20.0
 WINDOW_WALL_S = 3.0
-RPS = 300.0  # per clock second: enough requests per window to resolve 0.5 pp
+RPS = 1000.0  # per clock second: at 5 % a window holds ~3000 canary requests, enough to resolve 0.5 pp
 
 
 def _scenario(name: str) -> Scenario:
