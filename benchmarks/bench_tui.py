@@ -1,0 +1,342 @@
+"""Dashboard benchmarks: first frame, `r` to the Cluster port, idle CPU, chart cost.
+
+Run: python benchmarks/bench_tui.py [--quick]. Prints one table; targets from issue 3.
+--quick shortens the idle-CPU window and the number of presses (for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pty
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+APPROVALS = ["rollback-plan", "dashboards-reviewed"]
+
+# --- 1. process start to first painted frame ---------------------------------------------
+
+HEADLESS_CHILD = r"""
+import sys, time
+t0 = float(sys.argv[1])
+import asyncio
+from tui.app import DeployDeckApp
+
+class FirstFrame(DeployDeckApp):
+    def on_mount(self):
+        # after the first refresh the compositor has painted the main screen once
+        self.call_after_refresh(self._painted)
+
+    def _painted(self):
+        heavy = [m for m in ("kubernetes", "prometheus_api_client", "pandas", "numpy") if m in sys.modules]
+        print(f"FRAME {time.time() - t0:.4f} {','.join(heavy) or '-'}", flush=True)
+        self.exit()
+
+async def main():
+    from core.session import demo_plan, open_session
+    from core.clock import ScaledClock
+    session = await open_session(demo_plan("healthy"), actor="bench", clock=ScaledClock(30.0))
+    app = FirstFrame(session, actor="bench")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.5)
+    await session.close()
+
+asyncio.run(main())
+"""
+
+
+def first_frame_headless(runs: int) -> tuple[list[float], str]:
+    times: list[float] = []
+    heavy = "-"
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as state:
+            env = {**os.environ, "DEPLOYDECK_STATE_DIR": state}
+            t0 = time.time()
+            out = subprocess.run(
+                [sys.executable, "-c", HEADLESS_CHILD, str(t0)],
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            line = next((ln for ln in out.stdout.splitlines() if ln.startswith("FRAME")), None)
+            if line is None:
+                raise RuntimeError(f"no frame: {out.stderr[-2000:]}")
+            _, seconds, heavy = line.split()
+            times.append(float(seconds))
+    return times, heavy
+
+
+def first_frame_pty(runs: int, extra: tuple[str, ...] = ()) -> list[float]:
+    """`deploydeck demo` in a real pseudo-terminal, timed until the dashboard's panels are drawn."""
+    times: list[float] = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as state:
+            env = {
+                **os.environ,
+                "DEPLOYDECK_STATE_DIR": state,
+                "TERM": "xterm-256color",
+                "COLUMNS": "120",
+                "LINES": "40",
+            }
+            master, slave = pty.openpty()
+            os.set_blocking(master, False)
+            import fcntl
+            import struct
+            import termios
+
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tui.cli", "demo", *extra],
+                cwd=ROOT,
+                env=env,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                start_new_session=True,
+            )
+            os.close(slave)
+            seen = b""
+            elapsed = None
+            deadline = t0 + 30
+            try:
+                while time.perf_counter() < deadline:
+                    ready, _, _ = select.select([master], [], [], 0.05)
+                    if ready:
+                        try:
+                            seen += os.read(master, 65536)
+                        except OSError:
+                            break
+                        # the gate panel's title and the events panel's title: the main screen is up
+                        if b"Gates" in seen and b"Events" in seen:
+                            elapsed = time.perf_counter() - t0
+                            break
+                    if proc.poll() is not None:
+                        break
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                os.close(master)
+            if elapsed is None:
+                raise RuntimeError(f"the dashboard never painted; output tail: {seen[-500:]!r}")
+            times.append(elapsed)
+    return times
+
+
+# --- 2. `r` to the Cluster port's rollback() ---------------------------------------------------
+
+
+async def rollback_latencies(presses: int) -> list[float]:
+    from core.session import demo_plan, open_session
+    from tui.app import DeployDeckApp
+    from tui.screenshots import FreezingClock, canary_at, freeze_when
+
+    latencies: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(presses):
+            clock = FreezingClock()
+            session = await open_session(
+                demo_plan("healthy"),
+                actor="bench",
+                clock=clock,
+                journal_path=Path(tmp) / f"j{i}.jsonl",
+                interactive=False,
+                approvals=APPROVALS,
+            )
+            cluster = session.world.production
+            called: list[float] = []
+            reached = asyncio.Event()
+            original = cluster.rollback
+
+            async def timed(original=original, called=called, reached=reached):  # type: ignore[no-untyped-def]
+                called.append(time.perf_counter())
+                reached.set()
+                return await original()
+
+            cluster.rollback = timed  # type: ignore[method-assign]
+            at_canary = asyncio.Event()
+            app = DeployDeckApp(session, actor="bench", start=False, cursor_blink=False)
+            async with app.run_test(size=(120, 40)) as pilot:
+                freeze_when(app, canary_at(25, samples=1))
+                # after freeze_when's subscriber, so it sees the clock already stopped
+                session.rollout.subscribe(lambda _e, c=clock, ev=at_canary: ev.set() if c.frozen else None)
+                app.start_rollout()
+                await asyncio.wait_for(at_canary.wait(), 30)
+                app.refresh_now()
+                await pilot.pause()
+                # simulated time stays stopped: what is measured is the key, the app and the
+                # engine's command path, not a virtual clock racing through the next window
+                t0 = time.perf_counter()
+                await pilot.press("r")
+                try:
+                    await asyncio.wait_for(reached.wait(), 2)
+                except TimeoutError:
+                    clock.thaw()  # the engine wanted to wait on the clock first
+                    await asyncio.wait_for(reached.wait(), 10)
+                latencies.append(called[0] - t0)
+            await session.close()
+    return latencies
+
+
+# --- 3. idle CPU while watching a live rollout ----------------------------------------------
+
+
+async def idle_cpu(seconds: float) -> tuple[float, str]:
+    from core.clock import ScaledClock
+    from core.session import demo_plan, open_session
+    from tui.app import DeployDeckApp
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # the demo's speed (30): gates and staging pass in ~35 s, then canary steps of 10 s
+        session = await open_session(
+            demo_plan("healthy"),
+            actor="bench",
+            clock=ScaledClock(30.0),
+            journal_path=Path(tmp) / "j.jsonl",
+            interactive=False,
+            approvals=APPROVALS,
+        )
+        app = DeployDeckApp(session, actor="bench", cursor_blink=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            # let start-up, gates and staging settle, then measure while the canary runs
+            while app.model.phase.value not in {"canary", "verify", "complete", "rolled_back"}:
+                await pilot.pause(0.2)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            samples0 = len(app.model.errors)
+            await asyncio.sleep(seconds)
+            cpu = time.process_time() - cpu0
+            wall = time.perf_counter() - wall0
+            state = (
+                f"{app.model.phase.value} at {app.model.weight} %, {len(app.model.errors) - samples0} samples"
+            )
+        await session.close()
+    return 100.0 * cpu / wall, state
+
+
+# --- 4. chart update cost ---------------------------------------------------------------------
+
+
+async def chart_cost(iterations: int) -> tuple[list[float], list[float]]:
+    import math
+
+    from textual.app import App, ComposeResult
+
+    from tui.widgets.chart import BrailleChart, Series, render_chart
+
+    def series(shift: float) -> list[Series]:
+        canary = [(float(t), 0.5 + 0.3 * math.sin(t / 37 + shift)) for t in range(600)]
+        baseline = [(float(t), 0.4 + 0.05 * math.cos(t / 23)) for t in range(600)]
+        return [Series("baseline", baseline, "blue"), Series("canary", canary, "red")]
+
+    pure: list[float] = []
+    for i in range(iterations):
+        data = series(i / 10)
+        t0 = time.perf_counter()
+        render_chart(data, 100, 14, unit="%")
+        pure.append(time.perf_counter() - t0)
+
+    class ChartApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield BrailleChart(unit="%", id="c")
+
+    widget_frames: list[float] = []
+    app = ChartApp()
+    async with app.run_test(size=(120, 20)) as pilot:
+        chart = app.query_one(BrailleChart)
+        for i in range(iterations):
+            t0 = time.perf_counter()
+            chart.set_series(series(i / 10))
+            await pilot.pause(0)  # one refresh: render + composite
+            app.screen._compositor.render_update(full=True)  # force the frame now
+            widget_frames.append(time.perf_counter() - t0)
+    return pure, widget_frames
+
+
+# --- table ----------------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    presses = 10 if args.quick else 50
+    window = 5.0 if args.quick else 30.0
+    runs = 3 if args.quick else 5
+
+    rows: list[tuple[str, str, str]] = []
+    headless, heavy = first_frame_headless(runs)
+    rows.append(
+        (
+            f"first frame, headless run_test (median of {runs})",
+            f"{statistics.median(headless):.3f} s",
+            "< 0.8 s",
+        )
+    )
+    rows.append(("  heavy modules loaded at first frame", heavy, "none"))
+    for extra, label in (((), "`deploydeck demo`"), (("--backend", "memory"), "`demo --backend memory`")):
+        try:
+            real = first_frame_pty(runs, extra)
+            rows.append(
+                (f"first frame, real pty {label} (median)", f"{statistics.median(real):.3f} s", "< 0.8 s")
+            )
+        except (RuntimeError, OSError) as exc:
+            rows.append((f"first frame, real pty {label}", f"failed: {exc}"[:60], "< 0.8 s"))
+    lat = asyncio.run(rollback_latencies(presses))
+    rows.append(
+        (f"`r` → Cluster.rollback p50 ({presses} presses)", f"{pct(lat, 0.5) * 1000:.1f} ms", "< 30 ms")
+    )
+    rows.append(
+        (f"`r` → Cluster.rollback p99 ({presses} presses)", f"{pct(lat, 0.99) * 1000:.1f} ms", "< 100 ms")
+    )
+    cpu, state = asyncio.run(idle_cpu(window))
+    rows.append(
+        (f"CPU watching a live rollout, {window:.0f} s, 1 Hz charts", f"{cpu:.1f} % of a core", "< 3 %")
+    )
+    rows.append(("  (rollout during the window)", state, ""))
+    pure, frames = asyncio.run(chart_cost(200))
+    rows.append(
+        (
+            "chart render, 2 series × 600 points (p50 / p99)",
+            f"{pct(pure, 0.5) * 1000:.2f} / {pct(pure, 0.99) * 1000:.2f} ms",
+            "< 20 ms",
+        )
+    )
+    rows.append(
+        (
+            "chart update + frame in an app (p50 / p99)",
+            f"{pct(frames, 0.5) * 1000:.2f} / {pct(frames, 0.99) * 1000:.2f} ms",
+            "< 20 ms",
+        )
+    )
+
+    width = max(len(r[0]) for r in rows)
+    print(f"{'benchmark':<{width}}  {'result':<24}  target")
+    print("-" * (width + 36))
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:<24}  {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

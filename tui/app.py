@@ -1,0 +1,543 @@
+"""The deploydeck dashboard: renders the engine's events, sends people's commands back.
+
+The app never talks to Kubernetes or Prometheus: it subscribes to one
+``core.engine.Rollout`` and calls its commands. Heavy imports stay out of this
+module so the first frame paints fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import events
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.css.query import NoMatches
+from textual.screen import ModalScreen
+
+from core.domain import GateGroup, GateStatus, Outcome, Phase
+from core.events import DecisionRequired, Event, Finished
+from tui.screens.gate_detail import GateDetailScreen
+from tui.screens.help import HelpScreen
+from tui.screens.log import LogScreen
+from tui.screens.main import MainScreen
+from tui.screens.modals import ConfirmModal, DecisionModal, ProceedModal, SignOffModal, SignOffResult
+from tui.screens.verification import VerificationScreen
+from tui.widgets.dashboard import ALL_PANELS
+from tui.widgets.gates import GateChecklist
+from tui.widgets.header import HeaderBar
+from tui.widgets.model import DeckModel, LogEntry
+
+if TYPE_CHECKING:
+    from core.engine import CommandResult, Rollout
+    from core.session import Session
+
+Reopen = Callable[[str], Awaitable["Session"]]
+
+#: the charts redraw at most this often; other panels follow events as they come
+CHART_PERIOD_S = 1.0
+
+_PHASE_GROUP: dict[Phase, GateGroup] = {
+    Phase.PREFLIGHT: GateGroup.PRE_DEPLOY,
+    Phase.MIGRATIONS: GateGroup.MIGRATIONS,
+    Phase.STAGING: GateGroup.STAGING,
+    Phase.VERIFY: GateGroup.POST_DEPLOY,
+}
+_LIVE_ACTIONS = frozenset({"rollback", "proceed", "sign_off", "pause_resume", "abort", "decide"})
+
+
+class DeckCommands(Provider):
+    """Command palette entries: every key's action, and 'switch scenario' in the demo."""
+
+    def _commands(self) -> list[tuple[str, Callable[[], Any], str]]:
+        app = self.app
+        assert isinstance(app, DeployDeckApp)
+        out: list[tuple[str, Callable[[], Any], str]] = [
+            ("Roll back now", app.action_rollback, "canary to 0 %, stable restored (r)"),
+            ("Proceed to the next step", app.action_proceed, "opens a confirmation (p)"),
+            ("Sign off the selected gate", app.action_sign_off, "manual gates (s)"),
+            ("Pause / resume", app.action_pause_resume, "(space)"),
+            ("Abort the deploy", app.action_abort, "asks for a reason (a)"),
+            ("Show the full event log", app.action_show_log, "(l)"),
+            ("Show deploy history", app.action_history, "(h)"),
+            ("Show post-deploy verification", app.action_verification, "(v)"),
+            ("Help", app.action_help, "keys and glyphs (?)"),
+        ]
+        if app.reopen is not None:
+            from core.sim.scenarios import SCENARIOS
+
+            for name, scenario in SCENARIOS.items():
+                out.append((f"Switch scenario: {name}", partial(app.switch_scenario, name), scenario.title))
+        return out
+
+    async def discover(self) -> Hits:
+        for title, callback, help_text in self._commands():
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, callback, help_text in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+
+
+class DeployDeckApp(App[None]):
+    # absolute, so subclasses defined elsewhere (tests, benchmarks) find the stylesheet too
+    CSS_PATH = Path(__file__).parent / "deploydeck.tcss"
+    TITLE = "deploydeck"
+    COMMANDS = App.COMMANDS | {DeckCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "rollback", "Rollback", id="rollback"),
+        Binding("p", "proceed", "Proceed", id="proceed"),
+        Binding("s", "sign_off", "Sign", id="sign_off"),
+        Binding("space", "pause_resume", "Pause", id="pause"),
+        Binding("a", "abort", "Abort", id="abort"),
+        Binding("d", "decide", "Decide", id="decide"),
+        Binding("v", "verification", "Verify", id="verification"),
+        Binding("l", "show_log", "Log", id="log"),
+        Binding("h", "history", "History", id="history"),
+        Binding("question_mark", "help", "Help", id="help", key_display="?"),
+        Binding("q", "quit_deck", "Quit", id="quit"),
+    ]
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        actor: str,
+        read_only: bool = False,
+        allow_rollback: bool = False,
+        reopen: Reopen | None = None,
+        start: bool = True,
+        cursor_blink: bool = True,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.actor = actor
+        self.read_only = read_only
+        self.allow_rollback = allow_rollback
+        self.reopen = reopen
+        self.start = start
+        self.cursor_blink = cursor_blink
+        self.model = DeckModel()
+        self.outcome: Outcome | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._dirty: set[str] = set()
+        self._flush_pending = False
+        self._charts_drawn_at = 0.0
+        self._owned: list[Session] = []  # sessions from `reopen`, which this app must close
+        self._decision_shown: DecisionRequired | None = None
+        self._keys_signature: tuple[object, ...] = ()
+        self._started: object | None = None  # the rollout whose run() this app is driving
+
+    # --- wiring -----------------------------------------------------------------
+
+    @property
+    def rollout(self) -> Rollout:
+        return self.session.rollout
+
+    def now(self) -> datetime:
+        return self.session.clock.now()
+
+    def on_mount(self) -> None:
+        self._attach()
+        self.set_interval(1.0, self._tick, name="deck-tick")
+
+    def _attach(self) -> None:
+        """Fold what already happened, subscribe, push the main screen, start the engine."""
+        self.model = DeckModel()
+        for event in list(self.rollout.events):
+            self.model.apply(event)
+        self._unsubscribe = self.rollout.subscribe(self._on_event)
+        screen = MainScreen(self.model, self.now, self.actor, read_only=self.read_only)
+        if isinstance(self.screen, MainScreen):
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+        if self.start:
+            self.start_rollout()
+        self.outcome = self.rollout.outcome
+
+    def start_rollout(self) -> None:
+        """Run the engine as a worker (on mount, unless built with start=False)."""
+        if self.rollout.outcome is None and self._started is not self.rollout:
+            self._started = self.rollout
+            self.run_worker(self._drive(), name="rollout", group="rollout", exit_on_error=False)
+
+    async def _drive(self) -> None:
+        rollout = self.rollout
+        try:
+            outcome = await rollout.run()
+        except Exception as exc:  # the engine failed: say so on screen instead of a traceback
+            self.outcome = Outcome.ERROR
+            self.model.log.append(LogEntry(ts=self.now(), level="error", text=f"engine stopped: {exc}"))
+            self._mark({"log", "header"})
+            self.notify(f"engine stopped: {exc}", severity="error", timeout=30)
+            return
+        if rollout is self.rollout:
+            self.outcome = outcome
+
+    def _on_event(self, event: Event) -> None:
+        # called synchronously by the engine: fold now, paint on the next turn of the loop
+        self._mark(self.model.apply(event))
+        if isinstance(event, DecisionRequired) and not self.read_only:
+            self.call_later(self._ask_decision, event)
+        if isinstance(event, Finished):
+            self.outcome = event.outcome
+            severity = "information" if event.outcome == Outcome.COMPLETED else "error"
+            self.call_later(self.notify, f"deploy finished: {event.outcome.value}", severity=severity)
+
+    def _mark(self, changed: set[str]) -> None:
+        self._dirty |= changed
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.call_later(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        changed = self._dirty
+        if "charts" in changed and time.monotonic() - self._charts_drawn_at < CHART_PERIOD_S:
+            changed = changed - {"charts"}  # stays dirty until the tick draws it
+        else:
+            self._charts_drawn_at = time.monotonic() if "charts" in changed else self._charts_drawn_at
+        self._dirty -= changed
+        self._paint(changed)
+        self._refresh_keys()
+
+    def _paint(self, changed: set[str] | frozenset[str]) -> None:
+        for screen in self._live_screens():
+            # a screen being composed or torn down (quit, switch scenario) may miss a panel
+            with contextlib.suppress(NoMatches):
+                screen.refresh_panels(changed)  # type: ignore[attr-defined]
+
+    def _live_screens(self) -> list[object]:
+        return [
+            s
+            for s in self.screen_stack
+            if hasattr(s, "refresh_panels") and getattr(s, "model", None) is self.model
+        ]
+
+    def _tick(self) -> None:
+        if "charts" in self._dirty:
+            self._dirty.discard("charts")
+            self._charts_drawn_at = time.monotonic()
+            self._paint({"charts"})
+        for screen in self._live_screens():
+            with contextlib.suppress(NoMatches):
+                screen.tick()  # type: ignore[attr-defined]
+        self._refresh_keys()
+
+    def _refresh_keys(self) -> None:
+        """Recompose the Footer only when a key's availability changed: it is the costliest repaint."""
+        signature = (id(self.screen), *(self.check_action(a, ()) for a in sorted(_LIVE_ACTIONS)))
+        if signature != self._keys_signature:
+            self._keys_signature = signature
+            self.refresh_bindings()
+
+    def refresh_now(self) -> None:
+        """Paint every panel (charts too) from the model right now; tests and screenshots use it."""
+        self._dirty.clear()
+        self._charts_drawn_at = time.monotonic()
+        self._paint(ALL_PANELS)
+        for screen in self._live_screens():
+            with contextlib.suppress(NoMatches):
+                screen.tick()  # type: ignore[attr-defined]
+        self.refresh_bindings()
+
+    # --- key checks -------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action not in _LIVE_ACTIONS:
+            return True
+        live = getattr(self.screen, "live_commands", None)
+        if self.rollout.outcome is not None or self.model.finished is not None:
+            return False  # nothing left to steer: hide the commands rather than grey them
+        if action == "rollback":
+            # rolling back is the safe direction: it works from dialogs too, never from a replay
+            if live is False or (self.read_only and not self.allow_rollback):
+                return False
+            return True if self.rollout.allowed("rollback").ok else None
+        if self.read_only or not live or isinstance(self.screen, ModalScreen):
+            return False
+        if action == "decide":
+            return self.rollout.allowed("decide").ok
+        if action == "pause_resume":
+            ok = self.rollout.allowed("resume" if self.model.phase == Phase.PAUSED else "pause").ok
+        elif action == "sign_off":
+            ok = self.rollout.allowed("sign_off").ok and self._gate_to_sign() is not None
+        else:
+            ok = self.rollout.allowed(action).ok
+        return True if ok else None
+
+    # --- commands -----------------------------------------------------------------
+
+    def _command(self, what: str, call: Coroutine[Any, Any, CommandResult]) -> None:
+        async def send() -> None:
+            result = await call
+            if not result.ok:
+                self.notify(f"{what} refused: {result.reason}", severity="error", timeout=8)
+                if what == "rollback":
+                    self.model.rollback_requested_by = None
+                    self._mark({"header"})
+            elif result.reason:
+                self.notify(f"{what}: {result.reason}", severity="warning")
+
+        self.run_worker(send(), group="commands", exit_on_error=False)
+
+    def action_rollback(self) -> None:
+        if self.check_action("rollback", ()) is not True:
+            self.notify(f"cannot roll back: {self.rollout.allowed('rollback').reason}", severity="warning")
+            return
+        # show it in this very frame; the engine's RollbackTriggered confirms it moments later
+        self.model.rollback_requested_by = self.actor
+        self.model.log.append(
+            LogEntry(ts=self.now(), level="error", text=f"rollback requested by {self.actor} (r)")
+        )
+        self._paint({"header", "log"})
+        self._command("rollback", self.rollout.rollback(self.actor, f"manual rollback by {self.actor}"))
+
+    def action_proceed(self) -> None:
+        allowed = self.rollout.allowed("proceed")
+        if not allowed.ok:
+            self.notify(f"cannot proceed: {allowed.reason}", severity="warning", timeout=8)
+            return
+        target, next_weight = self._proceed_target()
+        group = _PHASE_GROUP.get(self.model.phase)
+        passed = [
+            f"{v.result.title} ({v.result.policy})"
+            for v in self.model.gates.values()
+            if v.result.status.satisfied and (group is None or v.result.group == group)
+        ]
+        sample = self.model.last_analysis
+        if self.model.phase == Phase.CANARY and sample is not None and sample.verdict == "healthy":
+            passed.append(f"last analysis healthy at {sample.weight} % ({sample.ts.strftime('%H:%M:%S')})")
+        pending = [r for r in self.rollout.pending_reasons() if not r.startswith("no analysis")]
+        service = self.model.started.service if self.model.started else self.session.plan.service
+        modal = ProceedModal(
+            target=target, passed=passed, pending=pending, service=service, needs_typing=next_weight == 100
+        )
+
+        def done(answer: object) -> None:
+            if answer is True:
+                self._command("proceed", self.rollout.proceed(self.actor))
+
+        self.push_screen(modal, done)
+
+    def _proceed_target(self) -> tuple[str, int | None]:
+        phase, step, steps = self.model.phase, self.model.step, self.model.steps
+        if phase == Phase.CANARY and step is not None:
+            if step + 1 < len(steps):
+                return f"canary {steps[step]} % → {steps[step + 1]} %", steps[step + 1]
+            return "canary 100 % → post-deploy verification", None
+        if phase == Phase.STAGING and steps:
+            return f"staging → production canary at {steps[0]} %", steps[0]
+        return f"past the {phase.value.replace('_', ' ')} gates", None
+
+    def _gate_to_sign(self) -> str | None:
+        screen = self.screen
+        if isinstance(screen, MainScreen):
+            selected = screen.query_one(GateChecklist).selected_gate_id
+            view = self.model.gates.get(selected or "")
+            if view is not None and view.result.status == GateStatus.NEEDS_SIGN_OFF:
+                return view.result.gate_id
+        for view in self.model.gates.values():
+            if view.result.status == GateStatus.NEEDS_SIGN_OFF:
+                return view.result.gate_id
+        return None
+
+    def action_sign_off(self, gate_id: str | None = None) -> None:
+        gate_id = gate_id or self._gate_to_sign()
+        if gate_id is None:
+            self.notify("no gate is waiting for a sign-off", severity="warning")
+            return
+        view = self.model.gates[gate_id]
+        # the plan says how many different people must sign; the engine enforces it
+        needed = next((m.signers for m in self.session.plan.gates.manual if m.id == gate_id), 1)
+
+        def done(answer: object) -> None:
+            if isinstance(answer, SignOffResult):
+                self._command("sign-off", self.rollout.sign_off(gate_id, answer.signer, answer.note))
+
+        self.push_screen(SignOffModal(view, self.actor, signers_needed=needed), done)
+
+    def action_pause_resume(self) -> None:
+        if self.model.phase == Phase.PAUSED:
+            self._command("resume", self.rollout.resume(self.actor))
+        else:
+            self._command(
+                "pause", self.rollout.pause(self.actor, f"paused from the dashboard by {self.actor}")
+            )
+
+    def action_abort(self) -> None:
+        weight = self.model.weight
+        body = (
+            "Abort stops this deploy for good and puts the previous version back "
+            f"(canary now at {weight} %). Use r instead if the new version is misbehaving."
+        )
+
+        def done(answer: object) -> None:
+            if isinstance(answer, str):
+                self._command("abort", self.rollout.abort(self.actor, answer))
+
+        self.push_screen(
+            ConfirmModal(
+                title="Abort the deploy?",
+                body=body,
+                confirm="Abort deploy",
+                reason=f"aborted by {self.actor}",
+            ),
+            done,
+        )
+
+    def action_decide(self) -> None:
+        if self.model.decision is not None:
+            self._ask_decision(self.model.decision)
+
+    def _ask_decision(self, event: DecisionRequired) -> None:
+        if self._decision_shown is event or self.model.decision is not event:
+            return
+        self._decision_shown = event
+
+        def done(answer: object) -> None:
+            self._decision_shown = None
+            if isinstance(answer, str):
+                self._command("decision", self.rollout.decide(answer, self.actor))
+
+        self.push_screen(
+            DecisionModal(question=event.question, options=event.options, recommended=event.recommended), done
+        )
+
+    def open_gate(self, gate_id: str) -> None:
+        view = self.model.gates.get(gate_id)
+        if view is None:
+            return
+        can_sign = not self.read_only and view.result.status == GateStatus.NEEDS_SIGN_OFF
+
+        def done(answer: object) -> None:
+            if answer == "sign":
+                self.action_sign_off(gate_id)
+
+        self.push_screen(GateDetailScreen(view, can_sign=can_sign), done)
+
+    # --- other screens ------------------------------------------------------------
+
+    def _header(self) -> HeaderBar:
+        return HeaderBar(self.model, self.now, self.actor, read_only=self.read_only)
+
+    def action_show_log(self) -> None:
+        if not isinstance(self.screen, LogScreen):
+            self.push_screen(LogScreen(self.model, self._header()))
+
+    def action_verification(self) -> None:
+        if not isinstance(self.screen, VerificationScreen):
+            self.push_screen(
+                VerificationScreen(self.model, self._header(), self.now, self.session.plan.verification.slo)
+            )
+
+    def action_history(self) -> None:
+        from tui.screens.history import HistoryScreen
+
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen(Path(self.session.journal_path), self.actor))
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.key_names()))
+
+    def key_names(self) -> dict[str, str]:
+        """Binding id → key as the person sees it, after any App.set_keymap remapping."""
+        names: dict[str, str] = {}
+        for key, active in self.screen.active_bindings.items():
+            binding = active.binding
+            if binding.id and binding.id not in names:
+                names[binding.id] = self.get_key_display(binding.with_key(key))
+        return names
+
+    def action_quit_deck(self) -> None:
+        if self.rollout.outcome is not None or not self.model.in_flight:
+            self.exit()
+            return
+        phase = self.model.phase.value.replace("_", " ")
+        body = (
+            f"The rollout is in flight ({phase}, canary at {self.model.weight} %).\n"
+            "Quitting leaves it where it is: traffic stays as it is, nothing is promoted or rolled back, "
+            "and the deployment log keeps its place."
+        )
+
+        def done(answer: object) -> None:
+            if answer is True:
+                self.exit()
+
+        self.push_screen(
+            ConfirmModal(title="Quit deploydeck?", body=body, confirm="Quit, leave it as is", danger=False),
+            done,
+        )
+
+    # --- demo: switch scenario -----------------------------------------------------
+
+    def switch_scenario(self, name: str) -> None:
+        if self.reopen is None:
+            return
+        self.run_worker(self._switch(name), group="switch", exclusive=True, exit_on_error=False)
+
+    async def _switch(self, name: str) -> None:
+        assert self.reopen is not None
+        try:
+            fresh = await self.reopen(name)
+        except Exception as exc:  # a bad scenario name or a world that would not start: tell, keep going
+            self.notify(f"cannot switch to {name}: {exc}", severity="error")
+            return
+        self.workers.cancel_group(self, "rollout")
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        old = self.session
+        self.session = fresh
+        self._owned.append(fresh)
+        if old in self._owned:
+            self._owned.remove(old)
+            await old.close()
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.outcome = None
+        self._attach()
+        self.start_rollout()
+        self.notify(f"switched to scenario {name}")
+
+    async def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for session in self._owned:
+            await session.close()
+        self._owned.clear()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._size_classes(event.size.width, event.size.height)
+
+    def _size_classes(self, width: int, height: int) -> None:
+        self.set_class(width < 100, "-narrow")
+        self.set_class(width >= 160, "-wide")
+        self.set_class(height < 30, "-short")
+        self.set_class(height >= 50, "-tall")
+
+
+async def run_dashboard(
+    session: Session,
+    *,
+    actor: str,
+    read_only: bool = False,
+    allow_rollback: bool = False,
+    reopen: Reopen | None = None,
+) -> Outcome | None:
+    """Run the dashboard until the person quits; return the rollout's outcome if it finished."""
+    app = DeployDeckApp(
+        session, actor=actor, read_only=read_only, allow_rollback=allow_rollback, reopen=reopen
+    )
+    await app.run_async()
+    return app.outcome

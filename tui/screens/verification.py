@@ -1,0 +1,177 @@
+"""Post-deploy verification (POL-008): the observation window after 100 %, against the SLO."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from core.domain import GateGroup, Phase
+from core.events import AnalysisSample
+from core.plan import SloSpec
+from tui.widgets.chart import BrailleChart, Series
+from tui.widgets.glyphs import BASELINE_STYLE, CANARY_STYLE, GATE_GLYPH, GATE_LABEL, LIMIT_STYLE
+from tui.widgets.header import HeaderBar
+from tui.widgets.ladder import bar
+from tui.widgets.model import DeckModel, countdown
+
+
+def _check(value: float | None, limit: float | None) -> Text:
+    if value is None:
+        return Text("▲ no data", style="bold yellow")
+    if limit is None:
+        return Text("– no SLO", style="dim")
+    return Text("✔ within", style="green") if value <= limit else Text("✘ over", style="bold red")
+
+
+def _num(value: float | None, unit: str) -> str:
+    if value is None:
+        return "no data"
+    return f"{value:.2f} {unit}" if unit == "%" else f"{value:.0f} {unit}"
+
+
+def verification_text(model: DeckModel, slo: SloSpec | None, now: datetime) -> Table:
+    slo = slo or SloSpec()
+    table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
+    table.add_column("check", no_wrap=True)
+    table.add_column("now", no_wrap=True, justify="right")
+    table.add_column("SLO / limit", no_wrap=True, justify="right")
+    table.add_column("", no_wrap=True)
+    sample = model.verify_samples[-1] if model.verify_samples else None
+    err = sample.canary_error_rate if sample else None
+    table.add_row(
+        "error rate",
+        _num(err, "%"),
+        _num(slo.max_error_rate_pct, "%") if slo.max_error_rate_pct is not None else "—",
+        _check(err, slo.max_error_rate_pct),
+    )
+    for label, attr, limit in (
+        ("latency p50", "canary_p50_ms", slo.p50_ms),
+        ("latency p95", "canary_p95_ms", slo.p95_ms),
+        ("latency p99", "canary_p99_ms", slo.p99_ms),
+    ):
+        value = getattr(sample, attr) if sample else None
+        table.add_row(
+            label, _num(value, "ms"), _num(limit, "ms") if limit is not None else "—", _check(value, limit)
+        )
+    post = [v for v in model.gates.values() if v.result.group == GateGroup.POST_DEPLOY]
+    if post:
+        table.add_row("", "", "", "")
+    for view in post:
+        glyph, style = GATE_GLYPH[view.result.status]
+        table.add_row(
+            Text(view.result.title, overflow="ellipsis", no_wrap=True),
+            Text(view.result.evidence or "", style="dim", overflow="ellipsis", no_wrap=True),
+            Text(view.result.policy, style="dim cyan"),
+            Text(f"{glyph} {GATE_LABEL[view.result.status]}", style=style),
+        )
+    return table
+
+
+def window_text(model: DeckModel, now: datetime) -> Text:
+    text = Text(no_wrap=True, overflow="ellipsis")
+    window = model.window
+    if model.phase == Phase.VERIFY and window is not None:
+        elapsed = min(max(window.duration_s - (window.ends_at - now).total_seconds(), 0.0), window.duration_s)
+        text.append("observation window ", style="bold")
+        text.append(f"{countdown(elapsed)} / {countdown(window.duration_s)}  ")
+        text.append_text(bar(elapsed / window.duration_s if window.duration_s else 1.0, 24, "cyan"))
+        text.append(f"  ◔ {countdown(window.duration_s - elapsed)} left", style="bold")
+    elif model.verify_samples:
+        state = model.finished.outcome.value if model.finished else model.phase.value
+        text.append(f"verification over · {state}", style="bold")
+    else:
+        text.append("verification starts once the canary holds 100 % of traffic", style="dim italic")
+    if model.decision is not None:
+        text.append(f"\n▲ decision needed: {model.decision.question} (d to answer)", style="bold red")
+    return text
+
+
+class VerificationScreen(Screen[None]):
+    live_commands = True
+    BINDINGS = [Binding("escape,v", "app.pop_screen", "Back", id="verify.back")]
+
+    def __init__(
+        self, model: DeckModel, header: HeaderBar, now: Callable[[], datetime], slo: SloSpec | None
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self._header = header
+        self.now = now
+        self.slo = slo
+
+    def compose(self) -> ComposeResult:
+        yield self._header
+        with Vertical(id="verify-body"):
+            window = Static(id="verify-window")
+            window.border_title = "Post-deploy verification · POL-008"
+            yield window
+            yield Static(id="verify-table")
+            with Horizontal(id="verify-charts"):
+                err = BrailleChart(unit="%", empty_text="no samples in verification yet", id="verify-err")
+                err.border_title = "error rate"
+                yield err
+                p99 = BrailleChart(unit="ms", empty_text="no samples in verification yet", id="verify-p99")
+                p99.border_title = "p99 latency"
+                yield p99
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_panels(frozenset({"verify", "header"}))
+
+    def refresh_panels(self, changed: set[str] | frozenset[str]) -> None:
+        if not self.is_mounted or not self.is_attached:
+            return  # not composed yet, or being torn down
+        if "header" in changed:
+            self._header.update_from_model()
+        if not changed & {"verify", "gates", "ladder"}:
+            return
+        now = self.now()
+        self.query_one("#verify-window", Static).update(window_text(self.model, now))
+        self.query_one("#verify-table", Static).update(verification_text(self.model, self.slo, now))
+        samples = list(self.model.verify_samples)
+        t0 = self.model.seconds(samples[0].ts) if samples else 0.0
+        pts = [(self.model.seconds(s.ts) - t0, s) for s in samples]
+        err_limit = [
+            (t, s.baseline_error_rate + _limit(s, "error_rate", 0.5))
+            if s.baseline_error_rate is not None
+            else (t, None)
+            for t, s in pts
+        ]
+        p99_limit = [
+            (t, s.baseline_p99_ms * _limit(s, "p99_latency", 1.5))
+            if s.baseline_p99_ms is not None
+            else (t, None)
+            for t, s in pts
+        ]
+        self.query_one("#verify-err", BrailleChart).set_series(
+            [
+                Series("limit", err_limit, LIMIT_STYLE, dashed=True),
+                Series("baseline", [(t, s.baseline_error_rate) for t, s in pts], BASELINE_STYLE),
+                Series("new version", [(t, s.canary_error_rate) for t, s in pts], CANARY_STYLE),
+            ]
+        )
+        self.query_one("#verify-p99", BrailleChart).set_series(
+            [
+                Series("limit", p99_limit, LIMIT_STYLE, dashed=True),
+                Series("baseline", [(t, s.baseline_p99_ms) for t, s in pts], BASELINE_STYLE),
+                Series("new version", [(t, s.canary_p99_ms) for t, s in pts], CANARY_STYLE),
+            ]
+        )
+
+    def tick(self) -> None:
+        self.refresh_panels(frozenset({"header", "verify"}))
+
+
+def _limit(sample: AnalysisSample, rule: str, default: float) -> float:
+    for reading in sample.readings:
+        if reading.rule == rule:
+            return float(reading.limit)
+    return default

@@ -1,0 +1,113 @@
+"""The gate checklist: every gate grouped by workflow step, with glyph, policy and evidence."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option, OptionDoesNotExist
+
+from core.domain import GateStatus
+from tui.widgets.glyphs import GATE_GLYPH, GATE_LABEL
+from tui.widgets.model import GROUP_TITLES, DeckModel, GateView
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(1, width - 1)] + "…"
+
+
+def gate_prompt(view: GateView, width: int = 60) -> Text:
+    """Two lines cut to the panel width: glyph and title; then policy, status and evidence."""
+    gate = view.result
+    glyph, style = GATE_GLYPH[gate.status]
+    label = GATE_LABEL[gate.status]
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(f"{glyph} ", style=style)
+    title_w = max(8, width - 2 - len(label) - 1)
+    title = _fit(gate.title or gate.gate_id, title_w)
+    text.append(title, style="bold" if gate.status == GateStatus.NEEDS_SIGN_OFF else "")
+    text.append(" " * max(1, width - 2 - len(title) - len(label)))
+    text.append(label, style=style)
+    evidence = gate.evidence.splitlines()[0] if gate.evidence else ""
+    if view.sign_offs:
+        names = ", ".join(f"{s.actor} {s.at.strftime('%H:%M')}" for s in view.sign_offs)
+        signed = f"signed by {names}"
+        evidence = signed if gate.status == GateStatus.SIGNED or not evidence else f"{signed} · {evidence}"
+    if view.overridden_by:
+        evidence = f"overridden by {view.overridden_by} · {evidence}"
+    text.append("\n  ")
+    text.append(gate.policy, style="cyan")
+    text.append(
+        " " + _fit(evidence, max(4, width - 3 - len(gate.policy))),
+        style="dim" if gate.status.satisfied else "",
+    )
+    return text
+
+
+class GateChecklist(OptionList):
+    """Highlight a gate to select it (for sign-off); Enter opens its full evidence."""
+
+    def __init__(self, model: DeckModel, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.model = model
+        self._signature: tuple[object, ...] = ()
+
+    def on_mount(self) -> None:
+        self.update_from_model()
+
+    def on_resize(self) -> None:
+        self._signature = ()
+        self.update_from_model()
+
+    @property
+    def selected_gate_id(self) -> str | None:
+        if self.highlighted is None:
+            return None
+        option = self.get_option_at_index(self.highlighted)
+        if option.id and not option.id.startswith("group:"):
+            return option.id
+        return None
+
+    def update_from_model(self) -> None:
+        groups = self.model.gates_by_group()
+        width = max(20, self.scrollable_content_region.width - 1)
+        signature: tuple[object, ...] = (
+            width,
+            *(
+                (v.result.gate_id, v.result.status, v.result.evidence, len(v.sign_offs), v.overridden_by)
+                for _, views in groups
+                for v in views
+            ),
+        )
+        if signature == self._signature:
+            return
+        self._signature = signature
+        keep = self.selected_gate_id
+        options: list[Option] = []
+        for group, views in groups:
+            done = sum(1 for v in views if v.result.status.satisfied)
+            header = Text(no_wrap=True)
+            header.append(GROUP_TITLES[group].upper(), style="bold")
+            header.append(f"  {done}/{len(views)}", style="dim")
+            options.append(Option(header, id=f"group:{group.value}", disabled=True))
+            options.extend(Option(gate_prompt(v, width), id=v.result.gate_id) for v in views)
+        if not options:
+            options.append(
+                Option(
+                    Text("gates appear as the engine evaluates them", style="dim italic"),
+                    id="group:none",
+                    disabled=True,
+                )
+            )
+        self.set_options(options)
+        target = keep or self._first_needing_sign_off()
+        if target is not None:
+            try:
+                self.highlighted = self.get_option_index(target)
+            except OptionDoesNotExist:
+                self.highlighted = None
+
+    def _first_needing_sign_off(self) -> str | None:
+        for view in self.model.gates.values():
+            if view.result.status == GateStatus.NEEDS_SIGN_OFF:
+                return view.result.gate_id
+        return None
