@@ -385,3 +385,25 @@ def test_model_draws_the_threshold_from_the_readings() -> None:
     assert model.errors[-1].limit == 0.4 + 0.7
     assert model.latency[-1].limit == 100 * 1.8
     assert model.errors[-1].t == 60.0
+
+
+async def test_the_checklist_row_shows_the_sign_off_once_given(tmp_path: Path) -> None:
+    from tui.widgets.gates import GateChecklist
+
+    async with demo_app("healthy", journal=tmp_path / "j.jsonl") as (app, pilot):
+        await drive(app, pilot, at_gates, operate=False)
+        checklist = app.screen.query_one(GateChecklist)
+        row = checklist.get_option("rollback-plan")
+        assert "sign-off" in str(row.prompt).splitlines()[0]
+        await pilot.press("s")
+        await pilot.pause()
+        await pilot.press("enter")
+        for _ in range(50):  # no drive(): it repaints everything, which would hide a missed repaint
+            await pilot.pause(0.02)
+            if app.model.gates["rollback-plan"].status == GateStatus.SIGNED:
+                break
+        await pilot.pause(0.05)
+        # what the person sees, not just the model: the row itself says signed, with who
+        row = checklist.get_option("rollback-plan")
+        first, second = str(row.prompt).splitlines()
+        assert first.rstrip().endswith("signed") and f"signed by {ACTOR}" in second

@@ -29,6 +29,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.log import LogScreen
 from tui.screens.main import MainScreen
 from tui.screens.modals import ConfirmModal, DecisionModal, ProceedModal, SignOffModal, SignOffResult
+from tui.screens.starting import StartingScreen
 from tui.screens.verification import VerificationScreen
 from tui.widgets.dashboard import ALL_PANELS
 from tui.widgets.gates import GateChecklist
@@ -110,7 +111,7 @@ class DeployDeckApp(App[None]):
 
     def __init__(
         self,
-        session: Session,
+        session: Session | None,
         *,
         actor: str,
         read_only: bool = False,
@@ -118,9 +119,16 @@ class DeployDeckApp(App[None]):
         reopen: Reopen | None = None,
         start: bool = True,
         cursor_blink: bool = True,
+        opener: Callable[[], Awaitable[Session]] | None = None,
+        starting: str = "starting",
     ) -> None:
         super().__init__()
-        self.session = session
+        if session is None and opener is None:
+            raise ValueError("DeployDeckApp needs a session or an opener")
+        # With an opener the first frame paints before the world (cluster, Prometheus) is up.
+        self.session: Session = session  # type: ignore[assignment]
+        self.opener = opener
+        self.starting = starting
         self.actor = actor
         self.read_only = read_only
         self.allow_rollback = allow_rollback
@@ -148,8 +156,27 @@ class DeployDeckApp(App[None]):
         return self.session.clock.now()
 
     def on_mount(self) -> None:
-        self._attach()
         self.set_interval(1.0, self._tick, name="deck-tick")
+        if self.session is None:
+            self.push_screen(StartingScreen(self.starting))
+            self.run_worker(self._open(), name="open-session", exit_on_error=False)
+        else:
+            self._attach()
+
+    async def _open(self) -> None:
+        assert self.opener is not None
+        try:
+            session = await self.opener()
+        except Exception as exc:  # the world would not start: say why on the screen, no traceback
+            from core.session import DriverConflict
+
+            self.outcome = Outcome.BLOCKED if isinstance(exc, DriverConflict) else Outcome.ERROR
+            if isinstance(self.screen, StartingScreen):
+                self.screen.failed(str(exc))
+            return
+        self.session = session
+        self._owned.append(session)
+        self._attach()
 
     def _attach(self) -> None:
         """Fold what already happened, subscribe, push the main screen, start the engine."""
@@ -158,7 +185,7 @@ class DeployDeckApp(App[None]):
             self.model.apply(event)
         self._unsubscribe = self.rollout.subscribe(self._on_event)
         screen = MainScreen(self.model, self.now, self.actor, read_only=self.read_only)
-        if isinstance(self.screen, MainScreen):
+        if isinstance(self.screen, MainScreen | StartingScreen):
             self.switch_screen(screen)
         else:
             self.push_screen(screen)
@@ -203,7 +230,7 @@ class DeployDeckApp(App[None]):
 
     def _flush(self) -> None:
         self._flush_pending = False
-        changed = self._dirty
+        changed = set(self._dirty)  # a copy: the in-place -= below would empty it too
         if "charts" in changed and time.monotonic() - self._charts_drawn_at < CHART_PERIOD_S:
             changed = changed - {"charts"}  # stays dirty until the tick draws it
         else:
@@ -257,6 +284,8 @@ class DeployDeckApp(App[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action not in _LIVE_ACTIONS:
             return True
+        if self.session is None:
+            return False  # still starting: nothing to steer yet
         live = getattr(self.screen, "live_commands", None)
         if self.rollout.outcome is not None or self.model.finished is not None:
             return False  # nothing left to steer: hide the commands rather than grey them
@@ -461,7 +490,7 @@ class DeployDeckApp(App[None]):
         return names
 
     def action_quit_deck(self) -> None:
-        if self.rollout.outcome is not None or not self.model.in_flight:
+        if self.session is None or self.rollout.outcome is not None or not self.model.in_flight:
             self.exit()
             return
         phase = self.model.phase.value.replace("_", " ")
@@ -528,16 +557,28 @@ class DeployDeckApp(App[None]):
 
 
 async def run_dashboard(
-    session: Session,
+    session: Session | None,
     *,
     actor: str,
     read_only: bool = False,
     allow_rollback: bool = False,
     reopen: Reopen | None = None,
+    opener: Callable[[], Awaitable[Session]] | None = None,
+    starting: str = "starting",
 ) -> Outcome | None:
-    """Run the dashboard until the person quits; return the rollout's outcome if it finished."""
+    """Run the dashboard until the person quits; return the rollout's outcome if it finished.
+
+    Pass ``opener`` instead of a session to paint the first frame before the world starts;
+    the app then owns (and closes) the session it opened.
+    """
     app = DeployDeckApp(
-        session, actor=actor, read_only=read_only, allow_rollback=allow_rollback, reopen=reopen
+        session,
+        actor=actor,
+        read_only=read_only,
+        allow_rollback=allow_rollback,
+        reopen=reopen,
+        opener=opener,
+        starting=starting,
     )
     await app.run_async()
     return app.outcome

@@ -217,6 +217,22 @@ async def _launch_async(
             sim_backend=backend,  # type: ignore[arg-type]
         )
 
+    if not args.headless:
+        from tui.app import run_dashboard
+
+        # the dashboard paints first and opens the world behind its first frame
+        outcome = await run_dashboard(
+            None,
+            actor=actor,
+            read_only=args.read_only,
+            allow_rollback=args.allow_rollback,
+            reopen=make_session if plan.is_sim else None,
+            opener=lambda: make_session(scenario),
+            starting="starting the simulated cluster"
+            if plan.is_sim
+            else f"connecting to {plan.service}'s cluster",
+        )
+        return 0 if outcome is None else EXIT_CODES[outcome]
     try:
         session = await make_session(scenario)
     except (PortError, PlanError) as exc:
@@ -227,27 +243,14 @@ async def _launch_async(
             return EXIT_CODES[Outcome.BLOCKED]
         return EXIT_BAD_INPUT if isinstance(exc, PlanError) else EXIT_INTERNAL
     try:
-        if args.headless:
-            from tui.headless import JsonPrinter, ProgressPrinter
+        from tui.headless import JsonPrinter, ProgressPrinter
 
-            printer = JsonPrinter() if args.json else ProgressPrinter()
-            if not args.json:
-                for note in session.notes:
-                    print(f"note: {note}")
-            session.rollout.subscribe(printer)
-            outcome = await session.rollout.run()
-            return EXIT_CODES[outcome]
-        from tui.app import run_dashboard
-
-        outcome = await run_dashboard(
-            session,
-            actor=actor,
-            read_only=args.read_only,
-            allow_rollback=args.allow_rollback,
-            reopen=make_session if plan.is_sim else None,
-        )
-        if outcome is None:
-            return 0
+        printer = JsonPrinter() if args.json else ProgressPrinter()
+        if not args.json:
+            for note in session.notes:
+                print(f"note: {note}")
+        session.rollout.subscribe(printer)
+        outcome = await session.rollout.run()
         return EXIT_CODES[outcome]
     finally:
         await session.close()
