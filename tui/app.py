@@ -123,8 +123,6 @@ class DeployDeckApp(App[None]):
         starting: str = "starting",
     ) -> None:
         super().__init__()
-        if session is None and opener is None:
-            raise ValueError("DeployDeckApp needs a session or an opener")
         # With an opener the first frame paints before the world (cluster, Prometheus) is up.
         self.session: Session = session  # type: ignore[assignment]
         self.opener = opener
