@@ -580,6 +580,9 @@ class Rollout:
     async def _verify(self) -> str | None:
         spec = self.plan.verification
         await self._set_phase(Phase.VERIFY, "post-deploy verification")
+        # a first read right after promotion, so people see the checks during the window;
+        # the decision is taken on the read at its end
+        await self._verification_checks()
         await self._observe("verification", spec.duration, Phase.VERIFY)
         results = await self._verification_checks()
         failed = [r for r in results if not r.status.satisfied]
