@@ -43,7 +43,9 @@ async def one_run(scenario: str, interval: float | None = None, seed: int = 7) -
 
 def detection_seconds(rollout: object, weight: int, fault_after: float) -> float | None:
     events = rollout.events  # type: ignore[attr-defined]
-    at = next((e.ts for e in events if isinstance(e, TrafficChanged) and e.applied and e.effective == weight), None)
+    at = next(
+        (e.ts for e in events if isinstance(e, TrafficChanged) and e.applied and e.effective == weight), None
+    )
     fired = next((e.ts for e in events if isinstance(e, RollbackTriggered)), None)
     if at is None or fired is None:
         return None
@@ -66,7 +68,10 @@ async def main() -> None:
         )
     )
     fault = SCENARIOS["bad-canary"].faults[0]
-    for label, interval in (("deploydeck default (30 s interval)", 30.0), ("Flagger-style (60 s interval)", 60.0)):
+    for label, interval in (
+        ("deploydeck default (30 s interval)", 30.0),
+        ("Flagger-style (60 s interval)", 60.0),
+    ):
         latencies = []
         for seed in range(1, 11):
             _, rollout = await one_run("bad-canary", interval=interval, seed=seed)
