@@ -457,13 +457,7 @@ class Rollout:
                 )
                 if not probe.ok:
                     raise _Blocked(f"staging unhealthy after migration: {probe.detail or probe.status}")
-            await self._record_gate(
-                _result(
-                    self.catalogue.get("migrations-staging-run"),
-                    GateStatus.PASS,
-                    "ran on staging; staging healthy after",
-                )
-            )
+            await self._record_pass("migrations-staging-run", "ran on staging; staging healthy after")
 
     async def _staging(self) -> None:
         plan = self.plan
@@ -473,9 +467,7 @@ class Rollout:
         await self.world.staging.wait_ready(
             "stable", plan.targets.staging.rollout_timeout, progress=self._progress("staging rollout")
         )
-        await self._record_gate(
-            _result(self.catalogue.get("staging-deploy"), GateStatus.PASS, f"{plan.version.to} rolled out")
-        )
+        await self._record_pass("staging-deploy", f"{plan.version.to} rolled out")
         await self._gate_phase(GateGroup.STAGING, needs_proceed=False, skip={"staging-deploy"})
         await self._soak()
 
@@ -663,6 +655,12 @@ class Rollout:
             if result.gate_id in skip:
                 continue
             await self._record_gate(result)
+
+    async def _record_pass(self, gate_id: str, evidence: str) -> None:
+        """A gate the engine itself satisfied by doing the work (deploy, migration run)."""
+        gate = self.catalogue.get(gate_id)
+        if gate is not None:
+            await self._record_gate(gate.result(GateStatus.PASS, evidence, at=self.clock.now()))
 
     async def _record_gate(self, result: GateResult) -> None:
         overlaid = self.ledger.apply(result)
@@ -1252,29 +1250,9 @@ _RULE_TITLES = {
 
 
 def _unevaluated(gate: GateDef) -> GateResult:
-    return GateResult(
-        gate_id=gate.id,
-        title=gate.title,
-        policy=gate.policy,
-        group=gate.group,
-        status=GateStatus.PENDING if gate.automated else GateStatus.NEEDS_SIGN_OFF,
-        evidence="not evaluated yet" if gate.automated else "needs a person's sign-off",
-    )
-
-
-def _result(gate: GateDef | None, status: GateStatus, evidence: str) -> GateResult:
-    if gate is None:
-        return GateResult(
-            gate_id="unknown", title="", policy="", group=GateGroup.STAGING, status=status, evidence=evidence
-        )
-    return GateResult(
-        gate_id=gate.id,
-        title=gate.title,
-        policy=gate.policy,
-        group=gate.group,
-        status=status,
-        evidence=evidence,
-    )
+    if gate.automated:
+        return gate.result(GateStatus.PENDING, "not evaluated yet")
+    return gate.result(GateStatus.NEEDS_SIGN_OFF, "needs a person's sign-off")
 
 
 def _pct(value: float | None) -> float | None:

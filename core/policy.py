@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 
-from core.domain import GateGroup
+from core.domain import GateGroup, GateResult, GateStatus
 from core.plan import ChangeClass, FreezePeriod, FreezeSpec, Plan
 
 ALL_CLASSES: frozenset[ChangeClass] = frozenset({"standard", "normal", "emergency", "major"})
@@ -75,6 +75,21 @@ class GateDef(BaseModel):
     skippable_for: frozenset[ChangeClass] = frozenset()
     side_effects: bool = False  # runs something (deploy, migration, E2E): never run by `check`
     why: str = ""  # why automated or manual: the closing note of the checklist
+
+    def result(
+        self, status: GateStatus, evidence: str = "", *, detail: str = "", at: dt.datetime | None = None
+    ) -> GateResult:
+        """A finding about this gate, carrying its title, policy and group."""
+        return GateResult(
+            gate_id=self.id,
+            title=self.title,
+            policy=self.policy,
+            group=self.group,
+            status=status,
+            evidence=evidence,
+            detail=detail,
+            checked_at=at,
+        )
 
 
 _PRE = GateGroup.PRE_DEPLOY

@@ -140,13 +140,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def load_plan_or_say(path: Path) -> Any:
+    """The plan, or None after printing file:line: field problems to stderr (exit 2 follows)."""
     from core.plan import PlanError, load_plan
 
     try:
-        plan = load_plan(args.plan)
+        return load_plan(path)
     except PlanError as exc:
         print(f"deploydeck: invalid plan\n{exc}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    plan = load_plan_or_say(args.plan)
+    if plan is None:
         return EXIT_BAD_INPUT
     return _launch(
         args, plan, plan_path=str(args.plan), approvals=args.approve, backend="kube", scenario=None
@@ -257,12 +264,8 @@ async def _launch_async(
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from core.plan import PlanError, load_plan
-
-    try:
-        plan = load_plan(args.plan)
-    except PlanError as exc:
-        print(f"deploydeck: invalid plan\n{exc}", file=sys.stderr)
+    plan = load_plan_or_say(args.plan)
+    if plan is None:
         return EXIT_BAD_INPUT
     return asyncio.run(_check(plan, args.plan))
 

@@ -54,16 +54,7 @@ def gate_timeout(ctx: GateContext, gate: GateDef) -> float:
 
 
 def _static(ctx: GateContext, gate: GateDef, status: GateStatus, evidence: str) -> GateResult:
-    return GateResult(
-        gate_id=gate.id,
-        title=gate.title,
-        policy=gate.policy,
-        group=gate.group,
-        status=status,
-        evidence=evidence,
-        detail=gate.why,
-        checked_at=ctx.clock.now(),
-    )
+    return gate.result(status, evidence, detail=gate.why, at=ctx.clock.now())
 
 
 def _side_effect_note(ctx: GateContext, gate: GateDef) -> str:

@@ -34,14 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def run_watch(args: argparse.Namespace) -> int:
     from core.durations import parse_duration
-    from core.plan import PlanError, load_plan
+    from tui.cli import load_plan_or_say
 
-    try:
-        plan = load_plan(args.plan)
-        duration = parse_duration(args.duration) if args.duration else plan.completion.watch
-    except PlanError as exc:
-        print(f"deploydeck: invalid plan\n{exc}", file=sys.stderr)
+    plan = load_plan_or_say(args.plan)
+    if plan is None:
         return EXIT_BAD_INPUT
+    try:
+        duration = parse_duration(args.duration) if args.duration else plan.completion.watch
     except ValueError as exc:
         print(f"deploydeck watch: --for: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
