@@ -73,6 +73,19 @@ class PrometheusServer:
         self.config.write_text(yaml.safe_dump(config), encoding="utf-8")
 
     def start(self) -> None:
+        """Start on a free loopback port; a port lost to another process is retried on a new one."""
+        for attempt in range(3):
+            try:
+                self._start_once()
+                return
+            except RuntimeError:
+                self.stop()
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+
+    def _start_once(self) -> None:
         self._write_config()
         (self.workdir / "data").mkdir(exist_ok=True)
         log = self._log.open("ab")
@@ -99,7 +112,20 @@ class PrometheusServer:
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"Prometheus exited with {self.proc.returncode}; log:\n{self.log_tail()}")
-        return _http_ok(f"{self.url}/-/ready")
+        return _http_ok(f"{self.url}/-/ready") and self._is_ours()
+
+    def _is_ours(self) -> bool:
+        """free_port() is a race: another Prometheus may have taken the port between pick and bind.
+
+        Answering on our port is not enough; the server must report our own storage path.
+        """
+        try:
+            flags = httpx.get(f"{self.url}/api/v1/status/flags", timeout=1.0).json()["data"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            return False
+        if flags.get("storage.tsdb.path") != str(self.workdir / "data"):
+            raise RuntimeError(f"another Prometheus answers on {self.url}; port taken between pick and bind")
+        return True
 
     def log_tail(self, lines: int = 30) -> str:
         try:

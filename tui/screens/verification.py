@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -37,7 +38,7 @@ def _num(value: float | None, unit: str) -> str:
     return f"{value:.2f} {unit}" if unit == "%" else f"{value:.0f} {unit}"
 
 
-def verification_text(model: DeckModel, slo: SloSpec | None, now: datetime) -> Table:
+def verification_text(model: DeckModel, slo: SloSpec | None, now: datetime) -> Table | Group:
     slo = slo or SloSpec()
     table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
     table.add_column("check", no_wrap=True)
@@ -62,17 +63,23 @@ def verification_text(model: DeckModel, slo: SloSpec | None, now: datetime) -> T
             label, _num(value, "ms"), _num(limit, "ms") if limit is not None else "—", _check(value, limit)
         )
     post = [v for v in model.gates.values() if v.result.group == GateGroup.POST_DEPLOY]
-    if post:
-        table.add_row("", "", "", "")
+    if not post:
+        return table
+    # the checks get a table of their own: long evidence must not squeeze the numbers above
+    checks = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
+    checks.add_column("", no_wrap=True)
+    checks.add_column("post-deploy check", no_wrap=True, max_width=34)
+    checks.add_column("policy", no_wrap=True)
+    checks.add_column("evidence", ratio=1, overflow="fold")
     for view in post:
         glyph, style = GATE_GLYPH[view.result.status]
-        table.add_row(
-            Text(view.result.title, overflow="ellipsis", no_wrap=True),
-            Text(view.result.evidence or "", style="dim", overflow="ellipsis", no_wrap=True),
-            Text(view.result.policy, style="dim cyan"),
+        checks.add_row(
             Text(f"{glyph} {GATE_LABEL[view.result.status]}", style=style),
+            Text(view.result.title, overflow="ellipsis", no_wrap=True),
+            Text(view.result.policy, style="cyan"),
+            Text(view.result.evidence or "", style="dim"),
         )
-    return table
+    return Group(table, Text(""), checks)
 
 
 def window_text(model: DeckModel, now: datetime) -> Text:
