@@ -78,8 +78,14 @@ def first_frame_headless(runs: int) -> tuple[list[float], str]:
     return times, heavy
 
 
-def first_frame_pty(runs: int, extra: tuple[str, ...] = ()) -> list[float]:
-    """`deploydeck demo` in a real pseudo-terminal, timed until the dashboard's panels are drawn."""
+def first_frame_pty(
+    runs: int, extra: tuple[str, ...] = (), markers: tuple[bytes, ...] = (b"Gates", b"Events")
+) -> list[float]:
+    """`deploydeck demo` in a real pseudo-terminal, timed until every marker has been drawn.
+
+    The default markers are the dashboard's panel titles; ``(b"deploydeck",)`` is the first frame
+    (the starting screen paints before the simulated cluster is up).
+    """
     times: list[float] = []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as state:
@@ -119,8 +125,7 @@ def first_frame_pty(runs: int, extra: tuple[str, ...] = ()) -> list[float]:
                             seen += os.read(master, 65536)
                         except OSError:
                             break
-                        # the gate panel's title and the events panel's title: the main screen is up
-                        if b"Gates" in seen and b"Events" in seen:
+                        if all(marker in seen for marker in markers):
                             elapsed = time.perf_counter() - t0
                             break
                     if proc.poll() is not None:
@@ -294,14 +299,16 @@ def main() -> int:
         )
     )
     rows.append(("  heavy modules loaded at first frame", heavy, "none"))
-    for extra, label in (((), "`deploydeck demo`"), (("--backend", "memory"), "`demo --backend memory`")):
+    for extra, markers, label in (
+        ((), (b"deploydeck",), "first frame, real pty `deploydeck demo`"),
+        ((), (b"Gates", b"Events"), "dashboard drawn, `deploydeck demo` (sim API server up)"),
+        (("--backend", "memory"), (b"Gates", b"Events"), "dashboard drawn, `demo --backend memory`"),
+    ):
         try:
-            real = first_frame_pty(runs, extra)
-            rows.append(
-                (f"first frame, real pty {label} (median)", f"{statistics.median(real):.3f} s", "< 0.8 s")
-            )
+            real = first_frame_pty(runs, extra, markers)
+            rows.append((f"{label} (median)", f"{statistics.median(real):.3f} s", "< 0.8 s"))
         except (RuntimeError, OSError) as exc:
-            rows.append((f"first frame, real pty {label}", f"failed: {exc}"[:60], "< 0.8 s"))
+            rows.append((label, f"failed: {exc}"[:60], "< 0.8 s"))
     lat = asyncio.run(rollback_latencies(presses))
     rows.append(
         (f"`r` → Cluster.rollback p50 ({presses} presses)", f"{pct(lat, 0.5) * 1000:.1f} ms", "< 30 ms")

@@ -157,7 +157,8 @@ class DeployDeckApp(App[None]):
         self.set_interval(1.0, self._tick, name="deck-tick")
         if self.session is None:
             self.push_screen(StartingScreen(self.starting))
-            self.run_worker(self._open(), name="open-session", exit_on_error=False)
+            # after the first paint: opening imports the kubernetes client, which blocks the loop a while
+            self.call_after_refresh(self.run_worker, self._open(), name="open-session", exit_on_error=False)
         else:
             self._attach()
 
