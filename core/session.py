@@ -112,6 +112,7 @@ async def open_session(
         notes.extend(sim_notes)
     else:
         world = await _real_world(plan, clock)
+    await _check_traffic_split(world, plan, plan_path)
     lease_task = await _take_lease(world, plan, actor, clock)
     rollout = Rollout(
         plan,
@@ -137,6 +138,21 @@ async def open_session(
         notes=notes,
         lease_task=lease_task,
     )
+
+
+async def _check_traffic_split(world: World, plan: Plan, plan_path: str) -> None:
+    """Refuse a `replicas` plan whose pod count cannot express its canary steps (before any change)."""
+    target = plan.targets.production
+    if target.strategy != "replicas" or not hasattr(world.production, "acquire_lease"):
+        return
+    from core.adapters.kubernetes import check_expressible
+    from core.plan import PlanError
+
+    replicas = target.replicas or (await world.production.describe()).stable_desired
+    problem = check_expressible(target, [s.weight for s in plan.canary.steps], replicas)
+    if problem is not None:
+        await world.close()
+        raise PlanError([f"{plan_path or '<plan>'}: targets.production.replicas: {problem}"])
 
 
 async def _take_lease(world: World, plan: Plan, actor: str, clock: Clock) -> asyncio.Task[None] | None:

@@ -49,3 +49,20 @@ async def test_real_plan_state_is_written_to_the_deployment_annotation(sim: Sim,
         assert "deploydeck.io/state" in annotations
     finally:
         await session.close()
+
+
+async def test_a_replica_count_that_cannot_express_the_first_step_is_refused(
+    sim: Sim,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from core.plan import PlanError
+
+    text = kube_plan(sim.kubeconfig).replace(
+        "production: {namespace: prod, deployment: web, canary_deployment: web-canary}",
+        "production: {namespace: prod, deployment: web, canary_deployment: web-canary, replicas: 4}",
+    )
+    plan = parse_plan(text, "plan.yaml", env={})
+    with pytest.raises(PlanError, match=r"plan.yaml: targets.production.replicas: .*step 5% with 4 replicas"):
+        await open_session(
+            plan, actor="alice", clock=SystemClock(), journal_path=tmp_path / "j.jsonl", plan_path="plan.yaml"
+        )
