@@ -62,7 +62,9 @@ from core.ports import Journal, PortError
 from core.signoff import SignOffLedger
 from core.world import World
 
-Command = Literal["sign_off", "proceed", "pause", "resume", "rollback", "abort", "override", "decide"]
+Command = Literal[
+    "sign_off", "proceed", "pause", "resume", "rollback", "abort", "override", "decide", "refresh"
+]
 
 
 class CommandResult(BaseModel):
@@ -149,6 +151,7 @@ class Rollout:
         self._resumed.set()
         self._wake = asyncio.Event()
         self._proceed_requested: str | None = None
+        self._refresh_requested: str | None = None
         self._awaiting_proceed = False
         self._decision: str | None = None
         self._decision_pending: DecisionRequired | None = None
@@ -226,6 +229,12 @@ class Rollout:
             if self._decision_pending is None:
                 return CommandResult(ok=False, reason="no decision is pending")
             return CommandResult(ok=True)
+        if command == "refresh":
+            if not self.interactive or effective not in {Phase.PREFLIGHT, Phase.MIGRATIONS, Phase.STAGING}:
+                return CommandResult(
+                    ok=False, reason="gates are re-checked only while the rollout waits at them"
+                )
+            return CommandResult(ok=True)
         if command in {"sign_off", "override"}:
             if effective not in _GROUP_OF:
                 return CommandResult(ok=False, reason=f"no gates are open in {effective.value}")
@@ -298,6 +307,15 @@ class Rollout:
             return await self._refuse("proceed", actor, check.reason)
         self._proceed_requested = actor
         await self._emit(LogLine, message=f"{actor} proceeds", source=actor)
+        self._wake.set()
+        return CommandResult(ok=True)
+
+    async def refresh_gates(self, actor: str) -> CommandResult:
+        """Re-check the current step's automated gates now instead of at the next refresh."""
+        check = self.allowed("refresh")
+        if not check.ok:
+            return await self._refuse("refresh", actor, check.reason)
+        self._refresh_requested = actor
         self._wake.set()
         return CommandResult(ok=True)
 
@@ -697,14 +715,21 @@ class Rollout:
                     self._proceed_requested = None
                     self._awaiting_proceed = False
                     return
+                self._awaiting_proceed = True  # before the message: whoever reads it may press p at once
                 if not announced:
                     await self._emit(LogLine, message="all gates satisfied: press p to proceed")
                     announced = True
-                self._awaiting_proceed = True
             else:
                 self._awaiting_proceed = needs_proceed
             await self._nap(min(refresh, 5.0))
-            if (self.clock.now() - last_refresh).total_seconds() >= refresh:
+            if self._refresh_requested is not None:
+                # on demand: every automated gate of the step again, not only the waiting ones
+                await self._emit(LogLine, message=f"{self._refresh_requested} re-checks the gates")
+                self._refresh_requested = None
+                automated = {g.id for g in self.catalogue.values() if g.group == group and g.automated}
+                await self._evaluate(group, skip | (set(self.catalogue) - automated))
+                last_refresh = self.clock.now()
+            elif (self.clock.now() - last_refresh).total_seconds() >= refresh:
                 automated = {r.gate_id for r in waiting if self.catalogue[r.gate_id].automated}
                 if automated:
                     await self._evaluate(group, skip | (set(self.catalogue) - automated))
@@ -985,16 +1010,19 @@ class Rollout:
                 await self._emit(
                     RollbackStep, action="attempt_failed", ok=False, detail=f"attempt {attempt}: {exc}"
                 )
-                if attempt >= _ROLLBACK_ATTEMPTS:
+                if attempt == _ROLLBACK_ALARM_AFTER:
+                    # never give up on the safe direction: keep trying, and make sure people know
                     await self._emit(
-                        LogLine, level="error", message="rollback could not complete: cluster API unreachable"
+                        LogLine,
+                        level="error",
+                        message=f"ROLLBACK NOT APPLIED after {attempt} attempts ({exc}); still retrying every "
+                        f"{format_duration(_ROLLBACK_MAX_DELAY_S)} — act on the cluster by hand if you can",
                     )
                     await self._communicate(
-                        ok=False, detail=f"rollback FAILED after {attempt} attempts: {exc}"
+                        ok=False, detail=f"rollback not applied after {attempt} attempts: {exc}"
                     )
-                    return Outcome.ERROR
                 await self.clock.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, _ROLLBACK_MAX_DELAY_S)
         self.weight = 0
         await self._emit(
             TrafficChanged,
@@ -1230,7 +1258,8 @@ class Rollout:
         return event  # type: ignore[return-value]
 
 
-_ROLLBACK_ATTEMPTS = 8
+_ROLLBACK_ALARM_AFTER = 5
+_ROLLBACK_MAX_DELAY_S = 30.0
 
 # Observations, not state changes: journaled without waiting for the disk.
 _OBSERVATIONS: frozenset[type[EventBase]] = frozenset({AnalysisSample, LogLine, HealthChecked})

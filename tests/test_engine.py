@@ -202,3 +202,35 @@ async def test_rollback_retries_a_failing_cluster_and_records_attempts(tmp_path:
     assert await session.rollout.run() == Outcome.ROLLED_BACK
     failed = [e for e in session.rollout.events if e.type == "rollback_step" and e.action == "attempt_failed"]
     assert len(failed) == 2 and "503" in failed[0].detail
+
+
+async def test_gates_are_re_checked_on_demand(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy", interactive=True)
+    rollout = session.rollout
+    task = asyncio.create_task(rollout.run())
+    await until(lambda: "rollback-plan" in rollout.gates)
+
+    def ci_reads() -> int:
+        return sum(1 for e in rollout.events if e.type == "gate_evaluated" and e.gate.gate_id == "ci-green")
+
+    before = ci_reads()
+    assert (await rollout.refresh_gates("alice")).ok
+    await until(lambda: ci_reads() > before)
+    assert any(e.type == "log" and e.message == "alice re-checks the gates" for e in rollout.events)
+    await rollout.abort("alice", "done")
+    assert await task == Outcome.ABORTED
+    refused = await rollout.refresh_gates("alice")
+    assert not refused.ok
+
+
+async def test_a_rollback_the_api_refuses_keeps_retrying_and_says_so(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    session.rollout.world.production.inner.fail_rollbacks = 7  # type: ignore[attr-defined]
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    events = session.rollout.events
+    failed = [e for e in events if e.type == "rollback_step" and e.action == "attempt_failed"]
+    assert len(failed) == 7
+    alarm = [
+        e for e in events if e.type == "log" and e.message.startswith("ROLLBACK NOT APPLIED after 5 attempts")
+    ]
+    assert len(alarm) == 1 and alarm[0].level == "error"

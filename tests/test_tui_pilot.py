@@ -407,3 +407,16 @@ async def test_the_checklist_row_shows_the_sign_off_once_given(tmp_path: Path) -
         row = checklist.get_option("rollback-plan")
         first, second = str(row.prompt).splitlines()
         assert first.rstrip().endswith("signed") and f"signed by {ACTOR}" in second
+
+
+async def test_g_re_checks_the_gates_and_the_log_says_who(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
+    async with demo_app("healthy", journal=journal) as (app, pilot):
+        await drive(app, pilot, at_gates, operate=False)
+        await pilot.press("g")
+        for _ in range(50):
+            await pilot.pause(0.02)
+            if any(e.text == f"{ACTOR} re-checks the gates" for e in app.model.log):
+                break
+        assert any(e.text == f"{ACTOR} re-checks the gates" for e in app.model.log)
+    assert any(rec.get("message") == f"{ACTOR} re-checks the gates" for rec in journal_lines(journal))

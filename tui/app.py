@@ -51,7 +51,9 @@ _PHASE_GROUP: dict[Phase, GateGroup] = {
     Phase.STAGING: GateGroup.STAGING,
     Phase.VERIFY: GateGroup.POST_DEPLOY,
 }
-_LIVE_ACTIONS = frozenset({"rollback", "proceed", "sign_off", "pause_resume", "abort", "decide"})
+_LIVE_ACTIONS = frozenset(
+    {"rollback", "proceed", "sign_off", "pause_resume", "abort", "decide", "refresh_gates"}
+)
 
 
 class DeckCommands(Provider):
@@ -66,6 +68,7 @@ class DeckCommands(Provider):
             ("Sign off the selected gate", app.action_sign_off, "manual gates (s)"),
             ("Pause / resume", app.action_pause_resume, "(space)"),
             ("Abort the deploy", app.action_abort, "asks for a reason (a)"),
+            ("Re-check the gates now", app.action_refresh_gates, "automated gates of this step (g)"),
             ("Show the full event log", app.action_show_log, "(l)"),
             ("Show deploy history", app.action_history, "(h)"),
             ("Show post-deploy verification", app.action_verification, "(v)"),
@@ -101,6 +104,7 @@ class DeployDeckApp(App[None]):
         Binding("s", "sign_off", "Sign", id="sign_off"),
         Binding("space", "pause_resume", "Pause", id="pause"),
         Binding("a", "abort", "Abort", id="abort"),
+        Binding("g", "refresh_gates", "Re-check", id="refresh_gates"),
         Binding("d", "decide", "Decide", id="decide"),
         Binding("v", "verification", "Verify", id="verification"),
         Binding("l", "show_log", "Log", id="log"),
@@ -299,6 +303,8 @@ class DeployDeckApp(App[None]):
             return self.rollout.allowed("decide").ok
         if action == "pause_resume":
             ok = self.rollout.allowed("resume" if self.model.phase == Phase.PAUSED else "pause").ok
+        elif action == "refresh_gates":
+            ok = self.rollout.allowed("refresh").ok
         elif action == "sign_off":
             ok = self.rollout.allowed("sign_off").ok and self._gate_to_sign() is not None
         else:
@@ -319,6 +325,10 @@ class DeployDeckApp(App[None]):
                 self.notify(f"{what}: {result.reason}", severity="warning")
 
         self.run_worker(send(), group="commands", exit_on_error=False)
+
+    def action_refresh_gates(self) -> None:
+        if self.check_action("refresh_gates", ()) is True:
+            self._command("re-check", self.rollout.refresh_gates(self.actor))
 
     def action_rollback(self) -> None:
         if self.check_action("rollback", ()) is not True:

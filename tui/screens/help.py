@@ -19,6 +19,7 @@ KEYS: list[tuple[str, str, str]] = [
     ("sign_off", "s", "sign off the selected manual gate"),
     ("pause", "space", "pause / resume the rollout"),
     ("abort", "a", "abort the deploy (asks for a reason)"),
+    ("refresh_gates", "g", "re-check this step's automated gates now"),
     ("decide", "d", "answer a verification decision: roll back or fix forward"),
     ("verification", "v", "post-deploy verification view"),
     ("log", "l", "full event log (w filters warnings and errors)"),
