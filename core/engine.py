@@ -261,6 +261,11 @@ class Rollout:
             )
         return CommandResult(ok=False, reason=f"unknown command '{command}'")
 
+    async def _refused(self, command: str, actor: str) -> CommandResult | None:
+        """The refusal (journaled) when the command makes no sense now; None when it may go ahead."""
+        check = self.allowed(command)
+        return None if check.ok else await self._refuse(command, actor, check.reason)
+
     async def _refuse(self, command: str, actor: str, reason: str) -> CommandResult:
         await self._emit(CommandRefused, command=command, actor=actor, reason=reason)
         return CommandResult(ok=False, reason=reason)
@@ -302,9 +307,8 @@ class Rollout:
         return CommandResult(ok=True)
 
     async def proceed(self, actor: str) -> CommandResult:
-        check = self.allowed("proceed")
-        if not check.ok:
-            return await self._refuse("proceed", actor, check.reason)
+        if refused := await self._refused("proceed", actor):
+            return refused
         self._proceed_requested = actor
         await self._emit(LogLine, message=f"{actor} proceeds", source=actor)
         self._wake.set()
@@ -312,24 +316,21 @@ class Rollout:
 
     async def refresh_gates(self, actor: str) -> CommandResult:
         """Re-check the current step's automated gates now instead of at the next refresh."""
-        check = self.allowed("refresh")
-        if not check.ok:
-            return await self._refuse("refresh", actor, check.reason)
+        if refused := await self._refused("refresh", actor):
+            return refused
         self._refresh_requested = actor
         self._wake.set()
         return CommandResult(ok=True)
 
     async def pause(self, actor: str, reason: str = "") -> CommandResult:
-        check = self.allowed("pause")
-        if not check.ok:
-            return await self._refuse("pause", actor, check.reason)
+        if refused := await self._refused("pause", actor):
+            return refused
         await self._enter_pause(actor, reason or f"paused by {actor}")
         return CommandResult(ok=True)
 
     async def resume(self, actor: str) -> CommandResult:
-        check = self.allowed("resume")
-        if not check.ok:
-            return await self._refuse("resume", actor, check.reason)
+        if refused := await self._refused("resume", actor):
+            return refused
         previous = self._paused_from or Phase.PREFLIGHT
         self._paused_from = None
         self._paused_by_engine_at = None
@@ -340,16 +341,14 @@ class Rollout:
         return CommandResult(ok=True)
 
     async def rollback(self, actor: str, reason: str = "manual rollback") -> CommandResult:
-        check = self.allowed("rollback")
-        if not check.ok:
-            return await self._refuse("rollback", actor, check.reason)
+        if refused := await self._refused("rollback", actor):
+            return refused
         await self._request_stop("rollback", actor, reason, automatic=False)
         return CommandResult(ok=True)
 
     async def abort(self, actor: str, reason: str) -> CommandResult:
-        check = self.allowed("abort")
-        if not check.ok:
-            return await self._refuse("abort", actor, check.reason)
+        if refused := await self._refused("abort", actor):
+            return refused
         await self._request_stop("abort", actor, reason or f"aborted by {actor}", automatic=False)
         return CommandResult(ok=True)
 
