@@ -24,12 +24,6 @@ class Phase(StrEnum):
     BLOCKED = "blocked"
 
 
-ACTIVE_PHASES = frozenset(
-    {Phase.PREFLIGHT, Phase.MIGRATIONS, Phase.STAGING, Phase.CANARY, Phase.VERIFY, Phase.PAUSED}
-)
-TERMINAL_PHASES = frozenset({Phase.COMPLETE, Phase.ROLLED_BACK, Phase.ABORTED, Phase.BLOCKED})
-
-
 class Outcome(StrEnum):
     COMPLETED = "completed"
     ROLLED_BACK = "rolled_back"

@@ -20,7 +20,6 @@ from pydantic import BaseModel
 
 from core.analysis import Judgement, TriggerState, judge, soak_judge
 from core.domain import (
-    ACTIVE_PHASES,
     CanaryMetrics,
     GateGroup,
     GateResult,
@@ -61,10 +60,6 @@ from core.policy import GateDef, gates_for
 from core.ports import Journal, PortError
 from core.signoff import SignOffLedger
 from core.world import World
-
-Command = Literal[
-    "sign_off", "proceed", "pause", "resume", "rollback", "abort", "override", "decide", "refresh"
-]
 
 
 class CommandResult(BaseModel):
@@ -157,6 +152,7 @@ class Rollout:
         self._decision_pending: DecisionRequired | None = None
         self._triggers = TriggerState()
         self._baseline_ref: WorkloadSample | None = None
+        self._last_metrics: CanaryMetrics | None = None
         self._started_at: datetime | None = None
         self._lock = asyncio.Lock()
 
@@ -179,9 +175,6 @@ class Rollout:
     def effective_phase(self) -> Phase:
         """The workflow phase, looking through PAUSED."""
         return self._paused_from if self.phase == Phase.PAUSED and self._paused_from else self.phase
-
-    def gates_in(self, group: GateGroup) -> list[GateResult]:
-        return [r for r in self.gates.values() if r.group == group]
 
     def pending_reasons(self) -> list[str]:
         reasons: list[str] = []
@@ -800,6 +793,7 @@ class Rollout:
     async def _observe(self, name: str, duration: float, phase: Phase) -> None:
         spec = self.plan.analysis
         win = await self._start_window(name, duration)
+        promoted_early = False
         while win.observed_s < duration:
             if self._proceed_requested and phase == Phase.CANARY:
                 await self._emit(
@@ -808,6 +802,7 @@ class Rollout:
                     message=f"{self._proceed_requested} promoted early after {format_duration(win.observed_s)} of {format_duration(duration)}",
                 )
                 self._proceed_requested = None
+                promoted_early = True
                 break
             await self._nap(spec.interval)
             await self._check_stop()
@@ -823,6 +818,76 @@ class Rollout:
                 if not was_paused:
                     win.observed_s += spec.interval
         self.window = None
+        if phase == Phase.CANARY and self.weight < 100 and spec.judge.enabled:
+            await self._statistical_judge(win.samples, promoted_early=promoted_early)
+
+    async def _statistical_judge(self, samples: list[AnalysisSample], *, promoted_early: bool) -> None:
+        """Kayenta-style Mann-Whitney over the step's samples, beside the fixed triggers.
+
+        fail rolls back; marginal or no data means a person decides (headless: rollback if unsure).
+        At 100 % there is no concurrent baseline to compare with, so only partial steps are judged.
+        """
+        from core.judge import judge as mann_whitney_judge
+
+        healthy = [s for s in samples if s.verdict == "healthy"]
+        canary: dict[str, list[float]] = {"error_rate": [], "p50": [], "p95": [], "p99": []}
+        baseline: dict[str, list[float]] = {"error_rate": [], "p99": []}
+        for s in healthy:
+            for name, value in (
+                ("error_rate", s.canary_error_rate),
+                ("p50", s.canary_p50_ms),
+                ("p95", s.canary_p95_ms),
+                ("p99", s.canary_p99_ms),
+            ):
+                if value is not None:
+                    canary[name].append(value)
+            for name, value in (("error_rate", s.baseline_error_rate), ("p99", s.baseline_p99_ms)):
+                if value is not None:
+                    baseline[name].append(value)
+        result = mann_whitney_judge(canary, baseline, self.plan.analysis.judge)
+        details = "; ".join(m.text for m in result.metrics if m.text)
+        message = f"statistical judge at {self.weight} %: {result.summary}" + (
+            f" — {details}" if details else ""
+        )
+        reading = RuleReading(
+            rule="judge",
+            value=result.score,
+            limit=self.plan.analysis.judge.marginal_score,
+            unit="score",
+            fired=result.verdict == "fail",
+            text=message,
+        )
+        if result.verdict == "pass" or (result.verdict == "nodata" and promoted_early):
+            await self._emit(
+                LogLine, level="info" if result.verdict == "pass" else "warning", message=message
+            )
+            return
+        if result.verdict == "fail":
+            await self._request_stop(
+                "rollback",
+                "engine",
+                message,
+                automatic=True,
+                rule="judge",
+                readings=[reading],
+                samples=samples[-5:],
+            )
+            raise _Stopped
+        if not self.interactive:
+            await self._request_stop(
+                "rollback",
+                "engine",
+                f"{message}; nobody to decide: rollback if unsure (POL-010)",
+                automatic=True,
+                rule="judge",
+                readings=[reading],
+                samples=samples[-5:],
+            )
+            raise _Stopped
+        await self._enter_pause("engine", f"{message}: resume to promote, or roll back")
+        while self.phase == Phase.PAUSED:
+            await self._nap(self.plan.analysis.interval)
+            await self._check_stop()
 
     async def _analyse(
         self, elapsed: float, duration: float, phase: Phase
@@ -862,8 +927,6 @@ class Rollout:
         assert isinstance(sample, AnalysisSample)
         self.last_analysis = sample
         return judgement, sample
-
-    _last_metrics: CanaryMetrics | None = None
 
     async def _read(self, metrics: Any, window_s: float) -> CanaryMetrics:
         try:
@@ -1296,4 +1359,4 @@ def _public(url: str) -> str:
     return url.split("?", 1)[0]
 
 
-__all__ = ["ACTIVE_PHASES", "CommandResult", "Rollout"]
+__all__ = ["CommandResult", "Rollout"]

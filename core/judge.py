@@ -8,11 +8,14 @@ Per metric:
 * ``nodata``   fewer than :data:`MIN_SAMPLES` samples on either side;
 * ``fail``     the difference is significant in the harmful direction AND the
   canary/baseline median ratio is beyond the allowed effect;
-* ``marginal`` significant in the harmful direction but within the allowed effect;
-* ``pass``     otherwise.
+* ``pass``     otherwise: a significant difference inside the allowed effect passes, as in
+  Kayenta, where the effect-size tolerance decides. Counting it against the canary made a
+  healthy canary fail 8 of 20 simulated deploys: judged every step, two metrics at α = 0.05
+  find some "significant" nothing most of the time.
 
-Score = 100 x (passes + marginals / 2) / metrics with data; a failing critical
-metric forces the score to 0 (Kayenta: a critical failure fails the whole run).
+Score = 100 x passes / metrics with data; the overall verdict is marginal between the
+marginal and pass scores. A failing critical metric forces the score to 0 (Kayenta: a
+critical failure fails the whole run).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from core.plan import JudgeMetric, JudgeSpec
 
 Alternative = Literal["two-sided", "greater", "less"]
-MetricVerdict = Literal["pass", "marginal", "fail", "nodata"]
+MetricVerdict = Literal["pass", "fail", "nodata"]
 Verdict = Literal["pass", "marginal", "fail", "nodata"]
 
 #: below this many samples per side the normal approximation means little
@@ -168,7 +171,7 @@ def _judge_metric(
         beyond = effect < 1.0 / metric.allowed_effect
     else:
         beyond = effect > metric.allowed_effect or effect < 1.0 / metric.allowed_effect
-    verdict: MetricVerdict = ("fail" if beyond else "marginal") if significant else "pass"
+    verdict: MetricVerdict = "fail" if significant and beyond else "pass"
     shown = "∞" if math.isinf(effect) else f"{effect:.2f}"
     return MetricJudgement(
         **base,
@@ -193,7 +196,7 @@ def judge(canary: dict[str, list[float]], baseline: dict[str, list[float]], spec
     counted = [r for r in results if r.verdict != "nodata"]
     if not counted:
         return JudgeResult(verdict="nodata", score=None, metrics=results, summary="no data for any metric")
-    points = sum(1.0 if r.verdict == "pass" else 0.5 if r.verdict == "marginal" else 0.0 for r in counted)
+    points = sum(1.0 for r in counted if r.verdict == "pass")
     score = 100.0 * points / len(counted)
     critical_failed = [r.name for r in counted if r.critical and r.verdict == "fail"]
     if critical_failed:

@@ -301,8 +301,13 @@ class JudgeMetric(Model):
 class JudgeSpec(Model):
     enabled: bool = False
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    # An error rate is a small proportion: ×1.1 of 0.4 % is 0.04 pp, inside the noise of one
+    # interval's few canary requests; ×1.25 is still far stricter than the fixed +0.5 pp trigger.
     metrics: list[JudgeMetric] = Field(
-        default_factory=lambda: [JudgeMetric(name="error_rate"), JudgeMetric(name="p99")]
+        default_factory=lambda: [
+            JudgeMetric(name="error_rate", allowed_effect=1.25),
+            JudgeMetric(name="p99", allowed_effect=1.1),
+        ]
     )
     pass_score: float = 95.0
     marginal_score: float = 75.0

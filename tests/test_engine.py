@@ -234,3 +234,33 @@ async def test_a_rollback_the_api_refuses_keeps_retrying_and_says_so(tmp_path: P
         e for e in events if e.type == "log" and e.message.startswith("ROLLBACK NOT APPLIED after 5 attempts")
     ]
     assert len(alarm) == 1 and alarm[0].level == "error"
+
+
+def _with_judge(session: object) -> None:
+    plan = session.rollout.plan  # type: ignore[attr-defined]
+    analysis = plan.analysis.model_copy(
+        update={"judge": plan.analysis.judge.model_copy(update={"enabled": True})}
+    )
+    session.rollout.plan = plan.model_copy(update={"analysis": analysis})  # type: ignore[attr-defined]
+
+
+async def test_subtle_latency_passes_the_fixed_triggers_but_not_the_enabled_judge(tmp_path: Path) -> None:
+    plain = await sim_session(tmp_path / "plain", "subtle-latency")
+    assert await plain.rollout.run() == Outcome.COMPLETED  # ×1.3 is under the ×1.5 trigger
+
+    judged = await sim_session(tmp_path / "judged", "subtle-latency")
+    _with_judge(judged)
+    assert await judged.rollout.run() == Outcome.ROLLED_BACK
+    trigger = next(e for e in judged.rollout.events if isinstance(e, RollbackTriggered))
+    assert trigger.rule == "judge" and trigger.weight_at_trigger == 5
+    assert "statistical judge at 5 %" in trigger.reason and "fail" in trigger.reason
+
+
+async def test_enabled_judge_passes_a_healthy_canary(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    _with_judge(session)
+    assert await session.rollout.run() == Outcome.COMPLETED
+    verdicts = [
+        e.message for e in session.rollout.events if e.type == "log" and "statistical judge" in e.message
+    ]
+    assert len(verdicts) == 3 and all(": score 100/100: pass" in v for v in verdicts)

@@ -117,6 +117,12 @@ SCENARIOS: dict[str, Scenario] = {
             ),
         ),
         Scenario(
+            name="subtle-latency",
+            title="p99 +30 % from 5 %: under the fixed ×1.5 trigger; the statistical judge, if enabled, catches it",
+            expected="completed",
+            faults=(Fault(from_weight=5, latency_factor=1.3),),
+        ),
+        Scenario(
             name="late-regression",
             title="Healthy canary, then a 5xx regression three minutes into verification",
             expected="rolled_back",
