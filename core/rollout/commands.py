@@ -1,0 +1,183 @@
+"""People's commands: what is allowed now, and what each command changes."""
+
+from __future__ import annotations
+
+from core.domain import (
+    Phase,
+)
+from core.events import (
+    CommandRefused,
+    GateOverridden,
+    GateSignedOff,
+    LogLine,
+    Resumed,
+)
+from core.rollout.context import (
+    _GROUP_OF,
+    CommandResult,
+    RolloutContext,
+    _unevaluated,
+)
+
+
+class Commands(RolloutContext):
+    """People's commands: what is allowed now, and what each command changes."""
+
+    def allowed(self, command: str) -> CommandResult:
+        phase, effective = self.phase, self.effective_phase
+        if self.outcome is not None or phase in {Phase.PENDING, Phase.ROLLING_BACK}:
+            where = "has not started" if phase == Phase.PENDING else f"is {phase.value.replace('_', ' ')}"
+            return CommandResult(ok=False, reason=f"the rollout {where}")
+        if command == "rollback":
+            return CommandResult(ok=True)
+        if command == "abort":
+            return CommandResult(ok=True)
+        if command == "pause":
+            if phase == Phase.PAUSED:
+                return CommandResult(ok=False, reason="already paused")
+            return CommandResult(ok=True)
+        if command == "resume":
+            if phase != Phase.PAUSED:
+                return CommandResult(ok=False, reason="not paused")
+            return CommandResult(ok=True)
+        if command == "decide":
+            if self._decision_pending is None:
+                return CommandResult(ok=False, reason="no decision is pending")
+            return CommandResult(ok=True)
+        if command == "refresh":
+            if not self.interactive or effective not in {Phase.PREFLIGHT, Phase.MIGRATIONS, Phase.STAGING}:
+                return CommandResult(
+                    ok=False, reason="gates are re-checked only while the rollout waits at them"
+                )
+            return CommandResult(ok=True)
+        if command in {"sign_off", "override"}:
+            if effective not in _GROUP_OF:
+                return CommandResult(ok=False, reason=f"no gates are open in {effective.value}")
+            return CommandResult(ok=True)
+        if command == "proceed":
+            if phase == Phase.PAUSED:
+                return CommandResult(ok=False, reason="paused: resume first")
+            if self._awaiting_proceed:
+                blockers = [r for r in self.pending_reasons() if not r.startswith("no analysis")]
+                if blockers:
+                    return CommandResult(ok=False, reason="; ".join(blockers))
+                return CommandResult(ok=True)
+            if effective == Phase.CANARY and self.window is not None:
+                if self.last_analysis is None or self.last_analysis.verdict != "healthy":
+                    reason = "no healthy analysis sample in this step yet"
+                    if self.last_analysis is not None and self.last_analysis.no_data_reason:
+                        reason = f"last analysis had no data: {self.last_analysis.no_data_reason}"
+                    return CommandResult(ok=False, reason=reason)
+                return CommandResult(ok=True)
+            reasons = self.pending_reasons()
+            return CommandResult(
+                ok=False,
+                reason="; ".join(reasons) if reasons else f"nothing to proceed to in {effective.value}",
+            )
+        return CommandResult(ok=False, reason=f"unknown command '{command}'")
+
+    async def _refused(self, command: str, actor: str) -> CommandResult | None:
+        """The refusal (journaled) when the command makes no sense now; None when it may go ahead."""
+        check = self.allowed(command)
+        return None if check.ok else await self._refuse(command, actor, check.reason)
+
+    async def _refuse(self, command: str, actor: str, reason: str) -> CommandResult:
+        await self._emit(CommandRefused, command=command, actor=actor, reason=reason)
+        return CommandResult(ok=False, reason=reason)
+
+    async def sign_off(self, gate_id: str, actor: str, note: str = "") -> CommandResult:
+        check = self.allowed("sign_off")
+        gate = self.catalogue.get(gate_id)
+        if check.ok and gate is None:
+            check = CommandResult(ok=False, reason=f"no gate '{gate_id}' in this plan")
+        elif check.ok and gate is not None and gate.automated:
+            check = CommandResult(ok=False, reason=f"{gate_id} is automated; override it instead")
+        if not check.ok:
+            return await self._refuse("sign_off", actor, check.reason)
+        assert gate is not None
+        ok, reason, complete = self.ledger.sign(gate, actor, note, self.clock.now())
+        if not ok:
+            return await self._refuse("sign_off", actor, reason)
+        await self._emit(GateSignedOff, gate_id=gate_id, actor=actor, note=note, complete=complete)
+        current = self.gates.get(gate_id) or _unevaluated(gate)
+        await self._record_gate(current)
+        self._wake.set()
+        return CommandResult(ok=True, reason="" if complete else "recorded; another person must sign too")
+
+    async def override(self, gate_id: str, actor: str, reason: str) -> CommandResult:
+        check = self.allowed("override")
+        gate = self.catalogue.get(gate_id)
+        if check.ok and gate is None:
+            check = CommandResult(ok=False, reason=f"no gate '{gate_id}' in this plan")
+        if not check.ok:
+            return await self._refuse("override", actor, check.reason)
+        assert gate is not None
+        ok, why = self.ledger.override(gate, actor, reason, self.clock.now())
+        if not ok:
+            return await self._refuse("override", actor, why)
+        await self._emit(GateOverridden, gate_id=gate_id, actor=actor, reason=reason)
+        current = self.gates.get(gate_id) or _unevaluated(gate)
+        await self._record_gate(current)
+        self._wake.set()
+        return CommandResult(ok=True)
+
+    async def proceed(self, actor: str) -> CommandResult:
+        if refused := await self._refused("proceed", actor):
+            return refused
+        self._proceed_requested = actor
+        await self._emit(LogLine, message=f"{actor} proceeds", source=actor)
+        self._wake.set()
+        return CommandResult(ok=True)
+
+    async def refresh_gates(self, actor: str) -> CommandResult:
+        """Re-check the current step's automated gates now instead of at the next refresh."""
+        if refused := await self._refused("refresh", actor):
+            return refused
+        self._refresh_requested = actor
+        self._wake.set()
+        return CommandResult(ok=True)
+
+    async def pause(self, actor: str, reason: str = "") -> CommandResult:
+        if refused := await self._refused("pause", actor):
+            return refused
+        await self._enter_pause(actor, reason or f"paused by {actor}")
+        return CommandResult(ok=True)
+
+    async def resume(self, actor: str) -> CommandResult:
+        if refused := await self._refused("resume", actor):
+            return refused
+        previous = self._paused_from or Phase.PREFLIGHT
+        self._paused_from = None
+        self._paused_by_engine_at = None
+        await self._emit(Resumed, actor=actor)
+        await self._set_phase(previous, f"resumed by {actor}")
+        self._resumed.set()
+        self._wake.set()
+        return CommandResult(ok=True)
+
+    async def rollback(self, actor: str, reason: str = "manual rollback") -> CommandResult:
+        if refused := await self._refused("rollback", actor):
+            return refused
+        await self._request_stop("rollback", actor, reason, automatic=False)
+        return CommandResult(ok=True)
+
+    async def abort(self, actor: str, reason: str) -> CommandResult:
+        if refused := await self._refused("abort", actor):
+            return refused
+        await self._request_stop("abort", actor, reason or f"aborted by {actor}", automatic=False)
+        return CommandResult(ok=True)
+
+    async def decide(self, option: str, actor: str) -> CommandResult:
+        check = self.allowed("decide")
+        if check.ok and self._decision_pending is not None and option not in self._decision_pending.options:
+            check = CommandResult(
+                ok=False, reason=f"choose one of: {', '.join(self._decision_pending.options)}"
+            )
+        if not check.ok:
+            return await self._refuse("decide", actor, check.reason)
+        self._decision = option
+        await self._emit(LogLine, message=f"{actor} decided: {option.replace('_', '-')}", source=actor)
+        if self.phase == Phase.PAUSED:
+            await self.resume(actor)
+        self._wake.set()
+        return CommandResult(ok=True)

@@ -1,0 +1,51 @@
+"""Step 2, database migrations (POL-012): review gates, run on staging, staging healthy after."""
+
+from __future__ import annotations
+
+from core.domain import (
+    GateGroup,
+    Phase,
+)
+from core.events import (
+    HealthChecked,
+    LogLine,
+)
+from core.rollout.context import (
+    RolloutContext,
+    _Blocked,
+    _public,
+)
+
+
+class MigrationsStep(RolloutContext):
+    """Step 2, database migrations (POL-012): review gates, run on staging, staging healthy after."""
+
+    async def _migrations(self) -> None:
+        migrations = self.plan.migrations
+        assert migrations is not None
+        await self._set_phase(Phase.MIGRATIONS, "reviewing migration safety")
+        await self._gate_phase(GateGroup.MIGRATIONS, needs_proceed=False, skip={"migrations-staging-run"})
+        if migrations.staging_command:
+            await self._run_command("migrations (staging)", migrations.staging_command, migrations.timeout)
+            health = self.plan.targets.staging.health
+            if health is not None:
+                probe = await self.world.probe.check(health.ready, timeout_s=health.timeout)
+                await self._emit(
+                    HealthChecked,
+                    url=_public(probe.url),
+                    ok=probe.ok,
+                    status=probe.status,
+                    detail=probe.detail,
+                )
+                if not probe.ok:
+                    raise _Blocked(f"staging unhealthy after migration: {probe.detail or probe.status}")
+            await self._record_pass("migrations-staging-run", "ran on staging; staging healthy after")
+
+    async def _run_command(self, what: str, command: str, timeout_s: float) -> None:
+        async def line(text: str) -> None:
+            await self._emit(LogLine, message=text, source=what)
+
+        outcome = await self.world.runner.run(command, timeout_s=timeout_s, on_line=line)
+        if outcome.exit_code != 0:
+            why = "timed out" if outcome.exit_code is None else f"exit {outcome.exit_code}"
+            raise _Blocked(f"{what} failed ({why}): {outcome.detail or outcome.output[-200:]}")

@@ -1,0 +1,170 @@
+"""Step 6, rollback (POL-010): execute, verify, communicate, document; or abort."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+
+from core.domain import (
+    Outcome,
+    Phase,
+)
+from core.durations import format_duration
+from core.events import (
+    HealthChecked,
+    LogLine,
+    RollbackStep,
+    TrafficChanged,
+)
+from core.ports import PortError
+from core.rollout.context import (
+    RolloutContext,
+    _public,
+)
+
+
+class RollbackProcedure(RolloutContext):
+    """Step 6, rollback (POL-010): execute, verify, communicate, document; or abort."""
+
+    async def _rollback_procedure(self) -> Outcome:
+        """POL-010: execute, verify, communicate, document. A failing API is retried, never given up silently."""
+        prod = self.world.production
+        if self.phase != Phase.ROLLING_BACK:
+            await self._set_phase(Phase.ROLLING_BACK, self._stop.reason if self._stop else "rollback")
+        attempt, delay = 0, 1.0
+        while True:
+            attempt += 1
+            try:
+                report = await prod.rollback()
+                break
+            except PortError as exc:
+                await self._emit(
+                    RollbackStep, action="attempt_failed", ok=False, detail=f"attempt {attempt}: {exc}"
+                )
+                if attempt == _ROLLBACK_ALARM_AFTER:
+                    # never give up on the safe direction: keep trying, and make sure people know
+                    await self._emit(
+                        LogLine,
+                        level="error",
+                        message=f"ROLLBACK NOT APPLIED after {attempt} attempts ({exc}); still retrying every "
+                        f"{format_duration(_ROLLBACK_MAX_DELAY_S)} — act on the cluster by hand if you can",
+                    )
+                    await self._communicate(
+                        ok=False, detail=f"rollback not applied after {attempt} attempts: {exc}"
+                    )
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, _ROLLBACK_MAX_DELAY_S)
+        self.weight = 0
+        await self._emit(
+            TrafficChanged,
+            requested=0,
+            effective=0,
+            actor=self._stop.actor if self._stop else "engine",
+            detail="rollback",
+        )
+        await self._emit(
+            RollbackStep, action="weight_reset", ok=report.weight_reset, detail="canary weight 0"
+        )
+        await self._emit(
+            RollbackStep,
+            action="undo_stable",
+            ok=True,
+            detail=report.detail
+            or ("stable restored to the previous revision" if report.stable_restored else "stable untouched"),
+        )
+        verified, detail = await self._verify_restored()
+        await self._emit(RollbackStep, action="verify", ok=verified, detail=detail)
+        if not verified:
+            await self._emit(LogLine, level="error", message=f"SERVICE NOT RESTORED: {detail}; keep watching")
+        with contextlib.suppress(PortError):
+            await prod.write_state(self._state("rolled_back"))
+        await self._set_phase(Phase.ROLLED_BACK, self._stop.reason if self._stop else "rolled back")
+        await self._communicate(ok=verified, detail=detail)
+        await self._document()
+        return Outcome.ROLLED_BACK
+
+    async def _verify_restored(self) -> tuple[bool, str]:
+        """Health green and error rate back to baseline within the plan's limit."""
+        spec = self.plan.verification
+        deadline = self.clock.now() + timedelta(seconds=spec.restore_timeout)
+        last = "not checked"
+        while True:
+            health = await self._stable_health()
+            metrics = (
+                await self._read(self.world.metrics, self.plan.analysis.lookback)
+                if self.world.metrics
+                else None
+            )
+            err = None
+            if metrics is not None and metrics.reason is None and metrics.baseline.error_rate is not None:
+                err = metrics.baseline.error_rate * 100
+            reference = (
+                self._baseline_ref.error_rate * 100
+                if self._baseline_ref and self._baseline_ref.error_rate is not None
+                else None
+            )
+            err_ok = err is not None and (
+                reference is None or err <= reference + self.plan.analysis.triggers.error_delta_pp
+            )
+            if health is not False and err_ok:
+                return True, f"health green; error rate {err:.2f} %" + (
+                    f" (baseline {reference:.2f} %)" if reference is not None else ""
+                )
+            last = f"health {'failing' if health is False else 'ok'}; error rate {'no data' if err is None else f'{err:.2f} %'}"
+            if self.clock.now() >= deadline:
+                return False, f"not restored after {format_duration(spec.restore_timeout)}: {last}"
+            await self.clock.sleep(self.plan.analysis.interval)
+
+    async def _stable_health(self) -> bool | None:
+        """The production service's own health endpoint (the canary's may be gone after a rollback)."""
+        health = self.plan.targets.production.health
+        if health is None:
+            return None
+        try:
+            result = await self.world.probe.check(health.ready, timeout_s=health.timeout)
+        except PortError as exc:
+            await self._emit(HealthChecked, url=_public(health.ready), ok=False, detail=str(exc))
+            return False
+        return result.ok
+
+    async def _communicate(self, *, ok: bool, detail: str) -> None:
+        from core.incident import rollback_message
+
+        message = rollback_message(self.events)
+        if not ok:
+            message = message.model_copy(
+                update={"level": "critical", "text": f"{message.text}\nNOT RESTORED: {detail}"}
+            )
+        await self._notify(message)
+        await self._emit(RollbackStep, action="communicate", ok=True, detail="team channel notified")
+
+    async def _document(self) -> None:
+        from core.incident import write_incident_record
+
+        try:
+            path = write_incident_record(list(self.events), self.incident_dir)
+        except OSError as exc:
+            await self._emit(
+                RollbackStep, action="document", ok=False, detail=f"incident record not written: {exc}"
+            )
+            return
+        await self._emit(RollbackStep, action="document", ok=True, detail=f"incident record {path}")
+
+    async def _abort_procedure(self) -> Outcome:
+        if self.weight > 0:
+            with contextlib.suppress(PortError):
+                change = await self.world.production.set_canary_weight(0)
+                self.weight = change.effective
+                await self._emit(
+                    TrafficChanged,
+                    requested=0,
+                    effective=change.effective,
+                    actor=self._stop.actor if self._stop else "",
+                    detail="abort: canary traffic off",
+                )
+        await self._set_phase(Phase.ABORTED, self._stop.reason if self._stop else "aborted")
+        return Outcome.ABORTED
+
+
+_ROLLBACK_ALARM_AFTER = 5
+_ROLLBACK_MAX_DELAY_S = 30.0
