@@ -340,3 +340,23 @@ async def test_wait_ready_reports_progress_deadline_exceeded(sim: Sim) -> None:
             await cluster.wait_ready("stable", 30)
     finally:
         await cluster.close()
+
+
+async def test_rollback_restores_the_stable_of_this_deploy_not_an_older_one(sim: Sim) -> None:
+    """Defect 1: deploy 1.0 → 2.0 completes; deploy 2.0 → 3.0 rolls back at 5 %: stable stays on 2.0."""
+    cluster = await sim.cluster("replicas")
+    try:
+        for image in ("shop:2.0", "shop:3.0"):
+            await cluster.deploy(image, "canary")
+            await cluster.wait_ready("canary", 10)
+            await cluster.set_canary_weight(5)
+            if image == "shop:3.0":
+                break
+            await cluster.deploy(image, "stable")
+            await cluster.wait_ready("stable", 10)
+            await cluster.set_canary_weight(0)
+        report = await cluster.rollback()
+        assert not report.stable_restored  # this deploy never touched stable
+        assert sim.server.deployment_image(NS, STABLE) == "shop:2.0"
+    finally:
+        await cluster.close()

@@ -180,6 +180,21 @@ class KubeCluster:
     # --- deploy ------------------------------------------------------------------
 
     async def deploy(self, image: str, role: Role) -> None:
+        if role == "canary":
+            if not self._loaded:
+                await self._get("stable")
+            if "stable_base_revision" in self._own and self._own.get("stable_base_for") != image:
+                # a new deploy starts with its canary: the previous deploy's stable base is history,
+                # so a rollback of this deploy cannot undo stable past the release it started from
+                self._own.pop("stable_base_revision", None)
+                self._own.pop("stable_base_for", None)
+                obj = await self.api.request(
+                    "PATCH",
+                    self._stable_path,
+                    body={"metadata": {"annotations": self._annotation()}},
+                    content_type=MERGE,
+                )
+                self._remember("stable", obj)
         for _ in range(CONFLICT_RETRIES):
             current = await self._get(role)
             container = _container_name(current, self._name(role))
@@ -187,10 +202,17 @@ class KubeCluster:
                 "spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}
             }
             if role == "stable":
-                # remember what stable was before this rollout touched it, for rollback()
-                self._own.setdefault("stable_base_revision", revision(current))
+                # remember what stable was before THIS deploy touched it, for rollback(); a base
+                # left by an earlier deploy of another image is replaced, never reused
+                if self._own.get("stable_base_for") != image:
+                    self._own["stable_base_revision"] = revision(current)
+                    self._own["stable_base_for"] = image
                 body["metadata"] = {"annotations": self._annotation()}
-            elif self.target.strategy != "replicas" and not current["spec"].get("replicas"):
+            if (
+                role == "canary"
+                and self.target.strategy != "replicas"
+                and not current["spec"].get("replicas")
+            ):
                 # ingress/route strategies need canary pods before any weight can reach them
                 body["spec"]["replicas"] = self._replicas.get("stable") or self.target.replicas or 1
             body.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
@@ -379,6 +401,7 @@ class KubeCluster:
             target_rs = pick_revision(owned, to_revision)
             to = revision(target_rs)
             self._own.pop("stable_base_revision", None)
+            self._own.pop("stable_base_for", None)
             if equal_ignore_hash(target_rs["spec"]["template"], deployment["spec"]["template"]):
                 if self._state is not None or self._own:
                     await self.write_state(dict(self._state or {}))
