@@ -360,3 +360,34 @@ async def test_rollback_restores_the_stable_of_this_deploy_not_an_older_one(sim:
         assert sim.server.deployment_image(NS, STABLE) == "shop:2.0"
     finally:
         await cluster.close()
+
+
+async def test_gateway_changes_only_the_rule_with_the_canary_backend(sim: Sim) -> None:
+    """Defect 5: a 3-rule HTTPRoute; only the canary's rule moves and the reported weight is that rule's."""
+    from core.sim.kube.seed import HTTPROUTES
+
+    route = sim.server.store.get(HTTPROUTES, NS, ROUTE)
+    canary_rule = route["spec"]["rules"][0]
+    other = {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}]}
+    route["spec"]["rules"] = [
+        {**other, "backendRefs": [{"name": "api", "port": 80, "weight": 1}]},
+        canary_rule,
+        {
+            "backendRefs": [
+                {"name": "static", "port": 80, "weight": 3},
+                {"name": "cdn", "port": 80, "weight": 1},
+            ]
+        },
+    ]
+    sim.server.store.update(HTTPROUTES, NS, ROUTE, route)
+    cluster = await sim.cluster("gateway")
+    try:
+        change = await cluster.set_canary_weight(25)
+        assert change.effective == 25
+        rules = sim.server.store.get(HTTPROUTES, NS, ROUTE)["spec"]["rules"]
+        assert rules[0]["backendRefs"] == [{"name": "api", "port": 80, "weight": 1}]
+        assert [r["weight"] for r in rules[1]["backendRefs"]] == [75, 25]
+        assert [r["weight"] for r in rules[2]["backendRefs"]] == [3, 1]
+        assert (await cluster.describe()).weight == 25
+    finally:
+        await cluster.close()

@@ -314,7 +314,13 @@ class KubeCluster:
         )
 
     def _route_weight(self, route: dict[str, Any]) -> int:
-        refs = [r for rule in route.get("spec", {}).get("rules") or [] for r in rule.get("backendRefs") or []]
+        # the weight is the canary rule's share: other rules (other paths, other services) are not ours
+        refs = [
+            r
+            for rule in route.get("spec", {}).get("rules") or []
+            if any(b.get("name") == self.target.canary_name for b in rule.get("backendRefs") or [])
+            for r in rule.get("backendRefs") or []
+        ]
         total = sum(int(r.get("weight", 1)) for r in refs)
         canary = sum(int(r.get("weight", 1)) for r in refs if r.get("name") == self.target.canary_name)
         return round(100 * canary / total) if total else 0
@@ -325,7 +331,10 @@ class KubeCluster:
             rules = json.loads(json.dumps(route.get("spec", {}).get("rules") or []))
             found = False
             for rule in rules:
-                for ref in rule.get("backendRefs") or []:
+                refs = rule.get("backendRefs") or []
+                if not any(ref.get("name") == self.target.canary_name for ref in refs):
+                    continue  # a rule without the canary backend keeps its own weights
+                for ref in refs:
                     if ref.get("name") == self.target.canary_name:
                         ref["weight"], found = percent, True
                     else:
