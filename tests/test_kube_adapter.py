@@ -391,3 +391,15 @@ async def test_gateway_changes_only_the_rule_with_the_canary_backend(sim: Sim) -
         assert (await cluster.describe()).weight == 25
     finally:
         await cluster.close()
+
+
+async def test_every_kubeconfig_path_is_read(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 8: $KUBECONFIG lists several files, as kubectl merges them; a missing first file is skipped."""
+    from core.adapters.kubernetes import KubeCluster
+
+    monkeypatch.setenv("KUBECONFIG", f"{sim.tmp / 'absent-config'}:{sim.kubeconfig}")
+    cluster = await KubeCluster.connect(sim.target("replicas"), kubeconfig=None, clock=SystemClock())
+    try:
+        assert (await cluster.describe()).stable_image == "shop:1.0"
+    finally:
+        await cluster.close()

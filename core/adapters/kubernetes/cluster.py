@@ -40,7 +40,8 @@ async def _load_config(kubeconfig: str | None, context: str | None) -> Any:
     from kubernetes.aio.config.config_exception import ConfigException
 
     cfg = client.Configuration()
-    path = kubeconfig or (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None)
+    # the whole $KUBECONFIG list: the loader merges every file in it, as kubectl does
+    path = kubeconfig or (os.environ.get("KUBECONFIG", "").strip(os.pathsep) or None)
     default = Path.home() / ".kube" / "config"
     try:
         if path or default.exists():
