@@ -403,3 +403,22 @@ async def test_every_kubeconfig_path_is_read(sim: Sim, monkeypatch: pytest.Monke
         assert (await cluster.describe()).stable_image == "shop:1.0"
     finally:
         await cluster.close()
+
+
+async def test_retry_after_from_the_server_is_honoured_beyond_two_seconds(sim: Sim) -> None:
+    """Defect 8: a 429 with Retry-After: 5 waits 5 s (within the call's deadline), not a capped 2 s."""
+    delays: list[float] = []
+
+    class RecordingClock(SystemClock):
+        async def sleep(self, seconds: float) -> None:
+            delays.append(seconds)
+            sim.server.faults.error_rate_429 = 0.0  # one throttled answer, then the server recovers
+
+    sim.server.faults.retry_after_s = 5
+    sim.server.faults.error_rate_429 = 1.0
+    cluster = await sim.cluster("replicas", clock=RecordingClock())
+    try:
+        assert (await cluster.describe()).stable_image == "shop:1.0"
+        assert delays and delays[0] >= 5
+    finally:
+        await cluster.close()

@@ -143,7 +143,7 @@ class SimKubeServer:
         except ApiError as exc:
             response = _json(exc.body, exc.code)
             if exc.code == 429:
-                response.headers["Retry-After"] = "1"
+                response.headers["Retry-After"] = str(self.faults.retry_after_s)
             return response
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
