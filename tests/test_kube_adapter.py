@@ -422,3 +422,43 @@ async def test_retry_after_from_the_server_is_honoured_beyond_two_seconds(sim: S
         assert delays and delays[0] >= 5
     finally:
         await cluster.close()
+
+
+def _with_sidecar_first(sim: Sim) -> None:
+    from core.sim.kube.controller import DEPLOYMENTS
+
+    for name in (STABLE, CANARY):
+        d = sim.deployment(name)
+        spec = d["spec"]["template"]["spec"]
+        spec["containers"].insert(0, {"name": "cloud-sql-proxy", "image": "proxy:2"})
+        spec["initContainers"] = [{"name": "migrate", "image": "shop:1.0"}]
+        sim.server.store.update(DEPLOYMENTS, NS, name, d)
+
+
+async def test_image_goes_to_the_named_container_not_a_sidecar_listed_first(sim: Sim) -> None:
+    """Defect 6: a sidecar listed first never receives the new image; without a name, an error lists them."""
+    _with_sidecar_first(sim)
+    guessing = await sim.cluster("replicas")
+    try:
+        with pytest.raises(ClusterError, match="cloud-sql-proxy, app"):
+            await guessing.deploy("shop:2.0", "canary")
+    finally:
+        await guessing.close()
+    cluster = await sim.cluster("replicas", container="app")
+    try:
+        await cluster.deploy("shop:2.0", "canary")
+        containers = sim.deployment(CANARY)["spec"]["template"]["spec"]["containers"]
+        assert [(c["name"], c["image"]) for c in containers] == [
+            ("cloud-sql-proxy", "proxy:2"),
+            ("app", "shop:2.0"),
+        ]
+        assert (await cluster.describe()).canary_image == "shop:2.0"
+    finally:
+        await cluster.close()
+    init = await sim.cluster("replicas", container="migrate")
+    try:
+        await init.deploy("shop:2.0", "canary")
+        inits = sim.deployment(CANARY)["spec"]["template"]["spec"]["initContainers"]
+        assert inits == [{"name": "migrate", "image": "shop:2.0"}]
+    finally:
+        await init.close()

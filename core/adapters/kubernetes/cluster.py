@@ -132,13 +132,19 @@ class KubeCluster:
     def _annotation(self) -> dict[str, str]:
         return {STATE_ANNOTATION: json.dumps({**(self._state or {}), OWN: self._own}, sort_keys=True)}
 
+    def _container_hint(self, obj: dict[str, Any]) -> tuple[str, str] | None:
+        try:
+            return _container_name(obj, self.target.container, obj["metadata"]["name"])
+        except ClusterError:
+            return None
+
     async def describe(self) -> WorkloadStatus:
         stable = await self._get("stable")
         canary = await self._get("canary")
         weight = await self._read_weight(stable, canary)
         return WorkloadStatus(
-            stable_image=_image(stable),
-            canary_image=_image(canary),
+            stable_image=_image(stable, self._container_hint(stable)),
+            canary_image=_image(canary, self._container_hint(canary)),
             stable_ready=int(stable.get("status", {}).get("readyReplicas", 0)),
             stable_desired=int(stable["spec"].get("replicas", 0)),
             canary_ready=int(canary.get("status", {}).get("readyReplicas", 0)),
@@ -198,9 +204,9 @@ class KubeCluster:
                 self._remember("stable", obj)
         for _ in range(CONFLICT_RETRIES):
             current = await self._get(role)
-            container = _container_name(current, self._name(role))
+            key, container = _container_name(current, self.target.container, self._name(role))
             body: dict[str, Any] = {
-                "spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}
+                "spec": {"template": {"spec": {key: [{"name": container, "image": image}]}}}
             }
             if role == "stable":
                 # remember what stable was before THIS deploy touched it, for rollback(); a base
@@ -442,7 +448,7 @@ class KubeCluster:
                 weight_reset=False,
                 stable_restored=True,
                 to_revision=to,
-                detail=f"rolled back {name} to revision {to} (image {_image(obj)})",
+                detail=f"rolled back {name} to revision {to} (image {_image(obj, self._container_hint(obj))})",
             )
         raise ClusterError(f"deployment {name}: rollout undo kept conflicting")
 
@@ -483,19 +489,41 @@ def rollout_status(d: dict[str, Any]) -> tuple[bool, str]:
     return True, f"rolled out ({available} of {desired} available)"
 
 
-def _image(obj: dict[str, Any]) -> str | None:
-    containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+def _image(obj: dict[str, Any], container: tuple[str, str] | None = None) -> str | None:
+    spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+    if container is not None:
+        key, name = container
+        return next((c.get("image") for c in spec.get(key) or [] if c.get("name") == name), None)
+    containers = spec.get("containers") or []
     return containers[0].get("image") if containers else None
 
 
-def _container_name(obj: dict[str, Any], preferred: str) -> str:
-    containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
-    if not containers:
+def _container_name(obj: dict[str, Any], wanted: str | None, fallback: str) -> tuple[str, str]:
+    """(list key, name) of the container that gets the image: the one the plan names (init containers
+    too), else the only container, else one named like the Deployment; never a guess."""
+    spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+    names = [str(c.get("name")) for c in spec.get("containers") or []]
+    inits = [str(c.get("name")) for c in spec.get("initContainers") or []]
+    where = f"deployment {obj['metadata'].get('namespace')}/{obj['metadata']['name']}"
+    if not names:
+        raise ClusterError(f"{where} has no containers")
+    if wanted:
+        if wanted in names:
+            return "containers", wanted
+        if wanted in inits:
+            return "initContainers", wanted
         raise ClusterError(
-            f"deployment {obj['metadata'].get('namespace')}/{obj['metadata']['name']} has no containers"
+            f"{where} has no container {wanted!r} (targets.*.container); containers: {', '.join(names)}"
+            + (f"; init containers: {', '.join(inits)}" if inits else "")
         )
-    names = [c.get("name") for c in containers]
-    return preferred if preferred in names else str(names[0])
+    if len(names) == 1:
+        return "containers", names[0]
+    if fallback in names:
+        return "containers", fallback
+    raise ClusterError(
+        f"{where} has {len(names)} containers ({', '.join(names)}): name the one that gets the image "
+        "with targets.*.container in the plan"
+    )
 
 
 def _nginx_weight(ingress: dict[str, Any]) -> int:
