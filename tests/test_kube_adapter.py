@@ -462,3 +462,25 @@ async def test_image_goes_to_the_named_container_not_a_sidecar_listed_first(sim:
         assert inits == [{"name": "migrate", "image": "shop:2.0"}]
     finally:
         await init.close()
+
+
+async def test_live_size_wins_over_a_total_saved_by_an_earlier_rollout(sim: Sim) -> None:
+    """Defect 3: an operator scales stable to 30 between releases; the next rollout keeps 30 pods, not 10."""
+    from core.sim.kube.controller import DEPLOYMENTS
+
+    first = await sim.cluster("replicas")
+    try:
+        await first.set_canary_weight(25)
+        await first.set_canary_weight(0)
+    finally:
+        await first.close()
+    d = sim.deployment(STABLE)
+    d["spec"]["replicas"] = 30
+    sim.server.store.update(DEPLOYMENTS, NS, STABLE, d)
+    cluster = await sim.cluster("replicas")
+    try:
+        change = await cluster.set_canary_weight(10)
+        assert change.detail == "3 of 30 pods on the canary (10%)"
+        assert sim.deployment(STABLE)["spec"]["replicas"] == 27
+    finally:
+        await cluster.close()

@@ -280,10 +280,13 @@ class KubeCluster:
             await self._get("stable")
         if "canary" not in self._replicas:
             await self._get("canary")
+        # the plan's size, else the live size: an operator's scale between releases wins over a
+        # total an earlier rollout saved; the saved total only fills in when nothing runs at all
         total = int(
-            self._own.get("total")
-            or self.target.replicas
+            self.target.replicas
             or self._replicas["stable"] + self._replicas["canary"]
+            or self._own.get("total")
+            or 0
         )
         remember = self._own.get("total") != total
         self._own["total"] = total
