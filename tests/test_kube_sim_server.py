@@ -81,10 +81,15 @@ async def test_create_conflict_and_status_bodies(sim: Sim) -> None:
     code, body, _ = await call(sim, "GET", f"{DEPLOY}/missing")
     assert (code, body["kind"], body["reason"]) == (404, "Status", "NotFound")
     assert body["details"] == {"name": "missing", "group": "apps", "kind": "deployments"}
-    _, fresh, _ = await call(sim, "GET", f"{DEPLOY}/api")
-    stale = dict(fresh)
-    stale["spec"] = {**fresh["spec"], "replicas": 5}
-    code, _, _ = await call(sim, "PUT", f"{DEPLOY}/api", stale)
+    # the live controller may write the Deployment (revision, status) between our GET and PUT; a
+    # correct client re-reads on 409, as here, until its update lands on the version it read
+    for _ in range(50):
+        _, fresh, _ = await call(sim, "GET", f"{DEPLOY}/api")
+        stale = dict(fresh)
+        stale["spec"] = {**fresh["spec"], "replicas": 5}
+        code, _, _ = await call(sim, "PUT", f"{DEPLOY}/api", stale)
+        if code != 409:
+            break
     assert code == 200
     code, body, _ = await call(sim, "PUT", f"{DEPLOY}/api", stale)  # same old resourceVersion again
     assert code == 409 and body["reason"] == "Conflict" and "the object has been modified" in body["message"]
