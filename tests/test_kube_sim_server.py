@@ -324,3 +324,13 @@ def test_label_selector_parser() -> None:
     assert not m({"metadata": {"labels": {"app": "web", "legacy": "1"}}})
     with pytest.raises(ApiError):
         label_matcher("app=(")
+
+
+async def test_default_and_kube_system_namespaces_exist(sim: Sim) -> None:
+    for namespace in ("default", "kube-system"):
+        code, body, _ = await call(sim, "GET", f"/api/v1/namespaces/{namespace}")
+        assert (code, body["metadata"]["name"]) == (200, namespace)
+    code, _, _ = await call(
+        sim, "POST", "/apis/apps/v1/namespaces/default/deployments", new_deployment("api")
+    )
+    assert code == 201

@@ -49,6 +49,11 @@ class SimKubeServer:
         self.clock: Clock = clock or SystemClock()
         self.tokens = dict(tokens or {})
         self.store = Store()
+        # a real cluster always has these: kubectl's default context namespace must exist
+        for namespace in ("default", "kube-system"):
+            self.store.create(
+                resources.BY_PATH[("", "v1", "namespaces")], None, {"metadata": {"name": namespace}}
+            )
         self.controller = DeploymentController(self.store, self.clock, pod_ready_delay_s)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every answered resource request
         self._rng = random.Random(self.faults.seed)
