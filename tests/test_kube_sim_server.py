@@ -334,3 +334,12 @@ async def test_default_and_kube_system_namespaces_exist(sim: Sim) -> None:
         sim, "POST", "/apis/apps/v1/namespaces/default/deployments", new_deployment("api")
     )
     assert code == 201
+
+
+async def test_strategic_merge_patch_on_a_custom_resource_is_415(sim: Sim) -> None:
+    path = f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes/{ROUTE}"
+    patch = {"metadata": {"labels": {"x": "y"}}}
+    code, body, _ = await call(sim, "PATCH", path, patch, "application/strategic-merge-patch+json")
+    assert (code, body["reason"]) == (415, "UnsupportedMediaType")
+    code, _, _ = await call(sim, "PATCH", path, patch, "application/merge-patch+json")
+    assert code == 200

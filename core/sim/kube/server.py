@@ -24,6 +24,15 @@ from core.sim.kube.selectors import field_matcher, label_matcher, selector_strin
 from core.sim.kube.store import Obj, Store
 
 _VERB_BY_METHOD = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+#: groups served natively; anything else (gateway.networking.k8s.io) is a custom resource
+_BUILTIN_GROUPS = {
+    "",
+    "apps",
+    "networking.k8s.io",
+    "coordination.k8s.io",
+    "events.k8s.io",
+    "authentication.k8s.io",
+}
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -315,6 +324,14 @@ class SimKubeServer:
         base = _scale_of(current) if sub == "scale" else current
         if verb == "patch":
             ctype = request.content_type
+            if ctype == patches.STRATEGIC_PATCH and res.group not in _BUILTIN_GROUPS:
+                # custom resources have no patch strategy metadata: Kubernetes answers 415
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"{patches.JSON_PATCH}, {patches.MERGE_PATCH}, {patches.APPLY_PATCH}",
+                )
             new = patches.apply_patch(base, body, ctype)
         else:
             if not isinstance(body, dict):
