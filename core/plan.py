@@ -80,6 +80,7 @@ class TargetSpec(Model):
     service: str | None = None
     strategy: Strategy = "replicas"
     replicas: int | None = Field(default=None, ge=1)  # total pods for the replicas strategy
+    container: str | None = None  # the container that gets the image; default: the only one
     ingress: str | None = None  # nginx: the canary Ingress
     httproute: str | None = None  # gateway: the HTTPRoute
     rollout_timeout: Duration = 600.0

@@ -340,3 +340,147 @@ async def test_wait_ready_reports_progress_deadline_exceeded(sim: Sim) -> None:
             await cluster.wait_ready("stable", 30)
     finally:
         await cluster.close()
+
+
+async def test_rollback_restores_the_stable_of_this_deploy_not_an_older_one(sim: Sim) -> None:
+    """Defect 1: deploy 1.0 → 2.0 completes; deploy 2.0 → 3.0 rolls back at 5 %: stable stays on 2.0."""
+    cluster = await sim.cluster("replicas")
+    try:
+        for image in ("shop:2.0", "shop:3.0"):
+            await cluster.deploy(image, "canary")
+            await cluster.wait_ready("canary", 10)
+            await cluster.set_canary_weight(5)
+            if image == "shop:3.0":
+                break
+            await cluster.deploy(image, "stable")
+            await cluster.wait_ready("stable", 10)
+            await cluster.set_canary_weight(0)
+        report = await cluster.rollback()
+        assert not report.stable_restored  # this deploy never touched stable
+        assert sim.server.deployment_image(NS, STABLE) == "shop:2.0"
+    finally:
+        await cluster.close()
+
+
+async def test_gateway_changes_only_the_rule_with_the_canary_backend(sim: Sim) -> None:
+    """Defect 5: a 3-rule HTTPRoute; only the canary's rule moves and the reported weight is that rule's."""
+    from core.sim.kube.seed import HTTPROUTES
+
+    route = sim.server.store.get(HTTPROUTES, NS, ROUTE)
+    canary_rule = route["spec"]["rules"][0]
+    other = {"matches": [{"path": {"type": "PathPrefix", "value": "/api"}}]}
+    route["spec"]["rules"] = [
+        {**other, "backendRefs": [{"name": "api", "port": 80, "weight": 1}]},
+        canary_rule,
+        {
+            "backendRefs": [
+                {"name": "static", "port": 80, "weight": 3},
+                {"name": "cdn", "port": 80, "weight": 1},
+            ]
+        },
+    ]
+    sim.server.store.update(HTTPROUTES, NS, ROUTE, route)
+    cluster = await sim.cluster("gateway")
+    try:
+        change = await cluster.set_canary_weight(25)
+        assert change.effective == 25
+        rules = sim.server.store.get(HTTPROUTES, NS, ROUTE)["spec"]["rules"]
+        assert rules[0]["backendRefs"] == [{"name": "api", "port": 80, "weight": 1}]
+        assert [r["weight"] for r in rules[1]["backendRefs"]] == [75, 25]
+        assert [r["weight"] for r in rules[2]["backendRefs"]] == [3, 1]
+        assert (await cluster.describe()).weight == 25
+    finally:
+        await cluster.close()
+
+
+async def test_every_kubeconfig_path_is_read(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect 8: $KUBECONFIG lists several files, as kubectl merges them; a missing first file is skipped."""
+    from core.adapters.kubernetes import KubeCluster
+
+    monkeypatch.setenv("KUBECONFIG", f"{sim.tmp / 'absent-config'}:{sim.kubeconfig}")
+    cluster = await KubeCluster.connect(sim.target("replicas"), kubeconfig=None, clock=SystemClock())
+    try:
+        assert (await cluster.describe()).stable_image == "shop:1.0"
+    finally:
+        await cluster.close()
+
+
+async def test_retry_after_from_the_server_is_honoured_beyond_two_seconds(sim: Sim) -> None:
+    """Defect 8: a 429 with Retry-After: 5 waits 5 s (within the call's deadline), not a capped 2 s."""
+    delays: list[float] = []
+
+    class RecordingClock(SystemClock):
+        async def sleep(self, seconds: float) -> None:
+            delays.append(seconds)
+            sim.server.faults.error_rate_429 = 0.0  # one throttled answer, then the server recovers
+
+    sim.server.faults.retry_after_s = 5
+    sim.server.faults.error_rate_429 = 1.0
+    cluster = await sim.cluster("replicas", clock=RecordingClock())
+    try:
+        assert (await cluster.describe()).stable_image == "shop:1.0"
+        assert delays and delays[0] >= 5
+    finally:
+        await cluster.close()
+
+
+def _with_sidecar_first(sim: Sim) -> None:
+    from core.sim.kube.controller import DEPLOYMENTS
+
+    for name in (STABLE, CANARY):
+        d = sim.deployment(name)
+        spec = d["spec"]["template"]["spec"]
+        spec["containers"].insert(0, {"name": "cloud-sql-proxy", "image": "proxy:2"})
+        spec["initContainers"] = [{"name": "migrate", "image": "shop:1.0"}]
+        sim.server.store.update(DEPLOYMENTS, NS, name, d)
+
+
+async def test_image_goes_to_the_named_container_not_a_sidecar_listed_first(sim: Sim) -> None:
+    """Defect 6: a sidecar listed first never receives the new image; without a name, an error lists them."""
+    _with_sidecar_first(sim)
+    guessing = await sim.cluster("replicas")
+    try:
+        with pytest.raises(ClusterError, match="cloud-sql-proxy, app"):
+            await guessing.deploy("shop:2.0", "canary")
+    finally:
+        await guessing.close()
+    cluster = await sim.cluster("replicas", container="app")
+    try:
+        await cluster.deploy("shop:2.0", "canary")
+        containers = sim.deployment(CANARY)["spec"]["template"]["spec"]["containers"]
+        assert [(c["name"], c["image"]) for c in containers] == [
+            ("cloud-sql-proxy", "proxy:2"),
+            ("app", "shop:2.0"),
+        ]
+        assert (await cluster.describe()).canary_image == "shop:2.0"
+    finally:
+        await cluster.close()
+    init = await sim.cluster("replicas", container="migrate")
+    try:
+        await init.deploy("shop:2.0", "canary")
+        inits = sim.deployment(CANARY)["spec"]["template"]["spec"]["initContainers"]
+        assert inits == [{"name": "migrate", "image": "shop:2.0"}]
+    finally:
+        await init.close()
+
+
+async def test_live_size_wins_over_a_total_saved_by_an_earlier_rollout(sim: Sim) -> None:
+    """Defect 3: an operator scales stable to 30 between releases; the next rollout keeps 30 pods, not 10."""
+    from core.sim.kube.controller import DEPLOYMENTS
+
+    first = await sim.cluster("replicas")
+    try:
+        await first.set_canary_weight(25)
+        await first.set_canary_weight(0)
+    finally:
+        await first.close()
+    d = sim.deployment(STABLE)
+    d["spec"]["replicas"] = 30
+    sim.server.store.update(DEPLOYMENTS, NS, STABLE, d)
+    cluster = await sim.cluster("replicas")
+    try:
+        change = await cluster.set_canary_weight(10)
+        assert change.detail == "3 of 30 pods on the canary (10%)"
+        assert sim.deployment(STABLE)["spec"]["replicas"] == 27
+    finally:
+        await cluster.close()

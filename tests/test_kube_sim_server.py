@@ -81,10 +81,15 @@ async def test_create_conflict_and_status_bodies(sim: Sim) -> None:
     code, body, _ = await call(sim, "GET", f"{DEPLOY}/missing")
     assert (code, body["kind"], body["reason"]) == (404, "Status", "NotFound")
     assert body["details"] == {"name": "missing", "group": "apps", "kind": "deployments"}
-    _, fresh, _ = await call(sim, "GET", f"{DEPLOY}/api")
-    stale = dict(fresh)
-    stale["spec"] = {**fresh["spec"], "replicas": 5}
-    code, _, _ = await call(sim, "PUT", f"{DEPLOY}/api", stale)
+    # the live controller may write the Deployment (revision, status) between our GET and PUT; a
+    # correct client re-reads on 409, as here, until its update lands on the version it read
+    for _ in range(50):
+        _, fresh, _ = await call(sim, "GET", f"{DEPLOY}/api")
+        stale = dict(fresh)
+        stale["spec"] = {**fresh["spec"], "replicas": 5}
+        code, _, _ = await call(sim, "PUT", f"{DEPLOY}/api", stale)
+        if code != 409:
+            break
     assert code == 200
     code, body, _ = await call(sim, "PUT", f"{DEPLOY}/api", stale)  # same old resourceVersion again
     assert code == 409 and body["reason"] == "Conflict" and "the object has been modified" in body["message"]
@@ -319,3 +324,22 @@ def test_label_selector_parser() -> None:
     assert not m({"metadata": {"labels": {"app": "web", "legacy": "1"}}})
     with pytest.raises(ApiError):
         label_matcher("app=(")
+
+
+async def test_default_and_kube_system_namespaces_exist(sim: Sim) -> None:
+    for namespace in ("default", "kube-system"):
+        code, body, _ = await call(sim, "GET", f"/api/v1/namespaces/{namespace}")
+        assert (code, body["metadata"]["name"]) == (200, namespace)
+    code, _, _ = await call(
+        sim, "POST", "/apis/apps/v1/namespaces/default/deployments", new_deployment("api")
+    )
+    assert code == 201
+
+
+async def test_strategic_merge_patch_on_a_custom_resource_is_415(sim: Sim) -> None:
+    path = f"/apis/gateway.networking.k8s.io/v1/namespaces/{NS}/httproutes/{ROUTE}"
+    patch = {"metadata": {"labels": {"x": "y"}}}
+    code, body, _ = await call(sim, "PATCH", path, patch, "application/strategic-merge-patch+json")
+    assert (code, body["reason"]) == (415, "UnsupportedMediaType")
+    code, _, _ = await call(sim, "PATCH", path, patch, "application/merge-patch+json")
+    assert code == 200

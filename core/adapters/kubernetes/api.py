@@ -117,7 +117,8 @@ class KubeApi:
             delay = min(self.max_backoff_s, self.base_backoff_s * 2 ** (attempt - 1))
             delay *= 0.5 + self._rng.random() / 2  # jitter: many clients must not retry in lockstep
             if retry_after is not None:
-                delay = max(delay, min(retry_after, self.max_backoff_s))
+                # the server knows its load: honour its Retry-After; the deadline below still bounds it
+                delay = max(delay, retry_after)
             elapsed = (self.clock.now() - started).total_seconds()
             if elapsed + delay > self.deadline_s:
                 what = f"HTTP {status}" if status else payload.get("message", "no answer")

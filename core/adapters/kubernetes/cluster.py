@@ -40,7 +40,8 @@ async def _load_config(kubeconfig: str | None, context: str | None) -> Any:
     from kubernetes.aio.config.config_exception import ConfigException
 
     cfg = client.Configuration()
-    path = kubeconfig or (os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None)
+    # the whole $KUBECONFIG list: the loader merges every file in it, as kubectl does
+    path = kubeconfig or (os.environ.get("KUBECONFIG", "").strip(os.pathsep) or None)
     default = Path.home() / ".kube" / "config"
     try:
         if path or default.exists():
@@ -131,13 +132,19 @@ class KubeCluster:
     def _annotation(self) -> dict[str, str]:
         return {STATE_ANNOTATION: json.dumps({**(self._state or {}), OWN: self._own}, sort_keys=True)}
 
+    def _container_hint(self, obj: dict[str, Any]) -> tuple[str, str] | None:
+        try:
+            return _container_name(obj, self.target.container, obj["metadata"]["name"])
+        except ClusterError:
+            return None
+
     async def describe(self) -> WorkloadStatus:
         stable = await self._get("stable")
         canary = await self._get("canary")
         weight = await self._read_weight(stable, canary)
         return WorkloadStatus(
-            stable_image=_image(stable),
-            canary_image=_image(canary),
+            stable_image=_image(stable, self._container_hint(stable)),
+            canary_image=_image(canary, self._container_hint(canary)),
             stable_ready=int(stable.get("status", {}).get("readyReplicas", 0)),
             stable_desired=int(stable["spec"].get("replicas", 0)),
             canary_ready=int(canary.get("status", {}).get("readyReplicas", 0)),
@@ -180,17 +187,39 @@ class KubeCluster:
     # --- deploy ------------------------------------------------------------------
 
     async def deploy(self, image: str, role: Role) -> None:
+        if role == "canary":
+            if not self._loaded:
+                await self._get("stable")
+            if "stable_base_revision" in self._own and self._own.get("stable_base_for") != image:
+                # a new deploy starts with its canary: the previous deploy's stable base is history,
+                # so a rollback of this deploy cannot undo stable past the release it started from
+                self._own.pop("stable_base_revision", None)
+                self._own.pop("stable_base_for", None)
+                obj = await self.api.request(
+                    "PATCH",
+                    self._stable_path,
+                    body={"metadata": {"annotations": self._annotation()}},
+                    content_type=MERGE,
+                )
+                self._remember("stable", obj)
         for _ in range(CONFLICT_RETRIES):
             current = await self._get(role)
-            container = _container_name(current, self._name(role))
+            key, container = _container_name(current, self.target.container, self._name(role))
             body: dict[str, Any] = {
-                "spec": {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}
+                "spec": {"template": {"spec": {key: [{"name": container, "image": image}]}}}
             }
             if role == "stable":
-                # remember what stable was before this rollout touched it, for rollback()
-                self._own.setdefault("stable_base_revision", revision(current))
+                # remember what stable was before THIS deploy touched it, for rollback(); a base
+                # left by an earlier deploy of another image is replaced, never reused
+                if self._own.get("stable_base_for") != image:
+                    self._own["stable_base_revision"] = revision(current)
+                    self._own["stable_base_for"] = image
                 body["metadata"] = {"annotations": self._annotation()}
-            elif self.target.strategy != "replicas" and not current["spec"].get("replicas"):
+            if (
+                role == "canary"
+                and self.target.strategy != "replicas"
+                and not current["spec"].get("replicas")
+            ):
                 # ingress/route strategies need canary pods before any weight can reach them
                 body["spec"]["replicas"] = self._replicas.get("stable") or self.target.replicas or 1
             body.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
@@ -251,10 +280,13 @@ class KubeCluster:
             await self._get("stable")
         if "canary" not in self._replicas:
             await self._get("canary")
+        # the plan's size, else the live size: an operator's scale between releases wins over a
+        # total an earlier rollout saved; the saved total only fills in when nothing runs at all
         total = int(
-            self._own.get("total")
-            or self.target.replicas
+            self.target.replicas
             or self._replicas["stable"] + self._replicas["canary"]
+            or self._own.get("total")
+            or 0
         )
         remember = self._own.get("total") != total
         self._own["total"] = total
@@ -292,7 +324,13 @@ class KubeCluster:
         )
 
     def _route_weight(self, route: dict[str, Any]) -> int:
-        refs = [r for rule in route.get("spec", {}).get("rules") or [] for r in rule.get("backendRefs") or []]
+        # the weight is the canary rule's share: other rules (other paths, other services) are not ours
+        refs = [
+            r
+            for rule in route.get("spec", {}).get("rules") or []
+            if any(b.get("name") == self.target.canary_name for b in rule.get("backendRefs") or [])
+            for r in rule.get("backendRefs") or []
+        ]
         total = sum(int(r.get("weight", 1)) for r in refs)
         canary = sum(int(r.get("weight", 1)) for r in refs if r.get("name") == self.target.canary_name)
         return round(100 * canary / total) if total else 0
@@ -303,7 +341,10 @@ class KubeCluster:
             rules = json.loads(json.dumps(route.get("spec", {}).get("rules") or []))
             found = False
             for rule in rules:
-                for ref in rule.get("backendRefs") or []:
+                refs = rule.get("backendRefs") or []
+                if not any(ref.get("name") == self.target.canary_name for ref in refs):
+                    continue  # a rule without the canary backend keeps its own weights
+                for ref in refs:
                     if ref.get("name") == self.target.canary_name:
                         ref["weight"], found = percent, True
                     else:
@@ -379,6 +420,7 @@ class KubeCluster:
             target_rs = pick_revision(owned, to_revision)
             to = revision(target_rs)
             self._own.pop("stable_base_revision", None)
+            self._own.pop("stable_base_for", None)
             if equal_ignore_hash(target_rs["spec"]["template"], deployment["spec"]["template"]):
                 if self._state is not None or self._own:
                     await self.write_state(dict(self._state or {}))
@@ -409,7 +451,7 @@ class KubeCluster:
                 weight_reset=False,
                 stable_restored=True,
                 to_revision=to,
-                detail=f"rolled back {name} to revision {to} (image {_image(obj)})",
+                detail=f"rolled back {name} to revision {to} (image {_image(obj, self._container_hint(obj))})",
             )
         raise ClusterError(f"deployment {name}: rollout undo kept conflicting")
 
@@ -450,19 +492,41 @@ def rollout_status(d: dict[str, Any]) -> tuple[bool, str]:
     return True, f"rolled out ({available} of {desired} available)"
 
 
-def _image(obj: dict[str, Any]) -> str | None:
-    containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+def _image(obj: dict[str, Any], container: tuple[str, str] | None = None) -> str | None:
+    spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+    if container is not None:
+        key, name = container
+        return next((c.get("image") for c in spec.get(key) or [] if c.get("name") == name), None)
+    containers = spec.get("containers") or []
     return containers[0].get("image") if containers else None
 
 
-def _container_name(obj: dict[str, Any], preferred: str) -> str:
-    containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
-    if not containers:
+def _container_name(obj: dict[str, Any], wanted: str | None, fallback: str) -> tuple[str, str]:
+    """(list key, name) of the container that gets the image: the one the plan names (init containers
+    too), else the only container, else one named like the Deployment; never a guess."""
+    spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+    names = [str(c.get("name")) for c in spec.get("containers") or []]
+    inits = [str(c.get("name")) for c in spec.get("initContainers") or []]
+    where = f"deployment {obj['metadata'].get('namespace')}/{obj['metadata']['name']}"
+    if not names:
+        raise ClusterError(f"{where} has no containers")
+    if wanted:
+        if wanted in names:
+            return "containers", wanted
+        if wanted in inits:
+            return "initContainers", wanted
         raise ClusterError(
-            f"deployment {obj['metadata'].get('namespace')}/{obj['metadata']['name']} has no containers"
+            f"{where} has no container {wanted!r} (targets.*.container); containers: {', '.join(names)}"
+            + (f"; init containers: {', '.join(inits)}" if inits else "")
         )
-    names = [c.get("name") for c in containers]
-    return preferred if preferred in names else str(names[0])
+    if len(names) == 1:
+        return "containers", names[0]
+    if fallback in names:
+        return "containers", fallback
+    raise ClusterError(
+        f"{where} has {len(names)} containers ({', '.join(names)}): name the one that gets the image "
+        "with targets.*.container in the plan"
+    )
 
 
 def _nginx_weight(ingress: dict[str, Any]) -> int:

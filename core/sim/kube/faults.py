@@ -11,4 +11,5 @@ class FaultConfig(BaseModel):
     latency_s: float = Field(default=0.0, ge=0.0)
     drop_rate: float = Field(default=0.0, ge=0.0, le=1.0)  # close the connection without an answer
     force_conflicts: int = Field(default=0, ge=0)  # the next N updates/patches answer 409 Conflict
+    retry_after_s: int = Field(default=1, ge=0)  # the Retry-After header sent with an injected 429
     seed: int | None = None

@@ -24,6 +24,15 @@ from core.sim.kube.selectors import field_matcher, label_matcher, selector_strin
 from core.sim.kube.store import Obj, Store
 
 _VERB_BY_METHOD = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+#: groups served natively; anything else (gateway.networking.k8s.io) is a custom resource
+_BUILTIN_GROUPS = {
+    "",
+    "apps",
+    "networking.k8s.io",
+    "coordination.k8s.io",
+    "events.k8s.io",
+    "authentication.k8s.io",
+}
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -49,6 +58,11 @@ class SimKubeServer:
         self.clock: Clock = clock or SystemClock()
         self.tokens = dict(tokens or {})
         self.store = Store()
+        # a real cluster always has these: kubectl's default context namespace must exist
+        for namespace in ("default", "kube-system"):
+            self.store.create(
+                resources.BY_PATH[("", "v1", "namespaces")], None, {"metadata": {"name": namespace}}
+            )
         self.controller = DeploymentController(self.store, self.clock, pod_ready_delay_s)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every answered resource request
         self._rng = random.Random(self.faults.seed)
@@ -143,7 +157,7 @@ class SimKubeServer:
         except ApiError as exc:
             response = _json(exc.body, exc.code)
             if exc.code == 429:
-                response.headers["Retry-After"] = "1"
+                response.headers["Retry-After"] = str(self.faults.retry_after_s)
             return response
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -310,6 +324,14 @@ class SimKubeServer:
         base = _scale_of(current) if sub == "scale" else current
         if verb == "patch":
             ctype = request.content_type
+            if ctype == patches.STRATEGIC_PATCH and res.group not in _BUILTIN_GROUPS:
+                # custom resources have no patch strategy metadata: Kubernetes answers 415
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"{patches.JSON_PATCH}, {patches.MERGE_PATCH}, {patches.APPLY_PATCH}",
+                )
             new = patches.apply_patch(base, body, ctype)
         else:
             if not isinstance(body, dict):
