@@ -86,6 +86,10 @@ def _number(raw: object) -> float | None:
     return value
 
 
+#: fewest scrape intervals a PromQL range may span
+MIN_SCRAPES = 4
+
+
 class PrometheusMetrics:
     """Canary vs baseline from Prometheus; implements :class:`core.ports.Metrics`."""
 
@@ -100,8 +104,12 @@ class PrometheusMetrics:
         queries: QueriesSpec,
         min_requests: int,
         clock: Clock,
+        scrape_interval_s: float | None = None,
     ) -> None:
         self.spec = spec
+        #: how often Prometheus scrapes the target; when known, no range is shorter than
+        #: MIN_SCRAPES of it (rate() needs two samples; four make it stable)
+        self.scrape_interval_s = scrape_interval_s
         self.service = service
         self.namespace = namespace
         self.canary_version = canary_version
@@ -208,7 +216,12 @@ class PrometheusMetrics:
         # Prometheus lives on the wall clock. Under the demo's ScaledClock a
         # window of N plan seconds spans N / speed real seconds.
         speed = getattr(self.clock, "speed", 1.0)
-        return window_s / speed if isinstance(speed, int | float) and speed > 0 else window_s
+        wall = window_s / speed if isinstance(speed, int | float) and speed > 0 else window_s
+        # A range shorter than a few scrapes is empty or one lumpy step (issue 14: a 300 s
+        # window at speed 300 became [1s] and verification read "no data"). Floor it.
+        if self.scrape_interval_s:
+            wall = max(wall, MIN_SCRAPES * self.scrape_interval_s)
+        return wall
 
     def render(self, template: str, window_s: float, version_regex: str) -> str:
         # `version="$version"` would only ever match one side; the batch needs both.

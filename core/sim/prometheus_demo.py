@@ -77,6 +77,8 @@ async def start_prometheus_metrics(
         queries=plan.analysis.queries,
         min_requests=plan.analysis.min_requests,
         clock=clock,
+        # the server below scrapes every 1 s: windows scaled by the demo speed never go below 4 s
+        scrape_interval_s=1.0,
     )
     note = f"real Prometheus at {server.url} scraping the simulated workload at {workload.target} every 1 s"
     return metrics, note, _PrometheusDemo(workload, server, metrics, workdir)
