@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench screenshots real-deps clean
+.PHONY: demo test test-all lint bench mutate screenshots real-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,14 +32,36 @@ lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check core tui tests benchmarks
 	$(VENV)/bin/ruff format --check core tui tests benchmarks
 
+# The default subset: everything but the heavy `slow` tests (simulated-Kubernetes engine variants).
 test: $(TEST_STAMP) real-deps lint
+	$(VENV)/bin/pytest -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+
+# Everything, then once more in random order (pytest-randomly is off unless asked for).
+test-all: $(TEST_STAMP) real-deps lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -p no:cacheprovider -p randomly $(PYTEST_ARGS)
+
+# Mutation testing of the safety-critical modules ([tool.mutmut] in pyproject.toml), one module at a
+# time so a 2-core box stays usable; prints the score per module and every surviving mutant.
+MUTATE_MODULES ?= core.analysis core.judge core.signoff core.adapters.kubernetes.cluster \
+	core.adapters.kubernetes.lease core.adapters.kubernetes.undo core.adapters.journal \
+	core.adapters.command core.engine
+mutate: $(TEST_STAMP)
+	@for m in $(MUTATE_MODULES); do \
+		echo "== mutmut $$m"; $(VENV)/bin/mutmut run --max-children 1 "$$m.*" >/dev/null 2>&1; \
+		$(VENV)/bin/mutmut results 2>/dev/null | grep "^ *$$m\." > .mutmut-$$m.txt || true; \
+		$(PY) -c "import sys; m=sys.argv[1]; rows=[l.rsplit(':',1) for l in open('.mutmut-'+m+'.txt') if ':' in l]; \
+survived=[n.strip() for n,s in rows if s.strip()=='survived']; \
+total=sum(1 for _ in __import__('pathlib').Path('mutants').rglob('*.meta')) and None; \
+print(m, 'survivors:', len(survived)); [print('  survived', n) for n in survived]" $$m; \
+	done; $(VENV)/bin/mutmut export-cicd-stats >/dev/null 2>&1 && cat mutants/mutmut-cicd-stats.json || true
 
 bench: $(TEST_STAMP) real-deps
+	HYPOTHESIS_PROFILE=bench $(VENV)/bin/pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 screenshots: $(TEST_STAMP)
 	$(PY) -m tui.screenshots
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache mutants .mutmut-*.txt

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 pytest_plugins = ["tests.real_servers"]
+
+# Property tests are reproducible by default: the same examples every run, so a failure in CI is a
+# failure on every machine. `make bench` (HYPOTHESIS_PROFILE=bench) explores wider with fresh seeds.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("bench", derandomize=False, deadline=None, max_examples=1000, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)
