@@ -7,7 +7,7 @@ events, the ports, the adapters), so they survive the engine's split into module
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,13 +15,17 @@ import pytest
 from core.adapters.command import SubprocessRunner
 from core.adapters.kubernetes.cluster import rollout_status
 from core.analysis import TriggerState, judge
+from core.clock import VirtualClock
 from core.domain import CanaryMetrics, GateGroup, Outcome, WorkloadSample
 from core.events import Paused, RollbackTriggered
 from core.plan import AnalysisSpec
 from core.policy import GateDef
 from core.ports import ClusterError
 from core.signoff import SignOffLedger
+from core.sim.kube.resources import BY_PATH
 from tests.engine_helpers import sim_session
+from tests.kube_helpers import CANARY, NS, STABLE, Sim
+from tests.kube_helpers import sim as sim
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -192,3 +196,52 @@ async def test_canary_ready_before_traffic_grows_and_stable_ready_before_weight_
     first_sample = next(e for e in session.rollout.events if e.type == "analysis" and e.step == 0)
     window = next(e for e in session.rollout.events if e.type == "window_started" and e.step == 0)
     assert first_sample.ts > window.ts
+
+
+# --- on the simulated Kubernetes API server through the real adapter ------------------------
+
+
+def _lease(sim: Sim) -> dict:
+    return sim.server.store.get(BY_PATH[("coordination.k8s.io", "v1", "leases")], NS, f"deploydeck-{STABLE}")
+
+
+@pytest.mark.timeout(60)
+async def test_lease_renewal_moves_renew_time_and_keeps_acquire_time(sim: Sim) -> None:
+    clock = VirtualClock(auto_advance=False)
+    cluster = await sim.cluster(clock=clock)
+    try:
+        assert (await cluster.acquire_lease("alice@host-a", ttl_s=15)).acquired
+        acquired = dict(_lease(sim)["spec"])
+        await clock.advance(7)
+        await cluster.renew_lease()
+        renewed = _lease(sim)["spec"]
+        assert renewed["acquireTime"] == acquired["acquireTime"]
+        assert renewed["renewTime"] != acquired["renewTime"]
+        assert renewed["renewTime"].startswith((clock.now()).strftime("%Y-%m-%dT%H:%M:%S"))
+        # another driver reading it 10 s later still sees a live lease (renewed 10 s ago, not 17 s)
+        other = await sim.cluster(clock=VirtualClock(start=clock.now() + timedelta(seconds=10)))
+        try:
+            seen = await other.acquire_lease("bob@host-b", ttl_s=15)
+            assert not seen.acquired and seen.holder == "alice@host-a"
+        finally:
+            await other.close()
+    finally:
+        await cluster.close()
+
+
+@pytest.mark.timeout(60)
+async def test_replicas_strategy_scales_the_canary_up_before_the_stable_down(sim: Sim) -> None:
+    cluster = await sim.cluster("replicas")
+    try:
+        sim.server.requests.clear()
+        for percent in (20, 50):
+            await cluster.set_canary_weight(percent)
+        writes = [path.rsplit("/", 1)[-1] for method, path in sim.server.requests if method == "PATCH"]
+        # each step: the canary grows first, then the stable shrinks, so ready capacity never dips
+        assert writes == [CANARY, STABLE, CANARY, STABLE]
+        back = len(sim.server.requests)
+        await cluster.set_canary_weight(0)
+        writes = [p.rsplit("/", 1)[-1] for m, p in sim.server.requests[back:] if m == "PATCH"]
+        assert writes == [STABLE, CANARY]  # going down: the stable grows back first
+    finally:
+        await cluster.close()
