@@ -16,8 +16,8 @@ from core.adapters.command import SubprocessRunner
 from core.adapters.kubernetes.cluster import rollout_status
 from core.analysis import TriggerState, judge
 from core.clock import VirtualClock
-from core.domain import CanaryMetrics, GateGroup, Outcome, WorkloadSample
-from core.events import Paused, RollbackTriggered
+from core.domain import CanaryMetrics, GateGroup, Outcome, Phase, WorkloadSample
+from core.events import Event, Paused, RollbackTriggered
 from core.plan import AnalysisSpec
 from core.policy import GateDef
 from core.ports import ClusterError
@@ -245,3 +245,55 @@ async def test_replicas_strategy_scales_the_canary_up_before_the_stable_down(sim
         assert writes == [STABLE, CANARY]  # going down: the stable grows back first
     finally:
         await cluster.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("scenario", "verdict"), [("metrics-outage", "no_data"), ("bad-canary", "fired")])
+async def test_proceed_is_refused_while_the_last_sample_is_not_healthy(
+    tmp_path: Path, scenario: str, verdict: str
+) -> None:
+    session = await sim_session(tmp_path, scenario)
+    rollout = session.rollout
+    answers: list[tuple[str, bool, str]] = []
+
+    def on_event(event: Event) -> None:
+        # asked at every event while a canary window is open, whatever the last sample said
+        last = rollout.last_analysis
+        if last is not None and rollout.phase == Phase.CANARY and rollout.window is not None:
+            check = rollout.allowed("proceed")
+            answers.append((last.verdict, check.ok, check.reason))
+
+    rollout.subscribe(on_event)
+    await asyncio.wait_for(rollout.run(), timeout=30)
+    healthy = [ok for v, ok, _ in answers if v == "healthy"]
+    bad = [(ok, reason) for v, ok, reason in answers if v == verdict]
+    assert healthy and all(healthy), "a healthy sample lets a person promote early"
+    assert bad and not any(ok for ok, _ in bad)
+    if verdict == "no_data":
+        assert all("no data" in reason for _, reason in bad)
+
+
+@pytest.mark.timeout(60)
+async def test_a_rollback_is_not_called_restored_while_the_error_rate_has_no_data(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    rollout = session.rollout
+    metrics = rollout.world.metrics
+    assert metrics is not None
+    read = metrics.canary_metrics
+    blind = False
+
+    async def blind_after_trigger(window_s: float) -> CanaryMetrics:
+        if blind:
+            none = WorkloadSample(reason="unreachable")
+            return CanaryMetrics(canary=none, baseline=none, at=rollout.clock.now(), reason="unreachable")
+        return await read(window_s)
+
+    def on_event(event: Event) -> None:
+        nonlocal blind
+        blind = blind or isinstance(event, RollbackTriggered)
+
+    metrics.canary_metrics = blind_after_trigger  # type: ignore[method-assign]
+    rollout.subscribe(on_event)
+    assert await asyncio.wait_for(rollout.run(), timeout=30) == Outcome.ROLLED_BACK
+    verify = next(e for e in rollout.events if e.type == "rollback_step" and e.action == "verify")
+    assert not verify.ok and "error rate no data" in verify.detail
