@@ -297,3 +297,17 @@ async def test_a_rollback_is_not_called_restored_while_the_error_rate_has_no_dat
     assert await asyncio.wait_for(rollout.run(), timeout=30) == Outcome.ROLLED_BACK
     verify = next(e for e in rollout.events if e.type == "rollback_step" and e.action == "verify")
     assert not verify.ok and "error rate no data" in verify.detail
+
+
+@pytest.mark.timeout(60)
+async def test_a_marginal_statistical_verdict_is_not_a_pass(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "subtle-latency")
+    plan = session.rollout.plan
+    # p99 fails and the error rate passes: 50/100, which this spec calls marginal (50 ≤ score < 95)
+    judge_spec = plan.analysis.judge.model_copy(update={"enabled": True, "marginal_score": 50.0})
+    analysis = plan.analysis.model_copy(update={"judge": judge_spec})
+    session.rollout.plan = plan.model_copy(update={"analysis": analysis})
+    assert await asyncio.wait_for(session.rollout.run(), timeout=30) == Outcome.ROLLED_BACK
+    trigger = next(e for e in session.rollout.events if isinstance(e, RollbackTriggered))
+    assert trigger.rule == "judge" and "score 50/100: marginal" in trigger.reason
+    assert "nobody to decide" in trigger.reason  # headless: rollback if unsure (POL-010)
