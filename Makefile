@@ -46,11 +46,19 @@ test-all: $(TEST_STAMP) real-deps lint
 MUTATE_MODULES ?= core.analysis core.judge core.signoff core.adapters.kubernetes.cluster \
 	core.adapters.kubernetes.lease core.adapters.kubernetes.undo core.adapters.journal \
 	core.adapters.command core.engine
-mutate: $(TEST_STAMP)
+# mutmut lives in a venv of its own: it brings click, and with click installed httpx imports rich,
+# which the import-hygiene test (core loads no UI) would then see.
+MUTATE_VENV := .venv-mutate
+$(MUTATE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(MUTATE_VENV)
+	$(MUTATE_VENV)/bin/pip install --quiet -e '.[test,mutate]'
+	touch $@
+
+mutate: $(MUTATE_VENV)/.installed
 	@for m in $(MUTATE_MODULES); do \
-		echo "== mutmut $$m"; $(VENV)/bin/mutmut run --max-children 1 "$$m.*" >/dev/null 2>&1 || true; \
+		echo "== mutmut $$m"; $(MUTATE_VENV)/bin/mutmut run --max-children 1 "$$m.*" >/dev/null 2>&1 || true; \
 	done
-	@$(VENV)/bin/mutmut results --all true 2>/dev/null | $(PY) tests/mutation_report.py
+	@$(MUTATE_VENV)/bin/mutmut results --all true 2>/dev/null | $(MUTATE_VENV)/bin/python tests/mutation_report.py
 
 bench: $(TEST_STAMP) real-deps
 	HYPOTHESIS_PROFILE=bench $(VENV)/bin/pytest -q -p no:cacheprovider -m slow $(PYTEST_ARGS)
@@ -60,4 +68,4 @@ screenshots: $(TEST_STAMP)
 	$(PY) -m tui.screenshots
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache mutants .mutmut-*.txt
+	rm -rf $(VENV) $(MUTATE_VENV) .pytest_cache .ruff_cache mutants .mutmut-*.txt
