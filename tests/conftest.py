@@ -16,6 +16,25 @@ settings.register_profile("bench", derandomize=False, deadline=None, max_example
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(params=["memory", pytest.param("kube", marks=pytest.mark.slow)])
+async def world(request, tmp_path):
+    """Open sessions on one backend: the in-memory world, or the simulated Kubernetes API server through
+    the real adapter. An engine test taking this fixture proves its property on both paths."""
+    from tests.engine_helpers import sim_session
+
+    opened = []
+
+    async def open_world(scenario: str = "healthy", **kwargs):
+        session = await sim_session(tmp_path / f"w{len(opened)}", scenario, backend=request.param, **kwargs)
+        opened.append(session)
+        return session
+
+    open_world.backend = request.param
+    yield open_world
+    for session in opened:
+        await session.close()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_state(tmp_path, monkeypatch):
     # never write the developer's real deployment log from a test

@@ -130,8 +130,8 @@ async def test_a_command_timeout_kills_the_whole_process_group(tmp_path: Path) -
 
 
 @pytest.mark.timeout(60)
-async def test_blind_rollback_fires_at_its_timeout_not_later(tmp_path: Path) -> None:
-    session = await sim_session(tmp_path, "metrics-outage")
+async def test_blind_rollback_fires_at_its_timeout_not_later(world) -> None:
+    session = await world("metrics-outage")
     # bounded: a blind rollback that never fires must fail here, not hang the suite
     outcome = await asyncio.wait_for(session.rollout.run(), timeout=30)
     assert outcome == Outcome.ROLLED_BACK
@@ -164,8 +164,8 @@ async def test_a_port_error_mid_canary_rolls_back_and_takes_traffic_off(tmp_path
 
 
 @pytest.mark.timeout(60)
-async def test_query_string_tokens_of_health_urls_never_reach_the_journal(tmp_path: Path) -> None:
-    session = await sim_session(tmp_path, "flaky-health")
+async def test_query_string_tokens_of_health_urls_never_reach_the_journal(world) -> None:
+    session = await world("flaky-health")
     analysis = session.plan.analysis.model_copy(
         update={"health_urls": [f"{u}?token=hunter2secret" for u in session.plan.analysis.health_urls]}
     )
@@ -173,7 +173,7 @@ async def test_query_string_tokens_of_health_urls_never_reach_the_journal(tmp_pa
     await asyncio.wait_for(session.rollout.run(), timeout=30)
     checked = [e for e in session.rollout.events if e.type == "health_checked"]
     assert checked, "the flaky-health scenario fails some checks, which are journaled"
-    journal = (tmp_path / "deployments.jsonl").read_text()
+    journal = session.journal_path.read_text()
     assert "hunter2secret" not in journal
     assert all("?" not in e.url for e in checked)
 
