@@ -250,9 +250,9 @@ async def test_replicas_strategy_scales_the_canary_up_before_the_stable_down(sim
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("scenario", "verdict"), [("metrics-outage", "no_data"), ("bad-canary", "fired")])
 async def test_proceed_is_refused_while_the_last_sample_is_not_healthy(
-    tmp_path: Path, scenario: str, verdict: str
+    world, scenario: str, verdict: str
 ) -> None:
-    session = await sim_session(tmp_path, scenario)
+    session = await world(scenario)
     rollout = session.rollout
     answers: list[tuple[str, bool, str]] = []
 
