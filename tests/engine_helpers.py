@@ -16,6 +16,7 @@ async def sim_session(
     *,
     interactive: bool = False,
     approve: bool = True,
+    backend: str = "memory",
     **plan_changes: object,
 ) -> Session:
     plan = demo_plan(scenario)
@@ -28,7 +29,8 @@ async def sim_session(
         interactive=interactive,
         approvals=[m.id for m in plan.gates.manual] if approve and not interactive else [],
         journal_path=tmp_path / "deployments.jsonl",
-        sim_backend="memory",
+        sim_backend=backend,  # type: ignore[arg-type]
+        kubeconfig_dir=tmp_path / "kube",
     )
 
 

@@ -191,9 +191,19 @@ async def test_pause_stops_the_window_clock_but_triggers_stay_armed(tmp_path: Pa
             asyncio.get_running_loop().create_task(rollout.pause("dave", "looking at a dashboard"))
 
     rollout.subscribe(on_event)
-    assert await rollout.run() == Outcome.ROLLED_BACK
-    trigger = next(e for e in rollout.events if isinstance(e, RollbackTriggered))
-    assert trigger.rule == "error_rate" and trigger.automatic
+    assert await asyncio.wait_for(rollout.run(), timeout=30) == Outcome.ROLLED_BACK
+    events = rollout.events
+    paused_at = next(i for i, e in enumerate(events) if isinstance(e, Paused))
+    assert events[paused_at].actor == "dave"
+    trigger_at = next(i for i, e in enumerate(events) if isinstance(e, RollbackTriggered))
+    trigger = events[trigger_at]
+    assert trigger.rule == "error_rate" and trigger.automatic  # the triggers stayed armed
+    assert paused_at < trigger_at and not any(e.type == "resumed" for e in events[paused_at:trigger_at])
+    # the window clock stood still: every sample taken while paused reports the same elapsed time
+    while_paused = [e for e in events[paused_at:trigger_at] if isinstance(e, AnalysisSample)]
+    assert len(while_paused) >= 2
+    assert len({s.elapsed_s for s in while_paused}) == 1
+    assert while_paused[0].elapsed_s <= session.plan.analysis.interval
 
 
 async def test_rollback_retries_a_failing_cluster_and_records_attempts(tmp_path: Path) -> None:

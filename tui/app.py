@@ -382,7 +382,12 @@ class DeployDeckApp(App[None]):
     def _gate_to_sign(self) -> str | None:
         screen = self.screen
         if isinstance(screen, MainScreen):
-            selected = screen.query_one(GateChecklist).selected_gate_id
+            # check_action asks this on every binding refresh, also while the screen switches and its
+            # checklist is not mounted (or already gone): then no gate is selected, not a crash (NoMatches)
+            try:
+                selected = screen.query_one(GateChecklist).selected_gate_id
+            except NoMatches:
+                selected = None
             view = self.model.gates.get(selected or "")
             if view is not None and view.result.status == GateStatus.NEEDS_SIGN_OFF:
                 return view.result.gate_id
