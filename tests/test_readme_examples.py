@@ -71,3 +71,17 @@ def test_minimal_plan_completes_on_the_simulated_world_at_max_speed(tmp_path: Pa
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     last = json.loads(result.stdout.splitlines()[-1])
     assert (last["type"], last["outcome"]) == ("finished", "completed")
+
+
+async def test_each_process_writes_its_own_sim_kubeconfig_and_removes_it() -> None:
+    import os
+
+    from core.session import demo_plan, open_session
+
+    session = await open_session(demo_plan("healthy"), actor="t", sim_backend="kube", interactive=False)
+    path = Path(session.kubeconfig or "")
+    try:
+        assert path.name == f"sim-kubeconfig-{os.getpid()}.yaml" and path.name in os.listdir(path.parent)
+    finally:
+        await session.close()
+    assert path.name not in os.listdir(path.parent)
