@@ -85,3 +85,13 @@ async def test_each_process_writes_its_own_sim_kubeconfig_and_removes_it() -> No
     finally:
         await session.close()
     assert path.name not in os.listdir(path.parent)
+
+
+def test_log_show_without_an_id_shows_the_latest_deploy(tmp_path: Path) -> None:
+    empty = deploydeck("log", "show", tmp_path=tmp_path)
+    assert empty.returncode == 2 and "no deploys recorded yet" in empty.stderr
+    ran = deploydeck("demo", "--headless", "--scenario", "bad-canary", tmp_path=tmp_path)
+    assert ran.returncode == 3
+    shown = deploydeck("log", "show", tmp_path=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "usage:" not in shown.stderr and "error rate above baseline" in shown.stdout
