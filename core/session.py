@@ -224,7 +224,11 @@ async def _sim_world(
             )
         directory = kubeconfig_dir or Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / "deploydeck"
         directory.mkdir(parents=True, exist_ok=True)
-        kubeconfig = str(server.write_kubeconfig(directory / "sim-kubeconfig.yaml"))
+        # one file per process: a second demo must not overwrite a running `sim serve`'s kubeconfig
+        name = "sim-kubeconfig.yaml" if kubeconfig_dir else f"sim-kubeconfig-{os.getpid()}.yaml"
+        kubeconfig = str(server.write_kubeconfig(directory / name))
+        if kubeconfig_dir is None:
+            closers.append(_RemoveOnClose(Path(kubeconfig)))
         staging = await KubeCluster.connect(stg_t, kubeconfig=kubeconfig, clock=clock)
         production = await KubeCluster.connect(prod_t, kubeconfig=kubeconfig, clock=clock)
         traffic = _KubeTraffic(server, prod_t, plan.version.image)
@@ -263,6 +267,17 @@ async def _sim_world(
         closers=closers,
     )
     return world, kubeconfig, notes
+
+
+class _RemoveOnClose:
+    """A file this session wrote for itself, removed when the session closes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
 
 
 class _KubeTraffic:

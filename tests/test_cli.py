@@ -11,8 +11,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def deploydeck(*args: str, tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DEPLOYDECK_STATE_DIR": str(tmp_path / "state"), "DEPLOYDECK_ACTOR": "ci-bot"}
+def deploydeck(
+    *args: str, tmp_path: Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DEPLOYDECK_STATE_DIR": str(tmp_path / "state"),
+        "DEPLOYDECK_ACTOR": "ci-bot",
+        **(env or {}),
+    }
     return subprocess.run(
         [sys.executable, "-m", "tui.cli", *args],
         cwd=ROOT,

@@ -91,11 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GATE_ID",
         help="sign off a manual gate up front as --as (repeatable)",
     )
+    _sim_args(run, running=True)
     _common_run_args(run)
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate a plan and print its gate checklist (changes nothing)")
     check.add_argument("plan", type=Path, metavar="PLAN")
+    _sim_args(check, running=False)
     check.set_defaults(func=cmd_check)
 
     sim = sub.add_parser("sim", help="the simulated cluster")
@@ -111,6 +113,43 @@ def build_parser() -> argparse.ArgumentParser:
     log_cmd.register(sub)
     watch_cmd.register(sub)
     return parser
+
+
+def _speed(text: str) -> float:
+    """--speed: simulated seconds per real second; `max` runs in virtual time (headless)."""
+    if text == "max":
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number (or 'max')") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive (or 'max')")
+    return value
+
+
+def _sim_args(p: argparse.ArgumentParser, *, running: bool) -> None:
+    p.add_argument(
+        "--sim",
+        action="store_true",
+        help="against the simulated world instead of the plan's cluster, Prometheus and endpoints "
+        "(a dry run of a real plan); plans with cluster.kind: sim always are",
+    )
+    if not running:
+        return
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        default=None,
+        metavar="X",
+        help="simulated world only: simulated seconds per real second; 'max' (headless) as fast as possible",
+    )
+    p.add_argument(
+        "--scenario",
+        default=None,
+        help="simulated world only: healthy (default), bad-canary, slow-canary, flaky-health, "
+        "metrics-outage, late-regression, subtle-latency",
+    )
 
 
 def _actor(args: argparse.Namespace) -> str:
@@ -152,12 +191,19 @@ def load_plan_or_say(path: Path) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    plan = load_plan_or_say(args.plan)
+    plan = _plan_for(args)
     if plan is None:
         return EXIT_BAD_INPUT
     return _launch(
-        args, plan, plan_path=str(args.plan), approvals=args.approve, backend="kube", scenario=None
+        args, plan, plan_path=str(args.plan), approvals=args.approve, backend="kube", scenario=args.scenario
     )
+
+
+def _plan_for(args: argparse.Namespace) -> Any:
+    """The plan `run`/`check` will use, or None after saying on stderr what to fix (exit 2)."""
+    from tui.preflight import plan_for
+
+    return plan_for(args)
 
 
 def _launch(
@@ -179,6 +225,12 @@ def _clock(args: argparse.Namespace) -> Any:
     from core.clock import ScaledClock, SystemClock, VirtualClock
 
     speed = getattr(args, "speed", None)
+    if speed == 0.0:  # --speed max: virtual time, as fast as the machine goes
+        from datetime import UTC, datetime
+
+        return VirtualClock(datetime.now(UTC).replace(microsecond=0))
+    if getattr(args, "command", "") == "run" and speed is not None:
+        return ScaledClock(speed)
     if getattr(args, "command", "") == "demo":
         if speed is None:
             if args.headless:
@@ -264,7 +316,7 @@ async def _launch_async(
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    plan = load_plan_or_say(args.plan)
+    plan = _plan_for(args)
     if plan is None:
         return EXIT_BAD_INPUT
     return asyncio.run(_check(plan, args.plan))

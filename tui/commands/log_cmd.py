@@ -48,7 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         return parser
 
     show = add("show", "one deploy's timeline")
-    show.add_argument("deploy_id", help="deploy id or a unique prefix of it")
+    show.add_argument(
+        "deploy_id", nargs="?", default=None, help="deploy id or a unique prefix (default: the latest)"
+    )
     show.add_argument("--all", action="store_true", help="include every healthy analysis sample")
     show.set_defaults(func=cmd_show)
 
@@ -122,8 +124,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> tuple[Path, list] | None:  # type: ignore[type-arg]
     path = _journal(args)
+    wanted = getattr(args, "deploy_id", None)
+    if wanted is None:
+        deploys = list_deploys(path)
+        if not deploys:
+            _err(f"no deploys recorded yet in {path}")
+            return None
+        wanted = deploys[-1].deploy_id  # oldest first: the latest is last
     try:
-        events = load_deploy(path, args.deploy_id)
+        events = load_deploy(path, wanted)
     except HistoryError as exc:
         _err(str(exc))
         return None
