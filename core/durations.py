@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+#: no plan waits, observes or times out for longer than a year (and never forever)
+MAX_DURATION_S = 366 * 86400.0
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
@@ -27,8 +30,10 @@ def parse_duration(value: object) -> float:
             seconds = sum(float(n) * _UNIT[u] for n, u in parts)
     else:
         raise ValueError("expected a duration like 30s, 5m or 1h")
-    if seconds < 0:
+    if math.isnan(seconds) or seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"'{value}' is longer than a year; write a shorter duration")
     return seconds
 
 

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from core.durations import Duration
 
@@ -23,7 +29,33 @@ Strategy = Literal["replicas", "nginx", "gateway"]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # strict: YAML already types its scalars, so `weight: true` or `retries: "3"` is a mistake
+    # to report, not a value to coerce; NaN and infinity are never a sane setting
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True, allow_inf_nan=False)
+
+
+# What the Kubernetes API accepts as an object name (DNS-1123), checked at load so a
+# name can never smuggle a path segment ("x/../checkout") or a query ("?dryRun=All").
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def dns1123_label(value: str) -> str:
+    if len(value) > 63 or not _DNS1123_LABEL.match(value):
+        raise ValueError(
+            f"'{value}' is not a valid Kubernetes name (DNS-1123 label: lowercase letters, "
+            "digits and '-', at most 63, starting and ending with a letter or digit)"
+        )
+    return value
+
+
+def dns1123_subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS1123_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"'{value}' is not a valid Kubernetes name (DNS-1123 subdomain: lowercase letters, "
+            "digits, '-' and '.', at most 253)"
+        )
+    return value
 
 
 # --- what is being shipped ---------------------------------------------------
@@ -83,12 +115,26 @@ class TargetSpec(Model):
     container: str | None = None  # the container that gets the image; default: the only one
     ingress: str | None = None  # nginx: the canary Ingress
     httproute: str | None = None  # gateway: the HTTPRoute
-    rollout_timeout: Duration = 600.0
+    rollout_timeout: Duration = Field(default=600.0, gt=0)
     health: HealthSpec | None = None
 
     @property
     def canary_name(self) -> str:
         return self.canary_deployment or f"{self.deployment}-canary"
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_name(cls, value: str) -> str:
+        return dns1123_label(value)
+
+    @field_validator("deployment", "canary_deployment", "service", "ingress", "httproute")
+    @classmethod
+    def _object_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            dns1123_subdomain(value)
+            if len(value) > 253 - len("deploydeck-") - len("-canary"):
+                raise ValueError(f"'{value}' is too long to name its canary and lease")
+        return value
 
     @model_validator(mode="after")
     def _strategy_needs(self) -> TargetSpec:
@@ -196,7 +242,7 @@ class GatesSpec(Model):
     manual: list[ManualGateSpec] = Field(default_factory=list)
     skip: list[str] = Field(default_factory=list)  # gate ids the policy allows to skip for this class
     timeout: Duration = 10.0
-    refresh: Duration = 30.0
+    refresh: Duration = Field(default=30.0, ge=1)
 
     @field_validator("timezone")
     @classmethod
@@ -214,11 +260,27 @@ class GatesSpec(Model):
 
 
 class MigrationsSpec(Model):
+    # files outside the plan's folder (absolute, or through "..") only when the plan says so;
+    # declared before `files` so the check on `files` can see it
+    allow_outside_plan_dir: bool = False
     files: list[str] = Field(default_factory=list)
     dialect: Literal["postgres", "mysql"] = "postgres"
     staging_command: str | None = None
     production_command: str | None = None
-    timeout: Duration = 900.0
+    timeout: Duration = Field(default=900.0, gt=0)
+
+    @field_validator("files")
+    @classmethod
+    def _confined(cls, files: list[str], info: ValidationInfo) -> list[str]:
+        if info.data.get("allow_outside_plan_dir"):
+            return files
+        for index, name in enumerate(files):
+            if Path(name).is_absolute() or ".." in Path(name).parts or name.startswith("~"):
+                raise ValueError(
+                    f"@{index}: '{name}' is outside the plan's folder; set "
+                    "migrations.allow_outside_plan_dir: true to allow it"
+                )
+        return files
 
 
 # --- staging (Step 3) --------------------------------------------------------
@@ -226,7 +288,7 @@ class MigrationsSpec(Model):
 
 class E2ESpec(Model):
     command: str
-    timeout: Duration = 1200.0
+    timeout: Duration = Field(default=1200.0, gt=0)
 
 
 class SoakSpec(Model):
@@ -315,10 +377,11 @@ class JudgeSpec(Model):
 
 
 class AnalysisSpec(Model):
-    interval: Duration = 30.0
+    # >= 1 s: each interval writes journal lines and queries Prometheus
+    interval: Duration = Field(default=30.0, ge=1, le=3600)
     # rate window of each read (PromQL [5m]); one 30 s interval of a 5 % canary is too few
     # requests to resolve 0.5 pp, so each interval judges the last `lookback` of traffic
-    lookback: Duration = 300.0
+    lookback: Duration = Field(default=300.0, ge=1)
     min_requests: int = Field(default=50, ge=0)
     max_blind_intervals: int = Field(default=3, ge=1)
     # paused for lack of data this long with nobody deciding: roll back (POL-010, rollback if unsure)
@@ -418,175 +481,69 @@ class Plan(Model):
     completion: CompletionSpec = Field(default_factory=CompletionSpec)
     journal: JournalSpec = Field(default_factory=JournalSpec)
     scenario: str | None = None  # cluster.kind sim: which scripted world to run
-    seed: int = 7
+    seed: int = Field(default=7, ge=0, le=2**63 - 1)
+
+    # filled by the loader: the interpolated values not marked public (core.redact masks them)
+    # and the variables command fields read from their environment (never spliced into the text)
+    _secrets: frozenset[str] = PrivateAttr(default_factory=frozenset)
+    _command_env: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @property
     def is_sim(self) -> bool:
         return self.cluster.kind == "sim"
 
+    @property
+    def secret_values(self) -> frozenset[str]:
+        return self._secrets
+
+    @property
+    def command_env(self) -> dict[str, str]:
+        """Environment for the plan's commands: the values their ``${VAR}`` stand for."""
+        return dict(self._command_env)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_name(cls, value: str) -> str:
+        return dns1123_label(value)
+
+    @field_validator("scenario")
+    @classmethod
+    def _known_scenario(cls, value: str | None) -> str | None:
+        from core.sim.scenarios import SCENARIOS
+
+        if value is not None and value not in SCENARIOS:
+            raise ValueError(f"unknown scenario '{value}'; choose one of: {', '.join(SCENARIOS)}")
+        return value
+
 
 TargetSpec.model_rebuild()
 
 
-# --- loading -------------------------------------------------------------------
+# --- loading (core.plan_load: bounded YAML, interpolation, file:line messages) --------
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class PlanError(Exception):
-    """A plan that cannot be used. str() is the whole message: file:line: field: problem."""
+    """A plan that cannot be used. str() is the whole message: file:line: field: problem.
+
+    Each problem is one line: a carriage return or other control character from the
+    plan (or from a value substituted into it) is shown escaped, never acted on by the
+    terminal, and every secret value is redacted.
+    """
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+        from core.redact import redact
+
+        self.problems = [redact(_one_line(p)) for p in problems]
+        super().__init__("\n".join(self.problems))
 
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+def _one_line(text: str) -> str:
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
-class _Located:
-    """YAML nodes by field path, so pydantic's error locations map back to lines."""
+from core.plan_load import load_plan, parse_plan  # noqa: E402  (the loader needs the models above)
 
-    def __init__(self, root: yaml.Node | None) -> None:
-        self.root = root
-
-    def line_of(self, loc: tuple[int | str, ...]) -> int:
-        node = self.root
-        line = node.start_mark.line + 1 if node is not None else 1
-        for key in loc:
-            if isinstance(node, yaml.MappingNode):
-                nxt = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
-                if nxt is None:
-                    key_node = next((k for k, _ in node.value if getattr(k, "value", None) == key), None)
-                    return key_node.start_mark.line + 1 if key_node is not None else line
-                node = nxt
-            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-                node = node.value[key]
-            else:
-                break
-            line = node.start_mark.line + 1
-        return line
-
-    def key_line(self, loc: tuple[int | str, ...]) -> int:
-        """Line of the key itself (for unknown fields) rather than of its value."""
-        if not loc:
-            return self.line_of(loc)
-        parent = self._node_at(loc[:-1])
-        if isinstance(parent, yaml.MappingNode):
-            for k, _ in parent.value:
-                if getattr(k, "value", None) == loc[-1]:
-                    return k.start_mark.line + 1
-        return self.line_of(loc)
-
-    def _node_at(self, loc: tuple[int | str, ...]) -> yaml.Node | None:
-        node = self.root
-        for key in loc:
-            if isinstance(node, yaml.MappingNode):
-                node = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
-            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-                node = node.value[key]
-            else:
-                return None
-        return node
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(plan)"
-
-
-def _interpolate(node: yaml.Node, env: dict[str, str], where: str, problems: list[str], path: str) -> None:
-    if isinstance(node, yaml.ScalarNode) and isinstance(node.value, str) and "${" in node.value:
-
-        def sub(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            problems.append(
-                f"{where}:{node.start_mark.line + 1}: {path or '(plan)'}: environment variable {name} is not set"
-            )
-            return ""
-
-        node.value = _ENV.sub(sub, node.value)
-    elif isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            child = f"{path}.{key.value}" if path else str(key.value)
-            _interpolate(value, env, where, problems, child)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, value in enumerate(node.value):
-            _interpolate(value, env, where, problems, f"{path}[{i}]")
-
-
-def _check_duplicate_keys(node: yaml.Node, where: str, problems: list[str], path: str = "") -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[object] = set()
-        for key, value in node.value:
-            child = f"{path}.{key.value}" if path else str(key.value)
-            if key.value in seen:
-                problems.append(f"{where}:{key.start_mark.line + 1}: {child}: duplicate key")
-            seen.add(key.value)
-            _check_duplicate_keys(value, where, problems, child)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, value in enumerate(node.value):
-            _check_duplicate_keys(value, where, problems, f"{path}[{i}]")
-
-
-def parse_plan(text: str, where: str = "<plan>", env: dict[str, str] | None = None) -> Plan:
-    """Parse plan text; raise PlanError naming where:line: field for every problem."""
-    env = dict(os.environ) if env is None else env
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise PlanError([f"{where}:{line}: invalid YAML: {exc.problem or exc}"]) from None
-    except yaml.YAMLError as exc:
-        raise PlanError([f"{where}:1: invalid YAML: {exc}"]) from None
-    if root is None:
-        raise PlanError([f"{where}:1: the plan is empty"])
-    if not isinstance(root, yaml.MappingNode):
-        raise PlanError([f"{where}:{root.start_mark.line + 1}: a plan must be a mapping of fields"])
-    problems: list[str] = []
-    _check_duplicate_keys(root, where, problems)
-    _interpolate(root, env, where, problems, "")
-    if problems:
-        raise PlanError(problems)
-    try:
-        data: Any = yaml.SafeLoader(yaml.serialize(root)).get_single_data()
-    except yaml.YAMLError as exc:
-        raise PlanError([f"{where}:1: invalid YAML after substituting variables: {exc}"]) from None
-    located = _Located(root)
-    try:
-        return Plan.model_validate(data)
-    except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            # pydantic reports union members as extra path parts; keep the user's field path.
-            loc = tuple(p for p in loc if p not in {"datetime", "date"})
-            if err["type"] == "extra_forbidden":
-                line = located.key_line(loc)
-                problems.append(f"{where}:{line}: {_field_path(loc)}: unknown field")
-                continue
-            if err["type"] == "missing":
-                line = located.key_line(loc[:-1])
-                problems.append(f"{where}:{line}: {_field_path(loc)}: required field is missing")
-                continue
-            message = err["msg"].removeprefix("Value error, ")
-            # validators point into a list with an "@index: " prefix (pydantic cannot extend loc)
-            if (at := re.match(r"@(\d+): ", message)) is not None:
-                loc, message = (*loc, int(at.group(1))), message[at.end() :]
-            problems.append(f"{where}:{located.line_of(loc)}: {_field_path(loc)}: {message}")
-        raise PlanError(problems) from None
-
-
-def load_plan(path: str | Path, env: dict[str, str] | None = None) -> Plan:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanError([f"{path}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError([f"{path}: cannot read: {exc}"]) from None
-    return parse_plan(text, str(path), env)
+__all__ = ["Plan", "PlanError", "load_plan", "parse_plan"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 from pathlib import Path
@@ -168,8 +169,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    if args.speed is not None and args.speed <= 0:
-        print("deploydeck demo: --speed must be positive", file=sys.stderr)
+    if args.speed is not None and not (math.isfinite(args.speed) and args.speed > 0):
+        print("deploydeck demo: --speed must be a positive number", file=sys.stderr)
         return EXIT_BAD_INPUT
     plan = demo_plan(args.scenario)
     approvals = [] if not args.headless else [m.id for m in plan.gates.manual]
@@ -217,6 +218,9 @@ def _launch(
 ) -> int:
     if args.json and not args.headless:
         print("deploydeck: --json needs --headless", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.journal is not None and args.journal.is_dir():
+        print(f"deploydeck: --journal {args.journal} is a directory; name a file", file=sys.stderr)
         return EXIT_BAD_INPUT
     return asyncio.run(_launch_async(args, plan, plan_path, approvals, backend, scenario))
 

@@ -18,7 +18,9 @@ async def check_migrations_lint(ctx: GateContext) -> GateResult:
     if spec is None or not spec.files:
         return not_configured(ctx, LINT_ID, "migrations.files lists no files to lint")
     # file reads and parsing are blocking; keep the event loop (and the UI) responsive
-    findings = await asyncio.to_thread(lint_files, spec.files, spec.dialect, ctx.base_dir)
+    findings = await asyncio.to_thread(
+        lint_files, spec.files, spec.dialect, ctx.base_dir, confine=not spec.allow_outside_plan_dir
+    )
     errors = [f for f in findings if f.severity == "error"]
     warnings = [f for f in findings if f.severity == "warning"]
     detail = "\n".join(str(f) for f in findings) or "no findings"

@@ -9,7 +9,9 @@ empty table's index does not need CONCURRENTLY.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
@@ -305,15 +307,30 @@ def lint_sql(sql: str, dialect: Dialect = "postgres", file: str = "<sql>") -> li
     return sorted(linter.findings, key=lambda f: f.line)
 
 
+#: a migration file bigger than this is refused, not read (a plan could name /dev/zero)
+MAX_SQL_BYTES = 5_000_000
+
+
+def _read_sql(path: Path) -> str:
+    """The file's text: a regular file, at most MAX_SQL_BYTES, UTF-8 (else OSError/ValueError)."""
+    with path.open("rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        data = fh.read(MAX_SQL_BYTES + 1)
+    if len(data) > MAX_SQL_BYTES:
+        raise ValueError(f"larger than {MAX_SQL_BYTES // 1_000_000} MB")
+    return data.decode("utf-8")
+
+
 def lint_file(path: str | Path, dialect: Dialect = "postgres", *, label: str | None = None) -> list[Finding]:
     """Lint one file; an unreadable file is itself an error finding, never an exception."""
     path = Path(path)
     shown = label or str(path)
     try:
-        sql = path.read_text(encoding="utf-8")
+        sql = _read_sql(path)
     except FileNotFoundError:
         return [Finding(file=shown, line=0, rule="missing-file", severity="error", message="no such file")]
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         return [
             Finding(
                 file=shown, line=0, rule="unreadable-file", severity="error", message=f"cannot read: {exc}"
@@ -323,10 +340,19 @@ def lint_file(path: str | Path, dialect: Dialect = "postgres", *, label: str | N
 
 
 def lint_files(
-    files: Iterable[str], dialect: Dialect = "postgres", base_dir: Path | None = None
+    files: Iterable[str],
+    dialect: Dialect = "postgres",
+    base_dir: Path | None = None,
+    *,
+    confine: bool = True,
 ) -> list[Finding]:
-    """Lint each file (globs allowed), paths relative to `base_dir` (the plan's folder)."""
+    """Lint each file (globs allowed), paths relative to `base_dir` (the plan's folder).
+
+    With `confine`, a file that resolves outside `base_dir` (through "..", an absolute
+    path or a symlink) is an error finding and is never read.
+    """
     base = base_dir or Path.cwd()
+    root = base.resolve()
     out: list[Finding] = []
     for pattern in files:
         matches = sorted(base.glob(pattern)) if any(c in pattern for c in "*?[") else [base / pattern]
@@ -339,5 +365,16 @@ def lint_files(
         for path in matches:
             # show paths as the plan wrote them, not as absolute paths of this machine
             shown = str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+            if confine and not path.resolve().is_relative_to(root):
+                out.append(
+                    Finding(
+                        file=shown,
+                        line=0,
+                        rule="outside-plan-dir",
+                        severity="error",
+                        message="resolves outside the plan's folder; not read",
+                    )
+                )
+                continue
             out += lint_file(path, dialect, label=shown)
     return out

@@ -1,0 +1,149 @@
+"""The one redaction point: every value the tool writes or draws passes through here.
+
+A plan's ``${VAR}`` values are secrets unless the plan marks them ``${VAR:public}``
+(core.plan_load registers them when it loads the plan), and so are the values of
+environment variables whose names look secret (``*TOKEN*``, ``*SECRET*``, ...).
+Redaction is by value, so a secret is hidden wherever it ends up: inside a URL path
+or query string, inside a longer string, JSON-escaped or percent-encoded.
+
+Writers call :func:`redact` (text) or :func:`redact_obj` (a JSON-like record); the CLI
+wraps stdout and stderr in :class:`RedactingStream` so nothing printed escapes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+#: shorter values ("1", "yes", "main") would mask ordinary words everywhere; a secret that
+#: short is no secret, and the README says so
+MIN_SECRET_LEN = 4
+_SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "WEBHOOK", "CREDENTIAL", "AUTH")
+
+_lock = threading.Lock()
+_registered: set[str] = set()
+_forms: tuple[str, ...] = ()  # every spelling of every secret, longest first
+_env_seen: dict[str, str] | None = None
+
+
+def looks_secret(name: str) -> bool:
+    return any(marker in name.upper() for marker in _SECRET_MARKERS)
+
+
+def secret_env_values(env: Mapping[str, str]) -> set[str]:
+    return {v for k, v in env.items() if looks_secret(k) and len(v) >= MIN_SECRET_LEN}
+
+
+def _spellings(value: str) -> set[str]:
+    """The ways a value appears in output: as is, JSON-escaped, percent-encoded."""
+    out = {value, json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]}
+    out |= {quote(value, safe=""), quote_plus(value), quote(value)}
+    return {s for s in out if len(s) >= MIN_SECRET_LEN}
+
+
+def _rebuild() -> None:
+    global _forms
+    forms: set[str] = set()
+    for value in _registered:
+        forms |= _spellings(value)
+    # longest first, so a secret that contains another is masked whole
+    _forms = tuple(sorted(forms, key=len, reverse=True))
+
+
+def register(values: Iterable[str]) -> None:
+    """Add secret values for the rest of this process (a loaded plan's interpolated values)."""
+    fresh = {v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LEN} - _registered
+    if not fresh:
+        return
+    with _lock:
+        _registered.update(fresh)
+        _rebuild()
+
+
+def _refresh_env() -> None:
+    # os.environ can change under a running test; re-read it only when it did
+    global _env_seen
+    current = dict(os.environ)
+    if current != _env_seen:
+        _env_seen = current
+        register(secret_env_values(current))
+
+
+def secrets() -> tuple[str, ...]:
+    _refresh_env()
+    return _forms
+
+
+def reset_for_tests() -> None:
+    global _env_seen
+    with _lock:
+        _registered.clear()
+        _env_seen = None
+        _rebuild()
+
+
+def redact(text: str) -> str:
+    if not text:
+        return text
+    for form in secrets():
+        if form in text:
+            text = text.replace(form, MASK)
+    return text
+
+
+def redact_obj(value: Any) -> Any:
+    """A JSON-like value with every string (keys too) redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {redact_obj(k): redact_obj(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_obj(v) for v in value]
+    return value
+
+
+class RedactingStream:
+    """A text stream that redacts what it forwards.
+
+    Writes are buffered to the end of a line, so a secret split across two ``write``
+    calls is still seen whole; ``flush`` forwards any partial line.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        if "\n" in self._pending:
+            head, _, self._pending = self._pending.rpartition("\n")
+            self._inner.write(redact(head + "\n"))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._inner.write(redact(self._pending))
+            self._pending = ""
+        self._inner.flush()
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def install_on_std_streams() -> None:
+    """Wrap sys.stdout and sys.stderr once (the CLI's entry point calls this)."""
+    import sys
+
+    if not isinstance(sys.stdout, RedactingStream):
+        sys.stdout = RedactingStream(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, RedactingStream):
+        sys.stderr = RedactingStream(sys.stderr)  # type: ignore[assignment]
