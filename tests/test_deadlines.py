@@ -1,0 +1,56 @@
+"""Every outside call has a total deadline (issue 11, item 5): a peer dribbling 1 byte/s is an error in time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from core.adapters.webhook import WebhookNotifier
+from core.clock import SystemClock
+from core.domain import Notification
+from core.plan import WebhookSpec
+
+
+@pytest.fixture
+async def dribbling_url() -> AsyncIterator[str]:
+    """An HTTP server on 127.0.0.1 that answers 200 one byte a second (30 bytes)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(status=200, headers={"Content-Length": "30"})
+        await response.prepare(request)
+        for _ in range(30):
+            await response.write(b"x")
+            await asyncio.sleep(1.0)
+        return response
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/hook"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_webhook_dribbling_one_byte_a_second_fails_within_its_deadline(dribbling_url: str) -> None:
+    notifier = WebhookNotifier(
+        [WebhookSpec(url=dribbling_url, kind="json", name="team")],
+        clock=SystemClock(),
+        timeout_s=1.5,
+        retries=0,
+    )
+    started = time.monotonic()
+    results = await asyncio.wait_for(notifier.notify(Notification(title="t", text="x")), 10)
+    elapsed = time.monotonic() - started
+    assert len(results) == 1 and not results[0].delivered
+    assert "timed out after 1.5s" in results[0].detail
+    assert elapsed < 3.0  # the total deadline, not 30 s of per-read timeouts
