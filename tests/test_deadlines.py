@@ -54,3 +54,28 @@ async def test_a_webhook_dribbling_one_byte_a_second_fails_within_its_deadline(d
     assert len(results) == 1 and not results[0].delivered
     assert "timed out after 1.5s" in results[0].detail
     assert elapsed < 3.0  # the total deadline, not 30 s of per-read timeouts
+
+
+async def test_a_prometheus_dribbling_one_byte_a_second_is_no_data_within_its_deadline(
+    dribbling_url: str,
+) -> None:
+    from core.adapters.prometheus import PrometheusMetrics
+    from core.plan import PrometheusSpec, QueriesSpec
+
+    metrics = PrometheusMetrics(
+        PrometheusSpec(url=dribbling_url.removesuffix("/hook"), timeout=1.5, retries=0),
+        service="web",
+        namespace="prod",
+        canary_version="1.1",
+        baseline_version="1.0",
+        queries=QueriesSpec(),
+        min_requests=10,
+        clock=SystemClock(),
+    )
+    started = time.monotonic()
+    reading = await asyncio.wait_for(metrics.canary_metrics(60.0), 10)
+    elapsed = time.monotonic() - started
+    assert reading.reason is not None and "timed out after 1.5s" in reading.reason
+    assert reading.canary.reason is not None  # no data, never a healthy zero
+    assert elapsed < 3.0
+    await metrics.close()
