@@ -79,3 +79,26 @@ async def test_a_prometheus_dribbling_one_byte_a_second_is_no_data_within_its_de
     assert reading.canary.reason is not None  # no data, never a healthy zero
     assert elapsed < 3.0
     await metrics.close()
+
+
+async def test_a_health_probe_and_alertmanager_dribbling_one_byte_a_second_fail_in_time(
+    dribbling_url: str,
+) -> None:
+    from core.adapters.alertmanager import AlertmanagerAlerts
+    from core.adapters.http_probe import HttpProbe
+    from core.plan import AlertmanagerSpec
+    from core.ports import PortError
+
+    probe = HttpProbe()
+    started = time.monotonic()
+    result = await asyncio.wait_for(probe.check(dribbling_url, timeout_s=1.5), 10)
+    assert not result.ok and "timed out after 1.5s" in result.detail
+    assert time.monotonic() - started < 3.0
+    await probe.close()
+
+    alerts = AlertmanagerAlerts(AlertmanagerSpec(url=dribbling_url.removesuffix("/hook"), timeout=1.5))
+    started = time.monotonic()
+    with pytest.raises(PortError, match=r"timed out after 1.5s"):
+        await asyncio.wait_for(alerts.active_alerts(), 10)
+    assert time.monotonic() - started < 3.0
+    await alerts.close()
