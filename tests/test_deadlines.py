@@ -102,3 +102,15 @@ async def test_a_health_probe_and_alertmanager_dribbling_one_byte_a_second_fail_
         await asyncio.wait_for(alerts.active_alerts(), 10)
     assert time.monotonic() - started < 3.0
     await alerts.close()
+
+
+async def test_github_dribbling_one_byte_a_second_fails_in_time(dribbling_url: str) -> None:
+    from core.adapters.github import GitHubCodeHost
+    from core.ports import PortError
+
+    host = GitHubCodeHost(dribbling_url.removesuffix("/hook"), "tok", timeout_s=1.5)
+    started = time.monotonic()
+    with pytest.raises(PortError, match=r"timed out after 1.5s"):
+        await asyncio.wait_for(host.checks("shop/web", "abc123"), 10)
+    assert time.monotonic() - started < 3.0
+    await host.close()
