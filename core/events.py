@@ -192,6 +192,18 @@ class NotificationSent(EventBase):
     detail: str = ""
 
 
+class LeaseLost(EventBase):
+    """The driver lost its lease (taken over, or not renewed in time): it stopped acting at once.
+
+    Nothing was written to the cluster after this; the rollout stays where it was, for
+    whoever holds the lease now (or for a resume).
+    """
+
+    type: Literal["lease_lost"] = "lease_lost"
+    reason: str
+    weight: int = 0
+
+
 class Finished(EventBase):
     type: Literal["finished"] = "finished"
     outcome: Outcome
@@ -217,6 +229,7 @@ Event = Annotated[
     | DecisionRequired
     | LogLine
     | NotificationSent
+    | LeaseLost
     | Finished,
     Field(discriminator="type"),
 ]

@@ -8,14 +8,11 @@ runner both start here, so `demo` and `run` are one code path.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import socket
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from core.clock import Clock, SystemClock
 from core.engine import Rollout
@@ -23,7 +20,10 @@ from core.plan import Plan, parse_plan
 from core.ports import PortError
 from core.world import World
 
-#: lease duration; renewed every third of it while the session lives
+if TYPE_CHECKING:
+    from core.adapters.kubernetes.lease import LeaseKeeper
+
+#: lease duration (override: $DEPLOYDECK_LEASE_TTL); renewed every sixth of it while the session lives
 LEASE_TTL_S = 30.0
 
 
@@ -67,17 +67,11 @@ class Session:
     journal_path: Path
     kubeconfig: str | None = None
     notes: list[str] = field(default_factory=list)  # what the session set up, for the person to read
-    lease_task: asyncio.Task[None] | None = None
+    lease: LeaseKeeper | None = None
 
     async def close(self) -> None:
-        if self.lease_task is not None:
-            self.lease_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, PortError):
-                await self.lease_task
-            release = getattr(self.world.production, "release_lease", None)
-            if release is not None:
-                with contextlib.suppress(PortError):
-                    await release()
+        if self.lease is not None:
+            await self.lease.release()  # writes only while the lease is certainly still ours
         await self.world.close()
 
 
@@ -113,7 +107,7 @@ async def open_session(
     else:
         world = await _real_world(plan, clock)
     await _check_traffic_split(world, plan, plan_path)
-    lease_task = await _take_lease(world, plan, actor, clock)
+    lease = await _take_lease(world, plan, actor, clock)
     rollout = Rollout(
         plan,
         world,
@@ -127,6 +121,7 @@ async def open_session(
         incident_dir=journal_file.parent / "incidents",
         notes=notes,
     )
+    _wire_lease(lease, rollout)
     return Session(
         plan=plan,
         rollout=rollout,
@@ -136,7 +131,7 @@ async def open_session(
         journal_path=journal_file,
         kubeconfig=kubeconfig,
         notes=notes,
-        lease_task=lease_task,
+        lease=lease,
     )
 
 
@@ -155,27 +150,47 @@ async def _check_traffic_split(world: World, plan: Plan, plan_path: str) -> None
         raise PlanError([f"{plan_path or '<plan>'}: targets.production.replicas: {problem}"])
 
 
-async def _take_lease(world: World, plan: Plan, actor: str, clock: Clock) -> asyncio.Task[None] | None:
-    """One driver per rollout: hold a coordination.k8s.io Lease while the session lives."""
-    acquire = getattr(world.production, "acquire_lease", None)
-    if acquire is None:
+def lease_ttl_s() -> float:
+    """The lease duration: $DEPLOYDECK_LEASE_TTL (seconds) or LEASE_TTL_S."""
+    raw = os.environ.get("DEPLOYDECK_LEASE_TTL", "")
+    try:
+        return max(1.0, float(raw)) if raw else LEASE_TTL_S
+    except ValueError:
+        return LEASE_TTL_S
+
+
+async def _take_lease(world: World, plan: Plan, actor: str, clock: Clock) -> LeaseKeeper | None:
+    """One driver per rollout: hold a coordination.k8s.io Lease while the session lives.
+
+    The keeper renews it (its one renewal loop) and fences every write of both
+    clusters; the Rollout is told the moment it is lost (see `_wire_lease`).
+    """
+    production = world.production
+    api = getattr(production, "api", None)
+    if not hasattr(production, "acquire_lease") or api is None:
         return None
-    holder = f"{actor}@{socket.gethostname()}:{os.getpid()}"
-    info = await acquire(holder, LEASE_TTL_S)
+    from core.adapters.kubernetes.lease import LeaseKeeper, holder_identity
+
+    target = plan.targets.production
+    keeper = LeaseKeeper(api, clock, target.namespace, f"deploydeck-{target.deployment}")
+    ttl = lease_ttl_s()
+    # watch a held lease for one whole duration: expiry is judged by what WE observe
+    info = await keeper.acquire(holder_identity(actor), ttl, wait_s=ttl + ttl / 6)
     if not info.acquired:
         await world.close()
-        until = f" until {info.expires_at:%H:%M:%S} UTC" if info.expires_at else ""
+        until = f" (expires {info.expires_at:%H:%M:%S} UTC at the earliest)" if info.expires_at else ""
         raise DriverConflict(
-            f"{plan.service} in {plan.targets.production.namespace} is being driven by {info.holder}{until}; "
+            f"{plan.service} in {target.namespace} is being driven by {info.holder}{until}; "
             "one driver at a time — wait for it to finish or for the lease to expire"
         )
+    keeper.fence(*(a for a in (api, getattr(world.staging, "api", None)) if a is not None))
+    return keeper
 
-    async def renew() -> None:
-        while True:
-            await clock.sleep(LEASE_TTL_S / 3)
-            await world.production.renew_lease()  # type: ignore[attr-defined]
 
-    return asyncio.create_task(renew(), name="lease-renewal")
+def _wire_lease(keeper: LeaseKeeper | None, rollout: Rollout) -> None:
+    """Lease lost or not renewed in time: the engine stops acting at once."""
+    if keeper is not None:
+        keeper.on_lost(rollout.lease_lost)
 
 
 async def _sim_world(

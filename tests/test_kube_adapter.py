@@ -218,10 +218,12 @@ async def test_lease_hand_over_after_expiry(sim: Sim) -> None:
         assert got.acquired and got.holder == "alice@host-a"
         observer = await second.acquire_lease("bob@host-b", ttl_s=15)
         assert not observer.acquired and observer.holder == "alice@host-a"
-        assert observer.expires_at == first_clock.now() + timedelta(seconds=15)
-        await later.advance(11)  # 16 s after alice's last renewal
+        # expiry runs from when bob SAW the record (client-go), not from alice's renewTime
+        assert observer.expires_at == later.now() + timedelta(seconds=15)
+        await later.advance(16)  # unchanged for 16 s of bob's own clock
         taken = await second.acquire_lease("bob@host-b", ttl_s=15)
         assert taken.acquired and taken.holder == "bob@host-b"
+        await first_clock.advance(3)  # alice renews within her deadline but finds bob there
         with pytest.raises(ClusterError, match="taken over by bob@host-b"):
             await first.renew_lease()
         lease = sim.server.store.get(

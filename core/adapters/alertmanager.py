@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from core.adapters.deadline import DeadlineExceeded, within
 from core.adapters.prometheus import redact_url
 from core.domain import Alert
 from core.plan import AlertmanagerSpec
@@ -66,8 +67,11 @@ class AlertmanagerAlerts:
         params: list[tuple[str, str]] = [("active", "true"), ("silenced", "false"), ("inhibited", "false")]
         params += [("filter", m) for m in matchers or []]
         try:
-            response = await self._client.get(ALERTS_PATH, params=params)
-        except httpx.TimeoutException:
+            # httpx's timeout is per read; the whole answer gets one total deadline
+            response = await within(
+                self.spec.timeout, self._client.get(ALERTS_PATH, params=params), what="Alertmanager"
+            )
+        except (httpx.TimeoutException, DeadlineExceeded):
             raise PortError(f"Alertmanager {self.endpoint} timed out after {self.spec.timeout:g}s") from None
         except httpx.HTTPError as exc:
             raise PortError(f"Alertmanager {self.endpoint} unreachable ({type(exc).__name__})") from None

@@ -73,10 +73,13 @@ class GitHubCodeHost:
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
         import httpx
 
+        from core.adapters.deadline import DeadlineExceeded, within
+
         url = path if path.startswith("http") else f"{self._base}{path}"
         try:
-            resp = await self._http().get(url, params=params)
-        except httpx.TimeoutException:
+            # httpx's timeout is per read; the whole answer gets one total deadline
+            resp = await within(self._timeout, self._http().get(url, params=params), what="GitHub")
+        except (httpx.TimeoutException, DeadlineExceeded):
             raise PortError(f"{self._where}: timed out after {self._timeout:g}s") from None
         except httpx.HTTPError as exc:
             raise PortError(f"{self._where}: unreachable ({type(exc).__name__})") from None

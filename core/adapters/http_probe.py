@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from core.adapters.deadline import DeadlineExceeded, within
 from core.domain import ProbeResult
 
 if TYPE_CHECKING:
@@ -84,8 +85,13 @@ class HttpProbe:
         client = self._get_client()
         started = time.monotonic()  # latency is a property of the real request, not of the Clock
         try:
-            resp = await client.get(url, timeout=timeout_s, headers={"Accept": "application/json"})
-        except httpx.TimeoutException:
+            # httpx's timeout is per read; a health endpoint dribbling bytes must still fail in time
+            resp = await within(
+                timeout_s,
+                client.get(url, timeout=timeout_s, headers={"Accept": "application/json"}),
+                what="health probe",
+            )
+        except (httpx.TimeoutException, DeadlineExceeded):
             return ProbeResult(url=label, ok=False, detail=f"timed out after {timeout_s:g}s")
         except httpx.HTTPError as exc:
             return ProbeResult(url=label, ok=False, detail=f"unreachable ({type(exc).__name__})")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from core.adapters.deadline import DeadlineExceeded, in_daemon_thread, within
 from core.clock import Clock
 from core.domain import CanaryMetrics, QueryResult, WorkloadSample
 from core.plan import PrometheusSpec, QueriesSpec
@@ -338,7 +340,15 @@ class PrometheusMetrics:
             tried += 1
             try:
                 client = self._connect()
-                return await asyncio.to_thread(fn, client)
+                # requests' timeout is per read; a Prometheus dribbling bytes needs a total deadline.
+                # A daemon thread: an abandoned call must not hold the process at exit.
+                hold = getattr(
+                    self.clock, "hold", None
+                )  # a VirtualClock stays still while the socket is open
+                with hold() if callable(hold) else contextlib.nullcontext():
+                    return await within(
+                        self.spec.timeout, in_daemon_thread(fn, client), clock=self.clock, what="Prometheus"
+                    )
             except Exception as exc:
                 reason, retry = self._classify(exc)
                 if not retry:
@@ -351,7 +361,7 @@ class PrometheusMetrics:
         from prometheus_api_client.exceptions import PrometheusApiClientException
 
         where = f"Prometheus at {self.endpoint}"
-        if isinstance(exc, requests.exceptions.Timeout):
+        if isinstance(exc, requests.exceptions.Timeout | DeadlineExceeded):
             return f"no data: {where} timed out after {self.spec.timeout:g}s", True
         if isinstance(exc, requests.exceptions.SSLError):
             return f"no data: {where}: TLS verification failed", False

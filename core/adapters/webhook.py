@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from core.adapters.deadline import DeadlineExceeded, within
 from core.clock import Clock
 from core.domain import Notification, NotifyResult
 from core.plan import WebhookSpec
@@ -155,8 +156,14 @@ class WebhookNotifier:
         """(worth retrying, problem); problem "" means delivered. Never shows the URL."""
         host = redact_url(spec.url)
         try:
-            response = await client.post(spec.url, json=payload, timeout=self._timeout_s)
-        except httpx.TimeoutException:
+            # httpx's timeout is per read: a receiver dribbling one byte a second never trips it
+            response = await within(
+                self._timeout_s,
+                client.post(spec.url, json=payload, timeout=self._timeout_s),
+                clock=self._clock,
+                what=f"webhook {host}",
+            )
+        except (httpx.TimeoutException, DeadlineExceeded):
             return True, f"timed out after {self._timeout_s:g}s ({host})"
         except httpx.TransportError as exc:
             # httpx error texts can include the full URL; name the class only.

@@ -141,6 +141,8 @@ class RolloutContext:
         self._last_metrics: CanaryMetrics | None = None
         self._started_at: datetime | None = None
         self._lock = asyncio.Lock()
+        self._lease_lost: str | None = None  # set by the session's lease keeper (fencing)
+        self._body: asyncio.Future[Outcome] | None = None
 
     # --- observing ------------------------------------------------------------
 

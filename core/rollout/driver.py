@@ -13,6 +13,7 @@ from core.events import (
     AnalysisSample,
     DeployStarted,
     Finished,
+    LeaseLost,
     LogLine,
     RollbackTriggered,
     RuleReading,
@@ -55,6 +56,20 @@ class Rollout(
     """One deploy. ``await run()`` walks it to an :class:`Outcome`; commands steer it meanwhile."""
 
     async def run(self) -> Outcome:
+        """Walk the deploy to its outcome; ends at once, without touching the cluster, if the lease is lost."""
+        if self._lease_lost is not None:  # lost before the first step: do nothing at all
+            return await self._stopped_by_lease_loss()
+        self._body = asyncio.ensure_future(self._drive())
+        try:
+            await asyncio.wait({self._body})
+        except asyncio.CancelledError:
+            self._body.cancel()
+            raise
+        if self._lease_lost is None or self.outcome is not None:
+            return self._body.result()
+        return await self._stopped_by_lease_loss()
+
+    async def _drive(self) -> Outcome:
         self._started_at = self.clock.now()
         plan = self.plan
         await self._emit(
@@ -79,7 +94,7 @@ class Rollout(
         try:
             outcome = await self._flow
         except asyncio.CancelledError:
-            if self._stop is None:
+            if self._stop is None or self._lease_lost is not None:
                 raise
             outcome = Outcome.ERROR
         except _Stopped:
@@ -167,6 +182,37 @@ class Rollout(
         duration = (self.clock.now() - self._started_at).total_seconds() if self._started_at else 0.0
         await self._emit(Finished, outcome=outcome, reason=reason, duration_s=duration)
         return outcome
+
+    # --- fencing: the lease is gone -----------------------------------------------------
+
+    def lease_lost(self, reason: str) -> None:
+        """Called by the lease keeper the moment the lease is lost or cannot be renewed in time.
+
+        The driver stops acting: the flow is cancelled where it stands (no rollback: that
+        would be a cluster write by a driver that no longer owns the rollout). The
+        keeper's fence refuses any write still under way.
+        """
+        if self._lease_lost is not None or self.outcome is not None:
+            return
+        self._lease_lost = reason
+        if self._body is not None and not self._body.done():
+            self._body.cancel()
+
+    async def _stopped_by_lease_loss(self) -> Outcome:
+        body = self._body
+        # a step that catches one cancellation (the rollback's retry loop) gets another
+        for _ in range(50):
+            if body is None or body.done():
+                break
+            body.cancel()
+            await asyncio.wait({body}, timeout=0.1)
+        reason = self._lease_lost or "lease lost"
+        await self._emit(LeaseLost, reason=reason, weight=self.weight)
+        return await self._finish(
+            Outcome.BLOCKED,
+            f"lease lost: {reason}; stopped acting with canary at {self.weight} % "
+            "(no further cluster writes; the rollout is left for the lease holder or a resume)",
+        )
 
 
 __all__ = ["CommandResult", "Rollout"]

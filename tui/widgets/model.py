@@ -22,6 +22,7 @@ from core.events import (
     GateOverridden,
     GateSignedOff,
     HealthChecked,
+    LeaseLost,
     LogLine,
     NotificationSent,
     Paused,
@@ -242,6 +243,8 @@ class DeckModel:
                 changed.add("verify")
             case LogLine():
                 self._log(event.ts, event.level, event.message, event.source)
+            case LeaseLost():
+                self._log(event.ts, "error", f"LEASE LOST, stopped acting: {event.reason}", "lease")
             case NotificationSent():
                 level = "info" if event.delivered else "warning"
                 state = "sent" if event.delivered else "NOT delivered"

@@ -13,6 +13,7 @@ import contextlib
 import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -78,6 +79,8 @@ class KubeApi:
         self.host = redact(api_client.configuration.host)
         self.api_calls: Counter[str] = Counter()
         self.retries: Counter[str] = Counter()
+        #: called as fence(method, path) before every write attempt; raises to refuse it (the lease fence)
+        self.fence: Callable[[str, str], None] | None = None
 
     async def close(self) -> None:
         await self._client.close()
@@ -101,6 +104,8 @@ class KubeApi:
         attempt = 0
         while True:
             attempt += 1
+            if method != "GET" and self.fence is not None:
+                self.fence(method, path)  # before every attempt: a retry may come after the lease is gone
             self.api_calls[verb] += 1
             try:
                 status, payload, retry_after = await self._once(method, path, body, content_type, query)
