@@ -45,7 +45,7 @@ test-all: $(TEST_STAMP) real-deps lint
 # time so a 2-core box stays usable; prints the score per module and every surviving mutant.
 MUTATE_MODULES ?= core.analysis core.judge core.signoff core.adapters.kubernetes.cluster \
 	core.adapters.kubernetes.lease core.adapters.kubernetes.undo core.adapters.journal \
-	core.adapters.command core.engine
+	core.adapters.command core.rollout
 # mutmut lives in a venv of its own: it brings click, and with click installed httpx imports rich,
 # which the import-hygiene test (core loads no UI) would then see.
 MUTATE_VENV := .venv-mutate

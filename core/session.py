@@ -8,6 +8,7 @@ runner both start here, so `demo` and `run` are one code path.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from importlib import resources
