@@ -381,7 +381,7 @@ def real_ports(plan: Plan, clock: Clock) -> World:
             timeout_s=plan.notifications.timeout,
             retries=plan.notifications.retries,
         ),
-        runner=SubprocessRunner(),
+        runner=SubprocessRunner(env=plan.command_env, secrets=plan.secret_values),
         codehost=codehost,
         closers=[codehost] if codehost is not None else [],
     )

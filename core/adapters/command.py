@@ -41,7 +41,19 @@ def redact(text: str, secrets: list[str]) -> str:
 class SubprocessRunner:
     """CommandRunner port. The timeout is wall time: it bounds a real process, not simulated time."""
 
-    def __init__(self, *, cwd: str | None = None, tail_lines: int = 200, kill_grace_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        cwd: str | None = None,
+        tail_lines: int = 200,
+        kill_grace_s: float = 2.0,
+        env: Mapping[str, str] | None = None,
+        secrets: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
+        # env: the plan's command variables (Plan.command_env). The command text keeps ``${VAR}``
+        # and the shell expands it from the child's environment, so a value is data, never code.
+        self._env = dict(env or {})
+        self._secrets = {v for v in secrets if len(v) >= _MIN_SECRET_LEN}
         self._cwd = cwd
         self._tail_lines = tail_lines
         self._grace = kill_grace_s
@@ -54,8 +66,8 @@ class SubprocessRunner:
         on_line: Callable[[str], Awaitable[None] | None] | None = None,
         env: dict[str, str] | None = None,
     ) -> CommandOutcome:
-        full_env = {**os.environ, **(env or {})}
-        secrets = secret_values(full_env)
+        full_env = {**os.environ, **self._env, **(env or {})}
+        secrets = sorted(set(secret_values(full_env)) | self._secrets, key=len, reverse=True)
         shown = redact(command, secrets)
         tail: deque[str] = deque(maxlen=self._tail_lines)
         started = time.monotonic()
