@@ -8,7 +8,6 @@ from core.domain import (
 )
 from core.events import (
     HealthChecked,
-    LogLine,
 )
 from core.rollout.context import (
     RolloutContext,
@@ -40,12 +39,3 @@ class MigrationsStep(RolloutContext):
                 if not probe.ok:
                     raise _Blocked(f"staging unhealthy after migration: {probe.detail or probe.status}")
             await self._record_pass("migrations-staging-run", "ran on staging; staging healthy after")
-
-    async def _run_command(self, what: str, command: str, timeout_s: float) -> None:
-        async def line(text: str) -> None:
-            await self._emit(LogLine, message=text, source=what)
-
-        outcome = await self.world.runner.run(command, timeout_s=timeout_s, on_line=line)
-        if outcome.exit_code != 0:
-            why = "timed out" if outcome.exit_code is None else f"exit {outcome.exit_code}"
-            raise _Blocked(f"{what} failed ({why}): {outcome.detail or outcome.output[-200:]}")
