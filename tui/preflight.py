@@ -84,7 +84,7 @@ def _kubeconfig_path(plan: Any) -> Path | None:
 
 def _context_line(path: Path, target: str) -> int:
     """The plan line of targets.<target>.context (or of the target), for file:line messages."""
-    from core.plan import _Located
+    from core.plan_load import _Located
 
     try:
         root = yaml.compose(path.read_text(encoding="utf-8"))
