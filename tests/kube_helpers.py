@@ -118,8 +118,14 @@ async def start_sim(
     replicas: int = 10,
     tokens: dict[str, set[str] | None] | None = None,
     token: str | None = None,
+    pod_ready_delay_s: float = 0.01,
+    clock: Clock | None = None,
 ) -> Sim:
-    server = SimKubeServer(pod_ready_delay_s=0.01, faults=FaultConfig(seed=7), tokens=tokens)
+    """`pod_ready_delay_s` is in the server's clock: with a VirtualClock shared with the adapter,
+    a realistic 3 s (or 30 s) pod start costs no wall time."""
+    server = SimKubeServer(
+        pod_ready_delay_s=pod_ready_delay_s, faults=FaultConfig(seed=7), tokens=tokens, clock=clock
+    )
     await server.start()
     server.seed_service(
         namespace=NS,

@@ -21,6 +21,22 @@ STEPS = [5, 25, 50, 100]
 EXPECTED = {"replicas": [10, 30, 50, 100], "nginx": STEPS, "gateway": STEPS}
 
 
+async def _ready_canary(s: Sim, cluster: KubeCluster) -> None:
+    """A canary on a new image with every pod Ready: what any weight above 0 now needs first."""
+    from tests.kube_helpers import eventually
+
+    await cluster.deploy("shop:2.0", "canary")
+    await eventually(
+        lambda: (
+            s.deployment(CANARY).get("status", {}).get("updatedReplicas", 0)
+            == s.deployment(CANARY).get("status", {}).get("availableReplicas", -1)
+            == s.deployment(CANARY)["spec"]["replicas"]
+            > 0
+        ),
+        what="canary rolled out",
+    )
+
+
 def writes(cluster: KubeCluster) -> int:
     return sum(n for verb, n in cluster.api_calls.items() if verb in {"create", "update", "patch", "delete"})
 
@@ -170,6 +186,9 @@ async def test_conflicts_are_reread_and_retried(sim: Sim) -> None:
         cluster = await sim.cluster(strategy)
         try:
             await cluster.describe()
+            if strategy == "gateway":  # the route's weight needs a Ready canary first
+                await cluster.deploy("shop:2.0", "canary")
+                await cluster.wait_ready("canary", 10)
             sim.server.faults.force_conflicts = 2
             change = await cluster.set_canary_weight(25) if strategy == "gateway" else None
             if change is not None:
@@ -186,6 +205,7 @@ async def test_transient_errors_retry_with_backoff_until_deadline(sim: Sim) -> N
     clock = VirtualClock()
     cluster = await sim.cluster("nginx", clock=clock)
     try:
+        await _ready_canary(sim, cluster)
         sim.server.faults.error_rate_500 = 0.5
         sim.server.faults.error_rate_429 = 0.2
         for percent in STEPS:
@@ -384,6 +404,7 @@ async def test_gateway_changes_only_the_rule_with_the_canary_backend(sim: Sim) -
     sim.server.store.update(HTTPROUTES, NS, ROUTE, route)
     cluster = await sim.cluster("gateway")
     try:
+        await _ready_canary(sim, cluster)
         change = await cluster.set_canary_weight(25)
         assert change.effective == 25
         rules = sim.server.store.get(HTTPROUTES, NS, ROUTE)["spec"]["rules"]

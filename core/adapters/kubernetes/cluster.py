@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from core.adapters.kubernetes.api import KubeApi, KubeApiError
-from core.adapters.kubernetes.expressible import canary_pods, effective_percent
 from core.adapters.kubernetes.lease import LeaseInfo, LeaseKeeper
+from core.adapters.kubernetes.traffic import TrafficStrategies, paused_error
 from core.adapters.kubernetes.undo import (
     STATE_ANNOTATION,
     equal_ignore_hash,
@@ -21,15 +21,13 @@ from core.adapters.kubernetes.undo import (
     undo_patch,
 )
 from core.clock import Clock
-from core.domain import RollbackReport, TrafficChange, WorkloadStatus
+from core.domain import RollbackReport, WorkloadStatus
 from core.plan import TargetSpec
 from core.ports import ClusterError, Progress, Role
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
-CANARY_ANNOTATION = "nginx.ingress.kubernetes.io/canary"
-WEIGHT_ANNOTATION = "nginx.ingress.kubernetes.io/canary-weight"
 #: the adapter's own bookkeeping inside the state annotation, hidden from the engine
 OWN = "_kube"
 CONFLICT_RETRIES = 5
@@ -61,7 +59,7 @@ async def _load_config(kubeconfig: str | None, context: str | None) -> Any:
     return client.ApiClient(configuration=cfg)
 
 
-class KubeCluster:
+class KubeCluster(TrafficStrategies):
     """One target (namespace + stable/canary Deployments + traffic object) on a real API server."""
 
     poll_interval_s = 0.25
@@ -153,19 +151,6 @@ class KubeCluster:
             revision=revision(stable),
         )
 
-    async def _read_weight(self, stable: dict[str, Any], canary: dict[str, Any]) -> int:
-        strategy = self.target.strategy
-        if strategy == "nginx":
-            ingress = await self.api.request("GET", self._ingress_path())
-            return _nginx_weight(ingress)
-        if strategy == "gateway":
-            route = await self.api.request("GET", self._route_path())
-            self._route = route
-            return self._route_weight(route)
-        return effective_percent(
-            int(canary["spec"].get("replicas", 0)), int(stable["spec"].get("replicas", 0))
-        )
-
     # --- state annotation ------------------------------------------------------------
 
     async def read_state(self) -> dict[str, object] | None:
@@ -204,6 +189,8 @@ class KubeCluster:
                 self._remember("stable", obj)
         for _ in range(CONFLICT_RETRIES):
             current = await self._get(role)
+            if current["spec"].get("paused"):
+                raise paused_error(current)
             key, container = _container_name(current, self.target.container, self._name(role))
             body: dict[str, Any] = {
                 "spec": {"template": {"spec": {key: [{"name": container, "image": image}]}}}
@@ -239,6 +226,8 @@ class KubeCluster:
         name = f"{self.target.namespace}/{self._name(role)}"
         while True:
             obj = await self._get(role)
+            if obj["spec"].get("paused"):
+                raise paused_error(obj)
             done, message = rollout_status(obj)
             if message != last and progress is not None:
                 result = progress(f"{name}: {message}")
@@ -253,150 +242,34 @@ class KubeCluster:
                 raise ClusterError(f"deployment {name} not ready after {timeout_s:g}s: {message}")
             await self.clock.sleep(self.poll_interval_s)
 
-    # --- traffic --------------------------------------------------------------------
-
-    async def set_canary_weight(self, percent: int) -> TrafficChange:
-        return await self._set_weight(percent, canary_first=None)
-
-    async def _set_weight(self, percent: int, canary_first: bool | None) -> TrafficChange:
-        if not 0 <= percent <= 100:
-            raise ClusterError(f"canary weight must be 0..100, got {percent}")
-        if self.target.strategy == "nginx":
-            return await self._set_nginx(percent)
-        if self.target.strategy == "gateway":
-            return await self._set_gateway(percent)
-        return await self._set_replicas(percent, canary_first)
-
-    def _ingress_path(self) -> str:
-        return (
-            f"/apis/networking.k8s.io/v1/namespaces/{self.target.namespace}/ingresses/{self.target.ingress}"
-        )
-
-    def _route_path(self) -> str:
-        return f"/apis/gateway.networking.k8s.io/v1/namespaces/{self.target.namespace}/httproutes/{self.target.httproute}"
-
-    async def _set_replicas(self, percent: int, canary_first: bool | None) -> TrafficChange:
-        if "stable" not in self._replicas or not self._loaded:
-            await self._get("stable")
-        if "canary" not in self._replicas:
-            await self._get("canary")
-        # the plan's size, else the live size: an operator's scale between releases wins over a
-        # total an earlier rollout saved; the saved total only fills in when nothing runs at all
-        total = int(
-            self.target.replicas
-            or self._replicas["stable"] + self._replicas["canary"]
-            or self._own.get("total")
-            or 0
-        )
-        remember = self._own.get("total") != total
-        self._own["total"] = total
-        canary = canary_pods(total, percent)
-        stable = total - canary
-        if canary_first is None:
-            canary_first = canary > self._replicas["canary"]
-        order: list[tuple[Role, int]] = [("canary", canary), ("stable", stable)]
-        if not canary_first:
-            order.reverse()
-        for role, replicas in order:
-            if self._replicas.get(role) == replicas:
-                continue  # already there (a resumed rollout, a reset at 0): no write
-            body: dict[str, Any] = {"spec": {"replicas": replicas}}
-            if role == "stable" and remember:
-                # the total rides along with the stable scale: no extra write to remember it
-                body["metadata"] = {"annotations": self._annotation()}
-            obj = await self.api.request("PATCH", self._path(role), body=body, content_type=MERGE)
-            self._remember(role, obj)
-        effective = effective_percent(self._replicas["canary"], self._replicas["stable"])
-        return TrafficChange(
-            requested=percent,
-            effective=effective,
-            detail=f"{self._replicas['canary']} of {total} pods on the canary ({effective}%)",
-        )
-
-    async def _set_nginx(self, percent: int) -> TrafficChange:
-        body = {"metadata": {"annotations": {CANARY_ANNOTATION: "true", WEIGHT_ANNOTATION: str(percent)}}}
-        ingress = await self.api.request("PATCH", self._ingress_path(), body=body, content_type=MERGE)
-        effective = _nginx_weight(ingress)
-        return TrafficChange(
-            requested=percent,
-            effective=effective,
-            detail=f"ingress {self.target.ingress} canary-weight={effective}",
-        )
-
-    def _route_weight(self, route: dict[str, Any]) -> int:
-        # the weight is the canary rule's share: other rules (other paths, other services) are not ours
-        refs = [
-            r
-            for rule in route.get("spec", {}).get("rules") or []
-            if any(b.get("name") == self.target.canary_name for b in rule.get("backendRefs") or [])
-            for r in rule.get("backendRefs") or []
-        ]
-        total = sum(int(r.get("weight", 1)) for r in refs)
-        canary = sum(int(r.get("weight", 1)) for r in refs if r.get("name") == self.target.canary_name)
-        return round(100 * canary / total) if total else 0
-
-    async def _set_gateway(self, percent: int) -> TrafficChange:
-        for _ in range(CONFLICT_RETRIES):
-            route = self._route or await self.api.request("GET", self._route_path())
-            rules = json.loads(json.dumps(route.get("spec", {}).get("rules") or []))
-            found = False
-            for rule in rules:
-                refs = rule.get("backendRefs") or []
-                if not any(ref.get("name") == self.target.canary_name for ref in refs):
-                    continue  # a rule without the canary backend keeps its own weights
-                for ref in refs:
-                    if ref.get("name") == self.target.canary_name:
-                        ref["weight"], found = percent, True
-                    else:
-                        ref["weight"] = 100 - percent
-            if not found:
-                raise ClusterError(
-                    f"HTTPRoute {self.target.namespace}/{self.target.httproute} has no backendRef named "
-                    f"{self.target.canary_name} (the canary Service)"
-                )
-            # merge patch replaces the rules list; the resourceVersion makes it fail rather than clobber
-            body = {
-                "metadata": {"resourceVersion": route["metadata"]["resourceVersion"]},
-                "spec": {"rules": rules},
-            }
-            try:
-                updated = await self.api.request("PATCH", self._route_path(), body=body, content_type=MERGE)
-            except KubeApiError as exc:
-                if exc.status == 409:
-                    self._route = None
-                    continue
-                raise
-            self._route = updated
-            effective = self._route_weight(updated)
-            return TrafficChange(
-                requested=percent,
-                effective=effective,
-                detail=f"httproute {self.target.httproute} canary weight {effective}%",
-            )
-        raise ClusterError(
-            f"HTTPRoute {self.target.namespace}/{self.target.httproute}: update kept conflicting"
-        )
-
     # --- rollback -----------------------------------------------------------------------
 
     async def rollback(self) -> RollbackReport:
-        traffic = await self._set_weight(0, canary_first=True)
-        weight_reset = traffic.effective == 0
+        """Back to what was stable when THIS deploy started, never below the ready floor.
+
+        When this deploy changed stable (a promotion), stable is undone first: its old pods must be
+        coming back before traffic or pods leave the canary, which still serves. Then the weight
+        returns to 0, which waits for stable to be Ready before anything is taken from the canary.
+        """
         if not self._loaded:
             await self._get("stable")
         base = self._own.get("stable_base_revision")
-        if base is None:
+        undo: RollbackReport | None = None
+        if base is not None:
+            undo = await self.rollout_undo(int(base) if base else 0)
+        traffic = await self.set_canary_weight(0)
+        weight_reset = traffic.effective == 0
+        if undo is None:
             return RollbackReport(
                 weight_reset=weight_reset,
                 stable_restored=False,
                 detail=f"canary weight 0 ({traffic.detail}); stable was not changed by this rollout",
             )
-        report = await self.rollout_undo(int(base) if base else 0)
         return RollbackReport(
             weight_reset=weight_reset,
-            stable_restored=report.stable_restored,
-            to_revision=report.to_revision,
-            detail=f"canary weight 0 ({traffic.detail}); {report.detail}",
+            stable_restored=undo.stable_restored,
+            to_revision=undo.to_revision,
+            detail=f"canary weight 0 ({traffic.detail}); {undo.detail}",
         )
 
     async def rollout_undo(self, to_revision: int = 0) -> RollbackReport:
@@ -527,13 +400,3 @@ def _container_name(obj: dict[str, Any], wanted: str | None, fallback: str) -> t
         f"{where} has {len(names)} containers ({', '.join(names)}): name the one that gets the image "
         "with targets.*.container in the plan"
     )
-
-
-def _nginx_weight(ingress: dict[str, Any]) -> int:
-    annotations = ingress.get("metadata", {}).get("annotations") or {}
-    if annotations.get(CANARY_ANNOTATION) != "true":
-        return 0
-    try:
-        return max(0, min(100, int(annotations.get(WEIGHT_ANNOTATION, "0"))))
-    except ValueError:
-        return 0
