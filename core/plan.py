@@ -117,6 +117,10 @@ class TargetSpec(Model):
     httproute: str | None = None  # gateway: the HTTPRoute
     rollout_timeout: Duration = Field(default=600.0, gt=0)
     health: HealthSpec | None = None
+    # a HorizontalPodAutoscaler on the stable Deployment fights every replica write of the `replicas`
+    # strategy: "refuse" (exit 2) unless the plan says "suspend" (its scaling is disabled through
+    # spec.behavior for the rollout and restored when the weight is back at 0)
+    hpa: Literal["refuse", "suspend"] = "refuse"
 
     @property
     def canary_name(self) -> str:

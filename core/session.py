@@ -107,6 +107,7 @@ async def open_session(
         notes.extend(sim_notes)
     else:
         world = await _real_world(plan, clock)
+    await _check_cluster(world, plan, plan_path)
     await _check_traffic_split(world, plan, plan_path)
     lease = await _take_lease(world, plan, actor, clock)
     rollout = Rollout(
@@ -134,6 +135,20 @@ async def open_session(
         notes=notes,
         lease=lease,
     )
+
+
+async def _check_cluster(world: World, plan: Plan, plan_path: str) -> None:
+    """Refuse (exit 2) what production itself forbids: wrong running version, paused, an HPA
+    under `replicas` (the real adapter's checks, core/adapters/kubernetes/preflight.py)."""
+    check = getattr(world.production, "refusals", None)
+    if check is None:
+        return
+    problems = await check(plan.version)
+    if problems:
+        from core.plan import PlanError
+
+        await world.close()
+        raise PlanError([f"{plan_path or '<plan>'}: targets.production: {p}" for p in problems])
 
 
 async def _check_traffic_split(world: World, plan: Plan, plan_path: str) -> None:

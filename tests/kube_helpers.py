@@ -160,3 +160,32 @@ async def eventually(check: Any, timeout_s: float = 5.0, what: str = "condition"
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
+
+
+HPA_KEY = ("autoscaling", "v2", "horizontalpodautoscalers")
+
+
+def add_hpa(sim: Sim, monkeypatch: pytest.MonkeyPatch, behavior: dict[str, Any] | None = None) -> Any:
+    """An HPA on the stable Deployment. The simulator does not serve autoscaling/v2 (yet): this
+    registers the resource for this test only, as plain stored objects (no autoscaling loop)."""
+    from core.sim.kube import resources
+
+    res = resources.Resource(
+        "autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler"
+    )
+    monkeypatch.setitem(resources.BY_PATH, HPA_KEY, res)
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": STABLE},
+        "minReplicas": 4,
+        "maxReplicas": 30,
+        "metrics": [
+            {
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+            }
+        ],
+    }
+    if behavior is not None:
+        spec["behavior"] = behavior
+    sim.server.store.create(res, NS, {"metadata": {"name": f"{STABLE}-hpa"}, "spec": spec})
+    return res

@@ -22,7 +22,7 @@ from core.adapters.kubernetes.undo import (
 )
 from core.clock import Clock
 from core.domain import RollbackReport, WorkloadStatus
-from core.plan import TargetSpec
+from core.plan import TargetSpec, VersionSpec
 from core.ports import ClusterError, Progress, Role
 
 MERGE = "application/merge-patch+json"
@@ -77,6 +77,7 @@ class KubeCluster(TrafficStrategies):
         self._loaded = False
         self._replicas: dict[str, int] = {}  # last known spec.replicas per role
         self._route: dict[str, Any] | None = None
+        self._hpa_checked = False  # this deploy looked for an HPA on stable and found none
         self._lease = LeaseKeeper(api, clock, ns, f"deploydeck-{target.deployment}")
 
     @classmethod
@@ -151,6 +152,12 @@ class KubeCluster(TrafficStrategies):
             revision=revision(stable),
         )
 
+    async def refusals(self, version: VersionSpec) -> list[str]:
+        """Why this cluster must not be deployed to as the plan says (empty: go); see preflight.py."""
+        from core.adapters.kubernetes.preflight import refusals
+
+        return await refusals(self, version)
+
     # --- state annotation ------------------------------------------------------------
 
     async def read_state(self) -> dict[str, object] | None:
@@ -178,8 +185,8 @@ class KubeCluster(TrafficStrategies):
             if "stable_base_revision" in self._own and self._own.get("stable_base_for") != image:
                 # a new deploy starts with its canary: the previous deploy's stable base is history,
                 # so a rollback of this deploy cannot undo stable past the release it started from
-                self._own.pop("stable_base_revision", None)
-                self._own.pop("stable_base_for", None)
+                for key in ("stable_base_revision", "stable_base_for", "stable_base_image"):
+                    self._own.pop(key, None)
                 obj = await self.api.request(
                     "PATCH",
                     self._stable_path,
@@ -187,8 +194,16 @@ class KubeCluster(TrafficStrategies):
                     content_type=MERGE,
                 )
                 self._remember("stable", obj)
+        await self._set_image(role, image, record_base=role == "stable")
+
+    async def _set_image(
+        self, role: Role, image: str, *, record_base: bool, forget_base: bool = False
+    ) -> None:
         for _ in range(CONFLICT_RETRIES):
-            current = await self._get(role)
+            current = await self._get(role)  # reloads the state annotation
+            if forget_base:
+                for key in ("stable_base_revision", "stable_base_for", "stable_base_image"):
+                    self._own.pop(key, None)
             if current["spec"].get("paused"):
                 raise paused_error(current)
             key, container = _container_name(current, self.target.container, self._name(role))
@@ -197,10 +212,12 @@ class KubeCluster(TrafficStrategies):
             }
             if role == "stable":
                 # remember what stable was before THIS deploy touched it, for rollback(); a base
-                # left by an earlier deploy of another image is replaced, never reused
-                if self._own.get("stable_base_for") != image:
+                # left by an earlier deploy of another image is replaced, never reused. The image
+                # too: with revisionHistoryLimit 0 the old ReplicaSet is gone and undo cannot work
+                if record_base and self._own.get("stable_base_for") != image:
                     self._own["stable_base_revision"] = revision(current)
                     self._own["stable_base_for"] = image
+                    self._own["stable_base_image"] = _image(current, (key, container))
                 body["metadata"] = {"annotations": self._annotation()}
             if (
                 role == "canary"
@@ -256,7 +273,13 @@ class KubeCluster(TrafficStrategies):
         base = self._own.get("stable_base_revision")
         undo: RollbackReport | None = None
         if base is not None:
-            undo = await self.rollout_undo(int(base) if base else 0)
+            saved_image = self._own.get("stable_base_image")
+            try:
+                undo = await self.rollout_undo(int(base) if base else 0)
+            except ClusterError as exc:
+                if not saved_image or not _history_gone(exc):
+                    raise
+                undo = await self._reapply_stable(str(saved_image), str(exc))
         traffic = await self.set_canary_weight(0)
         weight_reset = traffic.effective == 0
         if undo is None:
@@ -270,6 +293,18 @@ class KubeCluster(TrafficStrategies):
             stable_restored=undo.stable_restored,
             to_revision=undo.to_revision,
             detail=f"canary weight 0 ({traffic.detail}); {undo.detail}",
+        )
+
+    async def _reapply_stable(self, image: str, why: str) -> RollbackReport:
+        """No ReplicaSet left to undo to (revisionHistoryLimit: 0): set the saved stable image back.
+        The rest of the old template cannot be recovered; the image is what the deploy changed."""
+        await self._set_image("stable", image, record_base=False, forget_base=True)
+        name = f"{self.target.namespace}/{self.target.deployment}"
+        return RollbackReport(
+            weight_reset=False,
+            stable_restored=True,
+            to_revision=None,
+            detail=f"rollout history of {name} is gone ({why}); re-applied the saved stable image {image}",
         )
 
     async def rollout_undo(self, to_revision: int = 0) -> RollbackReport:
@@ -292,8 +327,8 @@ class KubeCluster(TrafficStrategies):
             owned = [rs for rs in listed.get("items", []) if owned_by(rs, deployment)]
             target_rs = pick_revision(owned, to_revision)
             to = revision(target_rs)
-            self._own.pop("stable_base_revision", None)
-            self._own.pop("stable_base_for", None)
+            for key in ("stable_base_revision", "stable_base_for", "stable_base_image"):
+                self._own.pop(key, None)
             if equal_ignore_hash(target_rs["spec"]["template"], deployment["spec"]["template"]):
                 if self._state is not None or self._own:
                     await self.write_state(dict(self._state or {}))
@@ -342,6 +377,11 @@ class KubeCluster(TrafficStrategies):
     @property
     def lease_lost(self) -> str | None:
         return self._lease.lost
+
+
+def _history_gone(exc: ClusterError) -> bool:
+    text = str(exc)
+    return "no rollout history found" in text or "unable to find specified revision" in text
 
 
 def rollout_status(d: dict[str, Any]) -> tuple[bool, str]:

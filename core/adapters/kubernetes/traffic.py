@@ -16,6 +16,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
+from core.adapters.kubernetes import hpa
 from core.adapters.kubernetes.api import KubeApiError
 from core.adapters.kubernetes.expressible import canary_pods, effective_percent
 from core.domain import TrafficChange
@@ -158,6 +159,8 @@ class TrafficStrategies:
             self._own.pop("total", None)
         else:
             self._own["total"] = own_total
+        if percent > 0:
+            await hpa.suspend(self)  # refuse, or switch its scaling off, before our first replica write
         growing = [r for r in ("canary", "stable") if wanted[r] > self._replicas[r]]
         shrinking = [r for r in ("canary", "stable") if wanted[r] < self._replicas[r]]
         for role in growing:
@@ -172,6 +175,9 @@ class TrafficStrategies:
             await self._scale(role, wanted[role], remember and role == "stable")
         if remember and "stable" not in growing + shrinking:
             await self._write_own()
+        if percent == 0:
+            await hpa.restore(self)  # the deploy is over (promoted or rolled back): the HPA scales again
+            self._hpa_checked = False
         effective = effective_percent(self._replicas["canary"], self._replicas["stable"])
         return TrafficChange(
             requested=percent,

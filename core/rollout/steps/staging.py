@@ -16,6 +16,7 @@ from core.events import (
     LogLine,
     RuleReading,
 )
+from core.ports import PortError
 from core.rollout.context import (
     RolloutContext,
     _Blocked,
@@ -37,7 +38,19 @@ class StagingStep(RolloutContext):
         )
         await self._record_pass("staging-deploy", f"{plan.version.to} rolled out")
         await self._gate_phase(GateGroup.STAGING, needs_proceed=False, skip={"staging-deploy"})
-        await self._soak()
+        try:
+            await self._soak()
+        except _Blocked as exc:
+            # a failed soak leaves staging as it was before this deploy, not on the rejected version
+            await self._emit(
+                LogLine, level="warning", message=f"{exc}; reverting staging to {plan.version.from_}"
+            )
+            try:
+                report = await self.world.staging.rollback()
+                await self._emit(LogLine, message=f"staging reverted: {report.detail}")
+            except PortError as revert:
+                await self._emit(LogLine, level="error", message=f"staging NOT reverted: {revert}")
+            raise
 
     async def _soak(self) -> None:
         """Staging soak: the error rate over the whole window must stay below baseline + limit.
