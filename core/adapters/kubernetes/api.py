@@ -68,8 +68,11 @@ class KubeApi:
         base_backoff_s: float = 0.05,
         max_backoff_s: float = 2.0,
         rng: random.Random | None = None,
+        credentials: Any = None,
     ) -> None:
         self._client = api_client
+        #: core.adapters.kubernetes.credentials.Credentials: renews the token once after a 401
+        self.credentials = credentials
         self.clock = clock
         self.deadline_s = deadline_s
         self.request_timeout_s = request_timeout_s
@@ -102,6 +105,7 @@ class KubeApi:
         verb, resource, namespace, name = describe_path(method, path, query)
         started = self.clock.now()
         attempt = 0
+        renewed = False
         while True:
             attempt += 1
             if method != "GET" and self.fence is not None:
@@ -117,6 +121,14 @@ class KubeApi:
                 )
             if 200 <= status < 300:
                 return payload
+            if status == 401 and not renewed and self.credentials is not None:
+                # an expired short-lived token (exec plugin, OIDC, projected SA token): renew it
+                # once through the kubeconfig's own loader and retry; a second 401 is final
+                renewed = True
+                with self._hold():
+                    changed = await self.credentials.refresh()
+                if changed:
+                    continue
             if status not in _TRANSIENT and status != 0:
                 raise self._error(status, payload, verb, resource, namespace, name)
             delay = min(self.max_backoff_s, self.base_backoff_s * 2 ** (attempt - 1))
@@ -177,8 +189,9 @@ class KubeApi:
         reason = str(payload.get("reason", ""))
         scope = f'in namespace "{ns}"' if ns else "at cluster scope"
         if status == 401:
+            renewed = " (renewed once, still rejected)" if self.credentials is not None else ""
             return KubeApiError(
-                f"not authenticated by {self.host} (HTTP 401) to {verb} {resource} {scope}: "
+                f"not authenticated by {self.host} (HTTP 401) to {verb} {resource} {scope}{renewed}: "
                 "check the kubeconfig credentials for this context",
                 status,
                 reason,

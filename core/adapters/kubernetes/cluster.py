@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from core.adapters.kubernetes.api import KubeApi, KubeApiError
@@ -31,32 +29,6 @@ JSON_PATCH = "application/json-patch+json"
 #: the adapter's own bookkeeping inside the state annotation, hidden from the engine
 OWN = "_kube"
 CONFLICT_RETRIES = 5
-
-
-async def _load_config(kubeconfig: str | None, context: str | None) -> Any:
-    from kubernetes.aio import client, config
-    from kubernetes.aio.config.config_exception import ConfigException
-
-    cfg = client.Configuration()
-    # the whole $KUBECONFIG list: the loader merges every file in it, as kubectl does
-    path = kubeconfig or (os.environ.get("KUBECONFIG", "").strip(os.pathsep) or None)
-    default = Path.home() / ".kube" / "config"
-    try:
-        if path or default.exists():
-            await config.load_kube_config(
-                config_file=path or str(default), context=context, client_configuration=cfg
-            )
-        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=cfg)
-        else:
-            raise ClusterError(
-                "no kubeconfig: set cluster.kubeconfig in the plan, $KUBECONFIG, or ~/.kube/config"
-            )
-    except ConfigException as exc:
-        raise ClusterError(f"kubeconfig {path or default}: {exc}") from None
-    except OSError as exc:
-        raise ClusterError(f"kubeconfig {path or default}: {exc.strerror or exc}") from None
-    return client.ApiClient(configuration=cfg)
 
 
 class KubeCluster(TrafficStrategies):
@@ -84,8 +56,10 @@ class KubeCluster(TrafficStrategies):
     async def connect(
         cls, target: TargetSpec, *, kubeconfig: str | None, clock: Clock, context: str | None = None
     ) -> KubeCluster:
-        api_client = await _load_config(kubeconfig, context or target.context)
-        return cls(target, KubeApi(api_client, clock), clock)
+        from core.adapters.kubernetes.credentials import load
+
+        api_client, credentials = await load(kubeconfig, context or target.context)
+        return cls(target, KubeApi(api_client, clock, credentials=credentials), clock)
 
     @property
     def api_calls(self) -> Counter[str]:
