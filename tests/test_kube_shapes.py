@@ -4,18 +4,21 @@ running version against version.from, staging reverted after a failed soak."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from core.adapters.kubernetes import KubeCluster
 from core.clock import SystemClock, VirtualClock
 from core.plan import PlanError, parse_plan
 from core.ports import ClusterError
 from core.session import open_session
 from core.sim.kube.controller import DEPLOYMENTS
-from tests.kube_helpers import CANARY, HPA_KEY, INGRESS, NS, STABLE, Sim, add_hpa, sim, start_sim
+from tests.kube_helpers import CANARY, HPA_KEY, INGRESS, NS, ROUTE, STABLE, Sim, add_hpa, sim, start_sim
 from tests.ready_capacity import ReadyCapacity
+from tests.test_ready_capacity import drive, settled
 from tests.test_session import kube_plan
 
 __all__ = ["sim"]
@@ -210,6 +213,167 @@ async def test_ready_capacity_with_hpa_suspended(tmp_path: Path, monkeypatch: py
                     await cluster.set_canary_weight(w)
                 await cluster.rollback()
             watch.assert_held()
+        finally:
+            await cluster.close()
+    finally:
+        await s.server.stop()
+
+
+# --- the production-shapes matrix ----------------------------------------------------------------
+
+SHAPES = [
+    "two-deploys-then-rollback",
+    "hpa",
+    "paused",
+    "history-limit-0",
+    "sidecar-first",
+    "init-containers",
+    "three-rule-route",
+    "slow-pods",
+    "api-faults",
+    "expiring-credentials",
+]
+STRATEGIES = ["replicas", "nginx", "gateway"]
+ROLLBACK_POINTS: list[int | str | None] = [None, 0, 1, 2, 3, "promotion", "verify"]
+COMBOS = [(st, sh) for st in STRATEGIES for sh in SHAPES if sh != "three-rule-route" or st == "gateway"]
+#: a seeded subset runs in the default suite; the whole matrix under -m slow
+FAST = set(random.Random(18).sample(COMBOS, 7))
+
+
+def _app_image(s: Sim, name: str) -> str | None:
+    spec = s.deployment(name)["spec"]["template"]["spec"]
+    return next(c["image"] for c in spec["containers"] if c["name"] == "app")
+
+
+def _three_rule_route(s: Sim) -> list[Any]:
+    from core.sim.kube.seed import HTTPROUTES
+
+    route = s.server.store.get(HTTPROUTES, NS, ROUTE)
+    canary_rule = route["spec"]["rules"][0]
+    others = [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/api"}}],
+            "backendRefs": [{"name": "api", "port": 80}],
+        },
+        {
+            "backendRefs": [
+                {"name": "static", "port": 80, "weight": 3},
+                {"name": "cdn", "port": 80, "weight": 1},
+            ]
+        },
+    ]
+    route["spec"]["rules"] = [others[0], canary_rule, others[1]]
+    s.server.store.update(HTTPROUTES, NS, ROUTE, route)
+    return others
+
+
+def _inject_conflicts(s: Sim, rate: float, rng: random.Random) -> Any:
+    """409 on a share of writes (the simulator's force_conflicts answers the next update/patch)."""
+
+    def listener(change: Any) -> None:
+        if rng.random() < rate:
+            s.server.faults.force_conflicts = 1
+
+    s.server.store.listeners.append(listener)
+    return listener
+
+
+@pytest.mark.parametrize(
+    ("strategy", "shape"),
+    [pytest.param(st, sh, marks=() if (st, sh) in FAST else pytest.mark.slow) for st, sh in COMBOS],
+)
+async def test_production_shape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str, shape: str
+) -> None:
+    from core.plan import VersionSpec
+    from tests.test_kube_adapter import _with_sidecar_first
+    from tests.test_kube_credentials import exec_kubeconfig, rotate
+
+    rng = random.Random(f"{strategy}/{shape}")
+    rollback_at = rng.choice(ROLLBACK_POINTS)
+    clock = VirtualClock()
+    creds = shape == "expiring-credentials"
+    s = await start_sim(
+        tmp_path,
+        pod_ready_delay_s=30 if shape == "slow-pods" else 3,
+        clock=clock,
+        tokens={"tok-1": None} if creds else None,
+    )
+    extra: dict[str, Any] = {}
+    kubeconfig = s.kubeconfig
+    untouched_rules: list[Any] = []
+    try:
+        if shape == "hpa":
+            add_hpa(s, monkeypatch)
+            extra["hpa"] = "suspend"
+        elif shape == "paused":
+            _patch_deployment(s, STABLE, paused=True)
+        elif shape == "history-limit-0":
+            _patch_deployment(s, STABLE, revisionHistoryLimit=0)
+            rollback_at = "verify"  # after promotion: the old ReplicaSet is gone
+        elif shape in {"sidecar-first", "init-containers"}:
+            _with_sidecar_first(s)  # a sidecar listed first and an init container on the same image
+            extra["container"] = "app"
+        elif shape == "three-rule-route":
+            untouched_rules = _three_rule_route(s)
+        elif shape == "api-faults":
+            s.server.faults.error_rate_500 = 0.1
+            s.server.faults.error_rate_429 = 0.1
+            _inject_conflicts(s, 0.2, rng)
+        elif creds:
+            kubeconfig, _ = exec_kubeconfig(s, tmp_path)
+        cluster = await KubeCluster.connect(
+            s.target(strategy, **extra), kubeconfig=str(kubeconfig), clock=clock
+        )
+        try:
+            if shape == "paused":
+                problems = await cluster.refusals(
+                    VersionSpec.model_validate({"from": "1.0", "to": "2.0", "image": "shop:2.0"})
+                )
+                assert any("stable deployment prod/web is paused" in p for p in problems)
+                with pytest.raises(ClusterError, match="is paused"):
+                    await cluster.deploy("shop:2.0", "stable")
+                assert _app_image(s, STABLE) == "shop:1.0"
+                return
+            if creds:
+                changes = iter(range(10**9))
+
+                def expire(_change: Any) -> None:
+                    if next(changes) == 40:  # some way into the rollout
+                        rotate(s, "tok-2")
+
+                s.server.store.listeners.append(expire)
+            with ReadyCapacity(s, strategy, 10) as watch:
+                if shape == "two-deploys-then-rollback":
+                    assert await drive(cluster) is None
+                    await settled(cluster)
+                    report = await drive(cluster, rollback_at=1, image="shop:3.0")
+                    final = "shop:2.0"
+                else:
+                    report = await drive(cluster, rollback_at=rollback_at)
+                    final = "shop:2.0" if rollback_at is None else "shop:1.0"
+                await settled(cluster)
+            watch.assert_held()
+            s.server.faults.error_rate_500 = s.server.faults.error_rate_429 = 0.0
+            assert _app_image(s, STABLE) == final
+            assert (await cluster.describe()).weight == 0
+            assert watch.ready("stable") == 10
+            if report is not None:
+                assert report.weight_reset
+            if shape in {"sidecar-first", "init-containers"}:
+                spec = s.deployment(STABLE)["spec"]["template"]["spec"]
+                pairs = lambda key: [(c["name"], c["image"]) for c in spec[key]]  # noqa: E731
+                assert pairs("containers") == [("cloud-sql-proxy", "proxy:2"), ("app", final)]
+                assert pairs("initContainers") == [("migrate", "shop:1.0")]
+            if shape == "three-rule-route":
+                from core.sim.kube.seed import HTTPROUTES
+
+                rules = s.server.store.get(HTTPROUTES, NS, ROUTE)["spec"]["rules"]
+                assert [rules[0], rules[2]] == untouched_rules
+            if creds:
+                assert cluster.api.credentials.refreshes == 1
+            if shape == "api-faults":
+                assert sum(cluster.api.retries.values()) > 0
         finally:
             await cluster.close()
     finally:

@@ -34,16 +34,16 @@ async def slow(tmp_path: Path) -> AsyncIterator[tuple[Sim, VirtualClock]]:
         await s.server.stop()
 
 
-async def drive(cluster: KubeCluster, rollback_at: int | str | None = None) -> Any:
+async def drive(cluster: KubeCluster, rollback_at: int | str | None = None, image: str = "shop:2.0") -> Any:
     """The engine's calls (core/rollout/steps/canary.py), with a rollback at step index or stage."""
-    await cluster.deploy("shop:2.0", "canary")
+    await cluster.deploy(image, "canary")
     for index, weight in enumerate(STEPS):
         await cluster.set_canary_weight(weight)
         if index == 0:
             await cluster.wait_ready("canary", 600)
         if rollback_at == index:
             return await cluster.rollback()
-    await cluster.deploy("shop:2.0", "stable")
+    await cluster.deploy(image, "stable")
     if rollback_at == "promotion":  # stable is rolling out the new version when the rollback comes
         return await cluster.rollback()
     await cluster.wait_ready("stable", 600)

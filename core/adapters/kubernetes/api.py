@@ -101,7 +101,10 @@ class KubeApi:
         body: Any = None,
         content_type: str | None = None,
         query: dict[str, str] | None = None,
+        idempotent: bool = False,
     ) -> dict[str, Any]:
+        """`idempotent`: a write without a precondition that sets absolute values (a scale, an
+        annotation): a 409 is retried like a transient error instead of asking the caller to re-read."""
         verb, resource, namespace, name = describe_path(method, path, query)
         started = self.clock.now()
         attempt = 0
@@ -129,7 +132,7 @@ class KubeApi:
                     changed = await self.credentials.refresh()
                 if changed:
                     continue
-            if status not in _TRANSIENT and status != 0:
+            if status not in _TRANSIENT and status != 0 and not (idempotent and status == 409):
                 raise self._error(status, payload, verb, resource, namespace, name)
             delay = min(self.max_backoff_s, self.base_backoff_s * 2 ** (attempt - 1))
             delay *= 0.5 + self._rng.random() / 2  # jitter: many clients must not retry in lockstep

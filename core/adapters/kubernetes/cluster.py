@@ -147,6 +147,7 @@ class KubeCluster(TrafficStrategies):
             self._stable_path,
             body={"metadata": {"annotations": self._annotation()}},
             content_type=MERGE,
+            idempotent=True,
         )
         self._remember("stable", obj)
 
@@ -166,6 +167,7 @@ class KubeCluster(TrafficStrategies):
                     self._stable_path,
                     body={"metadata": {"annotations": self._annotation()}},
                     content_type=MERGE,
+                    idempotent=True,
                 )
                 self._remember("stable", obj)
         await self._set_image(role, image, record_base=role == "stable")

@@ -81,6 +81,7 @@ async def suspend(cluster: KubeCluster) -> None:
         f"{_hpa_base(cluster.target.namespace)}/{hpa['metadata']['name']}",
         body={"spec": {"behavior": DISABLED}},
         content_type=MERGE,
+        idempotent=True,
     )
 
 
@@ -102,6 +103,7 @@ async def restore(cluster: KubeCluster) -> None:
             f"{_hpa_base(cluster.target.namespace)}/{saved['name']}",
             body=body,
             content_type=JSON_PATCH,
+            idempotent=True,
         )
     except KubeApiError as exc:
         if exc.status != 404:  # deleted meanwhile: nothing to restore

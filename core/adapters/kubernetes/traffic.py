@@ -190,7 +190,9 @@ class TrafficStrategies:
         if with_state:
             # the total rides along with the stable scale: no extra write to remember it
             body["metadata"] = {"annotations": self._annotation()}
-        obj = await self.api.request("PATCH", self._path(role), body=body, content_type=MERGE)
+        obj = await self.api.request(
+            "PATCH", self._path(role), body=body, content_type=MERGE, idempotent=True
+        )
         self._remember(role, obj)
 
     async def _write_own(self: KubeCluster) -> None:
@@ -199,6 +201,7 @@ class TrafficStrategies:
             self._stable_path,
             body={"metadata": {"annotations": self._annotation()}},
             content_type=MERGE,
+            idempotent=True,
         )
         self._remember("stable", obj)
 
@@ -238,7 +241,9 @@ class TrafficStrategies:
         # ingress-nginx reads the weight against canary-weight-total (default 100): write the share of it
         raw = str(math.floor(percent * scale / 100 + 0.5))
         body = {"metadata": {"annotations": {CANARY_ANNOTATION: "true", WEIGHT_ANNOTATION: raw}}}
-        ingress = await self.api.request("PATCH", self._ingress_path(), body=body, content_type=MERGE)
+        ingress = await self.api.request(
+            "PATCH", self._ingress_path(), body=body, content_type=MERGE, idempotent=True
+        )
         return self._nginx_change(percent, ingress)
 
     def _nginx_change(self: KubeCluster, percent: int, ingress: dict[str, Any]) -> TrafficChange:
