@@ -378,3 +378,49 @@ async def test_production_shape(
             await cluster.close()
     finally:
         await s.server.stop()
+
+
+def _example_role() -> dict[str, Any]:
+    import yaml
+
+    text = (Path(__file__).resolve().parent.parent / "examples" / "rbac.yaml").read_text()
+    return next(d for d in yaml.safe_load_all(text) if d and d["kind"] == "Role")
+
+
+async def test_examples_rbac_grants_every_call_the_adapter_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every (group, resource, verb) a whole rollout, promotion and rollback sends, for each strategy,
+    with an HPA suspended and the lease held, is granted by examples/rbac.yaml's Role."""
+    from core.adapters.kubernetes.api import describe_path
+
+    role = _example_role()
+    granted = {
+        (g, r, v)
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    clock = VirtualClock()
+    s = await start_sim(tmp_path, pod_ready_delay_s=3, clock=clock)
+    try:
+        add_hpa(s, monkeypatch)
+        for strategy in STRATEGIES:
+            cluster = await s.cluster(strategy, clock=clock, hpa="suspend")
+            try:
+                await cluster.acquire_lease("alice@host", 30)
+                await drive(cluster, rollback_at="verify", image=f"shop:{strategy}")
+                await settled(cluster)
+                await cluster.release_lease()
+            finally:
+                await cluster.close()
+        used = set()
+        for method, path in s.server.requests:
+            verb, resource, _, _ = describe_path(method, path, None)
+            plural, _, group = resource.partition(".")
+            used.add((group, plural, verb))
+        assert ("autoscaling", "horizontalpodautoscalers", "patch") in used
+        assert used - granted == set()
+    finally:
+        await s.server.stop()
