@@ -7,6 +7,7 @@ from typing import Any
 from core.sim.kube.errors import invalid
 from core.sim.kube.resources import Resource
 from core.sim.kube.selectors import label_matcher, selector_string
+from core.sim.kube.strategy import validate_strategy
 
 
 def apply_defaults(res: Resource, obj: dict[str, Any]) -> None:
@@ -17,8 +18,12 @@ def apply_defaults(res: Resource, obj: dict[str, Any]) -> None:
         spec.setdefault("progressDeadlineSeconds", 600)
         strategy = spec.setdefault("strategy", {"type": "RollingUpdate"})
         if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+            # SetDefaults_Deployment: each bound defaults on its own, so {maxSurge: 1} keeps 25% unavailable
             strategy.setdefault("type", "RollingUpdate")
-            strategy.setdefault("rollingUpdate", {"maxUnavailable": "25%", "maxSurge": "25%"})
+            rolling = strategy.setdefault("rollingUpdate", {})
+            if isinstance(rolling, dict):
+                rolling.setdefault("maxUnavailable", "25%")
+                rolling.setdefault("maxSurge", "25%")
         _default_pod_template(spec.get("template") or {})
     elif res.kind == "ReplicaSet":
         obj.setdefault("spec", {}).setdefault("replicas", 1)
@@ -73,6 +78,10 @@ def validate(res: Resource, obj: dict[str, Any]) -> None:
                 "spec.template.metadata.labels",
                 f"Invalid value: {labels}: `selector` does not match template `labels`",
             )
+        if res.kind == "Deployment":
+            problem = validate_strategy(spec)
+            if problem is not None:
+                raise invalid(res.kind, group, name, *problem)
         containers = (template.get("spec") or {}).get("containers") or []
         if not containers:
             raise invalid(res.kind, group, name, "spec.template.spec.containers", "Required value")

@@ -43,13 +43,16 @@ class SimKubeServer:
     """In-process Kubernetes API server subset with a deployment controller and fault injection.
 
     ``tokens`` maps a bearer token to the verbs it may use (None: every verb); when it is
-    empty, requests need no credentials at all.
+    empty, requests need no credentials at all. ``pod_ready_delay_s`` is how long (on ``clock``)
+    a new pod takes to become Ready; ``pod_shutdown_s`` how long a deleted pod stays Terminating
+    (None: as long as it took to start; never past its terminationGracePeriodSeconds).
     """
 
     def __init__(
         self,
         *,
         pod_ready_delay_s: float = 0.05,
+        pod_shutdown_s: float | None = None,
         faults: FaultConfig | None = None,
         clock: Clock | None = None,
         tokens: dict[str, set[str] | None] | None = None,
@@ -63,7 +66,7 @@ class SimKubeServer:
             self.store.create(
                 resources.BY_PATH[("", "v1", "namespaces")], None, {"metadata": {"name": namespace}}
             )
-        self.controller = DeploymentController(self.store, self.clock, pod_ready_delay_s)
+        self.controller = DeploymentController(self.store, self.clock, pod_ready_delay_s, pod_shutdown_s)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every answered resource request
         self._rng = random.Random(self.faults.seed)
         self._runner: web.AppRunner | None = None
@@ -301,6 +304,8 @@ class SimKubeServer:
             body = await self._body(request)
             return _json(self.store.create(res, ns, body, dry_run=dry_run), 201)
         if verb == "delete":
+            if res.plural == "pods" and not dry_run:
+                return _json(await self._delete_pod(request, ns, name))
             return _json(self.store.delete(res, ns, name, dry_run=dry_run))
         if verb in {"update", "patch"}:
             body = await self._body(request)
@@ -347,6 +352,20 @@ class SimKubeServer:
             current["metadata"]["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")
             return _scale_of(self.store.update(res, ns, name, current, dry_run=dry_run))
         return self.store.update(res, ns, name, new, subresource=sub, dry_run=dry_run)
+
+    async def _delete_pod(self, request: web.Request, ns: str | None, name: str) -> Obj:
+        """A graceful delete, as the pod strategy does it: deletionTimestamp now, gone after the grace period."""
+        pod = self.store.get(resources.BY_PATH[("", "v1", "pods")], ns, name)
+        grace: Any = request.query.get("gracePeriodSeconds")
+        if grace is None and request.can_read_body:
+            options = await self._body(request)
+            grace = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+        try:
+            seconds = None if grace is None else float(grace)
+        except ValueError:
+            raise bad_request(f"invalid gracePeriodSeconds: {grace!r}") from None
+        marked = self.controller.pods.terminate(pod, seconds)
+        return marked if marked is not None else pod
 
     @staticmethod
     async def _body(request: web.Request) -> Any:

@@ -152,6 +152,12 @@ class Store:
         for key in ("uid", "creationTimestamp", "namespace", "name", "generation"):
             if key in current["metadata"]:
                 meta[key] = current["metadata"][key]
+        for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            # only a graceful delete sets these (mark_deleting); a client can neither set nor clear them
+            if key in current["metadata"]:
+                meta[key] = current["metadata"][key]
+            else:
+                meta.pop(key, None)
         new["apiVersion"], new["kind"] = res.api_version, res.kind
         if res.has_status:
             if subresource == "status":
@@ -169,6 +175,26 @@ class Store:
         if dry_run:
             return new
         return self._commit(res, "MODIFIED", new)
+
+    def mark_deleting(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        deletion_timestamp: str,
+        grace_seconds: int,
+        status: Obj,
+    ) -> Obj:
+        """A graceful delete's one write: deletionTimestamp set (and, folded in, the kubelet's not-Ready)."""
+        current = self.peek(res, namespace, name)
+        if current is None:
+            raise not_found(res.plural, res.group, name)
+        obj = copy.deepcopy(current)
+        obj["metadata"]["deletionTimestamp"] = deletion_timestamp
+        obj["metadata"]["deletionGracePeriodSeconds"] = grace_seconds
+        obj["status"] = status
+        return self._commit(res, "MODIFIED", obj)
 
     def delete(self, res: Resource, namespace: str | None, name: str, *, dry_run: bool = False) -> Obj:
         bucket = self._objects.get((res.group, res.plural), {})

@@ -1,0 +1,112 @@
+"""Events as client-go's recorder writes them, and their events.k8s.io/v1 view.
+
+The real API server stores one Event and serves it as core/v1 (`kubectl get events`, `describe`)
+and as events.k8s.io/v1 (`kubectl events`); the simulator does the same: it stores core/v1 and
+converts on the way out (pkg/apis/core/v1/conversion for Event <-> events/v1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.clock import Clock
+from core.sim.kube.errors import ApiError
+from core.sim.kube.resources import BY_PATH
+from core.sim.kube.store import Obj, Store, rfc3339
+
+EVENTS = BY_PATH[("", "v1", "events")]
+
+
+class EventRecorder:
+    """record() creates a core/v1 Event, or bumps `count` of an identical recent one (as the recorder's
+    EventCorrelator aggregates repeats)."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self._seen: dict[tuple[str, ...], str] = {}
+
+    def record(self, obj: Obj, kind: str, reason: str, message: str, component: str) -> None:
+        meta = obj["metadata"]
+        ns = meta.get("namespace") or "default"
+        now = self.clock.now()
+        key = (component, str(meta.get("uid")), kind, reason, message)
+        existing = self._seen.get(key)
+        if existing is not None:
+            current = self.store.peek(EVENTS, ns, existing)
+            if current is not None:
+                bumped = {**current, "count": int(current.get("count", 1)) + 1, "lastTimestamp": rfc3339(now)}
+                bumped["metadata"] = {**current["metadata"], "resourceVersion": None}
+                self.store.update(EVENTS, ns, existing, bumped)
+                return
+        name = f"{meta['name']}.{int(now.timestamp() * 1e9):x}"
+        event = {
+            "metadata": {"name": name, "namespace": ns},
+            "involvedObject": {
+                "kind": obj.get("kind"),
+                "namespace": ns,
+                "name": meta["name"],
+                "uid": meta.get("uid"),
+                "apiVersion": obj.get("apiVersion"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message,
+            "source": {"component": component},
+            "firstTimestamp": rfc3339(now),
+            "lastTimestamp": rfc3339(now),
+            "count": 1,
+            "type": kind,
+            "reportingComponent": component,
+            "reportingInstance": "",
+        }
+        try:
+            self.store.create(EVENTS, ns, event)
+        except ApiError:
+            return  # same name within a nanosecond, or the namespace is going away: events are best effort
+        self._seen[key] = name
+
+
+def to_events_v1(event: Obj) -> Obj:
+    """A stored core/v1 Event as events.k8s.io/v1 shows it (regarding/note/deprecated* fields)."""
+    out: dict[str, Any] = {
+        "kind": "Event",
+        "apiVersion": "events.k8s.io/v1",
+        "metadata": event.get("metadata", {}),
+        "eventTime": event.get("eventTime"),
+        "reportingController": event.get("reportingComponent")
+        or (event.get("source") or {}).get("component", ""),
+        "reportingInstance": event.get("reportingInstance", ""),
+        "action": event.get("action", ""),
+        "reason": event.get("reason", ""),
+        "regarding": event.get("involvedObject", {}),
+        "note": event.get("message", ""),
+        "type": event.get("type", ""),
+        "deprecatedSource": event.get("source", {}),
+        "deprecatedFirstTimestamp": event.get("firstTimestamp"),
+        "deprecatedLastTimestamp": event.get("lastTimestamp"),
+        "deprecatedCount": event.get("count", 0),
+    }
+    if event.get("related"):
+        out["related"] = event["related"]
+    return out
+
+
+def from_events_v1(event: Obj) -> Obj:
+    """An events.k8s.io/v1 Event a client sends, stored as core/v1."""
+    out: dict[str, Any] = {
+        "metadata": event.get("metadata", {}),
+        "eventTime": event.get("eventTime"),
+        "reportingComponent": event.get("reportingController", ""),
+        "reportingInstance": event.get("reportingInstance", ""),
+        "action": event.get("action", ""),
+        "reason": event.get("reason", ""),
+        "involvedObject": event.get("regarding", {}),
+        "message": event.get("note", ""),
+        "type": event.get("type", ""),
+        "source": event.get("deprecatedSource", {}),
+        "firstTimestamp": event.get("deprecatedFirstTimestamp"),
+        "lastTimestamp": event.get("deprecatedLastTimestamp"),
+        "count": event.get("deprecatedCount", 0),
+    }
+    return {k: v for k, v in out.items() if v is not None}

@@ -1,0 +1,250 @@
+"""The simulated API server behaves as a real one where kubectl and the adapter can tell the difference.
+
+Each test pins one behaviour of kube-apiserver / kube-controller-manager (the source it follows is named
+in core/sim/kube); the controller runs on a hand-stepped VirtualClock so pod start and shutdown delays
+are simulated seconds and every intermediate state of a rollout can be sampled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from core.clock import VirtualClock
+from core.sim.kube import SimKubeServer
+from core.sim.kube.controller import DEPLOYMENTS, REPLICASETS
+from core.sim.kube.pods import PODS, is_ready, is_terminating
+from core.sim.kube.store import Change
+from core.sim.kube.strategy import resolve_fenceposts
+
+NS = "default"
+DEPLOY = f"/apis/apps/v1/namespaces/{NS}/deployments"
+MERGE = "application/merge-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
+
+
+async def call(
+    server: SimKubeServer, method: str, path: str, body: Any = None, ctype: str = "application/json"
+) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as session:
+        data = json.dumps(body) if body is not None else None
+        async with session.request(
+            method, server.url + path, data=data, headers={"Content-Type": ctype}
+        ) as resp:
+            text = await resp.text()
+            return resp.status, (json.loads(text) if text.startswith("{") else text)
+
+
+def deployment(name: str, replicas: int = 10, image: str = "api:1", **rolling: Any) -> dict[str, Any]:
+    labels = {"app": name}
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": labels},
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {"containers": [{"name": "api", "image": image}]},
+        },
+    }
+    if rolling:
+        spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": rolling}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": spec}
+
+
+@pytest.fixture
+async def stepped() -> AsyncIterator[SimKubeServer]:
+    """A server whose pods take 5 simulated seconds to start and 3 to shut down; time moves by hand."""
+    server = SimKubeServer(clock=VirtualClock(auto_advance=False), pod_ready_delay_s=5.0, pod_shutdown_s=3.0)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def quiet(server: SimKubeServer) -> None:
+    """Wait (real time) until the controller stops writing: every reaction to the last change is in."""
+    last = None
+    while last != server.store.resource_version:
+        last = server.store.resource_version
+        await asyncio.sleep(0.02)
+
+
+async def advance(server: SimKubeServer, seconds: float) -> None:
+    assert isinstance(server.clock, VirtualClock)
+    await server.clock.advance(seconds)
+    await quiet(server)
+
+
+def pods_of(server: SimKubeServer, app: str) -> list[dict[str, Any]]:
+    return [p for p in server.store.scan(PODS, NS) if (p["metadata"].get("labels") or {}).get("app") == app]
+
+
+def replicasets_of(server: SimKubeServer, app: str) -> list[dict[str, Any]]:
+    return [rs for rs in server.store.scan(REPLICASETS, NS) if rs["metadata"]["name"].startswith(f"{app}-")]
+
+
+async def create_ready(server: SimKubeServer, body: dict[str, Any]) -> None:
+    code, out = await call(server, "POST", DEPLOY, body)
+    assert code == 201, out
+    await quiet(server)
+    await advance(server, 5.0)
+    name = body["metadata"]["name"]
+    assert sum(1 for p in pods_of(server, name) if is_ready(p)) == body["spec"]["replicas"]
+
+
+class Bounds:
+    """Samples every store change during a rollout: pods the ReplicaSets ask for, and ready pods."""
+
+    def __init__(self, server: SimKubeServer, app: str) -> None:
+        self.server, self.app = server, app
+        self.max_wanted = 0
+        self.min_ready = 10**9
+        server.store.listeners.append(self.sample)
+
+    def sample(self, _change: Change) -> None:
+        wanted = sum(rs["spec"].get("replicas", 0) for rs in replicasets_of(self.server, self.app))
+        ready = sum(1 for p in pods_of(self.server, self.app) if is_ready(p))
+        self.max_wanted = max(self.max_wanted, wanted)
+        self.min_ready = min(self.min_ready, ready)
+
+
+async def roll_to(server: SimKubeServer, name: str, image: str, *, steps: int = 120) -> None:
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "api", "image": image}]}}}}
+    code, out = await call(server, "PATCH", f"{DEPLOY}/{name}", patch, STRATEGIC)
+    assert code == 200, out
+    await quiet(server)
+    for _ in range(steps):
+        d = server.store.get(DEPLOYMENTS, NS, name)
+        st = d["status"]
+        want = d["spec"]["replicas"]
+        if (
+            st.get("updatedReplicas") == want
+            and st.get("availableReplicas") == want
+            and st.get("replicas") == want
+        ):
+            if not any(is_terminating(p) for p in pods_of(server, name)):
+                return
+        await advance(server, 1.0)
+    raise AssertionError(f"rollout of {image} did not finish in {steps} simulated seconds")
+
+
+# --- 1. RollingUpdate: maxSurge / maxUnavailable, pod start delay, graceful termination ------------
+
+
+def test_fenceposts_round_surge_up_and_unavailable_down() -> None:
+    assert resolve_fenceposts("25%", "25%", 10) == (3, 2)
+    assert resolve_fenceposts("25%", "25%", 1) == (1, 0)
+    assert resolve_fenceposts(0, "10%", 5) == (0, 1)  # both resolve to 0: one may be unavailable
+    assert resolve_fenceposts(2, 0, 10) == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("rolling", "surge", "unavailable"),
+    [
+        ({}, 3, 2),  # defaults 25 % / 25 % of 10
+        ({"maxSurge": 1, "maxUnavailable": 0}, 1, 0),
+        ({"maxSurge": 0, "maxUnavailable": "30%"}, 0, 3),
+        ({"maxSurge": "50%", "maxUnavailable": 1}, 5, 1),
+    ],
+)
+async def test_rolling_update_stays_within_max_surge_and_max_unavailable(
+    stepped: SimKubeServer, rolling: dict[str, Any], surge: int, unavailable: int
+) -> None:
+    await create_ready(stepped, deployment("api", 10, **rolling))
+    bounds = Bounds(stepped, "api")
+    await roll_to(stepped, "api", "api:2")
+    assert bounds.max_wanted <= 10 + surge
+    assert bounds.min_ready >= 10 - unavailable
+    # it really surged (or really dipped) as far as it was allowed to: the bounds are the real ones
+    assert bounds.max_wanted == 10 + surge or bounds.min_ready == 10 - unavailable
+    images = {p["spec"]["containers"][0]["image"] for p in pods_of(stepped, "api")}
+    assert images == {"api:2"}
+
+
+async def test_new_pods_are_not_ready_before_the_start_delay(stepped: SimKubeServer) -> None:
+    code, _ = await call(stepped, "POST", DEPLOY, deployment("api", 2))
+    assert code == 201
+    await quiet(stepped)
+    assert len(pods_of(stepped, "api")) == 2
+    assert not any(is_ready(p) for p in pods_of(stepped, "api"))
+    await advance(stepped, 4.9)
+    assert not any(is_ready(p) for p in pods_of(stepped, "api"))
+    await advance(stepped, 0.2)
+    assert all(is_ready(p) for p in pods_of(stepped, "api"))
+    assert stepped.store.get(DEPLOYMENTS, NS, "api")["status"]["availableReplicas"] == 2
+
+
+async def test_scaled_down_pods_terminate_gracefully_then_disappear(stepped: SimKubeServer) -> None:
+    await create_ready(stepped, deployment("api", 4))
+    code, _ = await call(stepped, "PATCH", f"{DEPLOY}/api", {"spec": {"replicas": 1}}, MERGE)
+    assert code == 200
+    await quiet(stepped)
+    terminating = [p for p in pods_of(stepped, "api") if is_terminating(p)]
+    assert len(terminating) == 3
+    for pod in terminating:
+        assert pod["metadata"]["deletionGracePeriodSeconds"] == 30
+        assert not is_ready(pod)  # endpoints stop sending traffic to it at once
+    status = stepped.store.get(DEPLOYMENTS, NS, "api")["status"]
+    assert (status["replicas"], status["availableReplicas"]) == (1, 1)  # Terminating pods count nowhere
+    await advance(stepped, 2.9)
+    assert len(pods_of(stepped, "api")) == 4
+    await advance(stepped, 0.2)
+    assert len(pods_of(stepped, "api")) == 1
+
+
+async def test_kubectl_style_pod_delete_is_graceful(stepped: SimKubeServer) -> None:
+    await create_ready(stepped, deployment("api", 1))
+    (pod,) = pods_of(stepped, "api")
+    code, body = await call(stepped, "DELETE", f"/api/v1/namespaces/{NS}/pods/{pod['metadata']['name']}")
+    assert code == 200 and body["metadata"]["deletionTimestamp"]
+    await quiet(stepped)
+    names = {p["metadata"]["name"]: is_terminating(p) for p in pods_of(stepped, "api")}
+    assert names[pod["metadata"]["name"]] is True and len(names) == 2  # its replacement is starting
+    await advance(stepped, 3.1)
+    assert pod["metadata"]["name"] not in {p["metadata"]["name"] for p in pods_of(stepped, "api")}
+    code, body = await call(
+        stepped,
+        "DELETE",
+        f"/api/v1/namespaces/{NS}/pods/{pods_of(stepped, 'api')[0]['metadata']['name']}?gracePeriodSeconds=0",
+    )
+    assert code == 200
+    await quiet(stepped)
+    assert not any(is_terminating(p) for p in pods_of(stepped, "api"))
+
+
+@pytest.mark.parametrize(
+    ("rolling", "field", "problem"),
+    [
+        ({"maxSurge": 0, "maxUnavailable": 0}, "maxUnavailable", "may not be 0 when `maxSurge` is 0"),
+        ({"maxSurge": "0%", "maxUnavailable": "0%"}, "maxUnavailable", "may not be 0 when `maxSurge` is 0"),
+        ({"maxUnavailable": "150%"}, "maxUnavailable", "must not be greater than 100%"),
+        ({"maxSurge": -1}, "maxSurge", "must be greater than or equal to 0"),
+        ({"maxSurge": "x"}, "maxSurge", "a valid percent string"),
+    ],
+)
+async def test_invalid_rolling_update_bounds_are_422(
+    stepped: SimKubeServer, rolling: dict[str, Any], field: str, problem: str
+) -> None:
+    code, body = await call(stepped, "POST", DEPLOY, deployment("api", 4, **rolling))
+    assert (code, body["reason"]) == (422, "Invalid")
+    (cause,) = body["details"]["causes"]
+    assert cause["field"] == f"spec.strategy.rollingUpdate.{field}" and problem in cause["message"]
+
+
+async def test_recreate_waits_for_old_pods_to_be_gone(stepped: SimKubeServer) -> None:
+    body = deployment("api", 3)
+    body["spec"]["strategy"] = {"type": "Recreate"}
+    await create_ready(stepped, body)
+    bounds = Bounds(stepped, "api")
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "api", "image": "api:2"}]}}}}
+    await call(stepped, "PATCH", f"{DEPLOY}/api", patch, STRATEGIC)
+    await quiet(stepped)
+    assert all(is_terminating(p) for p in pods_of(stepped, "api"))  # all old down, nothing new yet
+    await advance(stepped, 3.1)
+    assert {p["spec"]["containers"][0]["image"] for p in pods_of(stepped, "api")} == {"api:2"}
+    assert bounds.max_wanted <= 3
