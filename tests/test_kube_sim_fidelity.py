@@ -248,3 +248,31 @@ async def test_recreate_waits_for_old_pods_to_be_gone(stepped: SimKubeServer) ->
     await advance(stepped, 3.1)
     assert {p["spec"]["containers"][0]["image"] for p in pods_of(stepped, "api")} == {"api:2"}
     assert bounds.max_wanted <= 3
+
+
+# --- 2. metadata.generation on Deployments -----------------------------------------------
+
+
+async def test_annotation_change_bumps_deployment_generation_and_observed_generation_follows(
+    stepped: SimKubeServer,
+) -> None:
+    await create_ready(stepped, deployment("api", 2))
+    d = stepped.store.get(DEPLOYMENTS, NS, "api")
+    # the controller's own revision annotation goes through /status: it does not count as a change
+    assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    assert d["metadata"]["generation"] == 1
+    code, out = await call(
+        stepped, "PATCH", f"{DEPLOY}/api", {"metadata": {"labels": {"tier": "web"}}}, MERGE
+    )
+    assert (code, out["metadata"]["generation"]) == (200, 1)  # labels are not copied to ReplicaSets
+    patch = {"metadata": {"annotations": {"team": "payments"}}}
+    code, out = await call(stepped, "PATCH", f"{DEPLOY}/api", patch, MERGE)
+    assert (code, out["metadata"]["generation"]) == (200, 2)
+    await quiet(stepped)
+    d = stepped.store.get(DEPLOYMENTS, NS, "api")
+    assert d["status"]["observedGeneration"] == 2
+    # the annotation reached the current ReplicaSet, which is why upstream counts it as a change
+    (rs,) = replicasets_of(stepped, "api")
+    assert rs["metadata"]["annotations"]["team"] == "payments"
+    code, out = await call(stepped, "PATCH", f"{DEPLOY}/api", patch, MERGE)  # no change: no bump
+    assert out["metadata"]["generation"] == 2

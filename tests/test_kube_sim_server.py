@@ -106,11 +106,16 @@ async def test_resource_version_and_generation(sim: Sim) -> None:
     patch = {"metadata": {"annotations": {"note": "x"}}}
     _, annotated, _ = await call(sim, "PATCH", f"{DEPLOY}/api", patch, "application/merge-patch+json")
     assert int(annotated["metadata"]["resourceVersion"]) > rv0
-    assert annotated["metadata"]["generation"] == 1  # metadata changes leave generation alone
+    # apps/v1 bumps a Deployment's generation on annotation changes too (they reach its ReplicaSets)
+    assert annotated["metadata"]["generation"] == 2
+    _, labelled, _ = await call(
+        sim, "PATCH", f"{DEPLOY}/api", {"metadata": {"labels": {"x": "y"}}}, "application/merge-patch+json"
+    )
+    assert labelled["metadata"]["generation"] == 2  # labels do not
     spec_patch = {"spec": {"replicas": 3}}
     _, scaled, _ = await call(sim, "PATCH", f"{DEPLOY}/api", spec_patch, "application/merge-patch+json")
-    assert scaled["metadata"]["generation"] == 2
-    await eventually(lambda: sim.deployment("api")["status"].get("observedGeneration") == 2, what="observed")
+    assert scaled["metadata"]["generation"] == 3
+    await eventually(lambda: sim.deployment("api")["status"].get("observedGeneration") == 3, what="observed")
 
 
 async def test_strategic_merge_keeps_other_containers_and_json_patch_test_fails(sim: Sim) -> None:

@@ -168,7 +168,7 @@ class Store:
         new = _drop_nulls(new)
         kinds.apply_defaults(res, new)
         kinds.validate(res, new)
-        if "generation" in current["metadata"] and new.get("spec") != current.get("spec"):
+        if "generation" in current["metadata"] and _changes_generation(res, current, new, subresource):
             new["metadata"]["generation"] = current["metadata"]["generation"] + 1
         if _same(current, new):
             return copy.deepcopy(current)  # a no-op write does not bump resourceVersion
@@ -267,6 +267,17 @@ def _in_scope(w: _Watcher, obj: Obj) -> bool:
     if w.namespace is not None and obj.get("metadata", {}).get("namespace") != w.namespace:
         return False
     return w.matches(obj)
+
+
+def _changes_generation(res: Resource, current: Obj, new: Obj, subresource: str | None) -> bool:
+    if new.get("spec") != current.get("spec"):
+        return True
+    # apps/v1 deploymentStrategy.PrepareForUpdate (pkg/registry/apps/deployment/strategy.go) also bumps
+    # generation when annotations change, "because annotations are copied from deployments to their
+    # replica sets"; its status strategy keeps spec, so the controller's /status writes never bump it
+    if res.kind == "Deployment" and subresource != "status":
+        return (new["metadata"].get("annotations") or {}) != (current["metadata"].get("annotations") or {})
+    return False
 
 
 def _drop_nulls(value: Any) -> Any:
