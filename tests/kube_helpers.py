@@ -118,8 +118,13 @@ async def start_sim(
     replicas: int = 10,
     tokens: dict[str, set[str] | None] | None = None,
     token: str | None = None,
+    pod_ready_delay_s: float = 0.01,
+    clock: Clock | None = None,
 ) -> Sim:
-    server = SimKubeServer(pod_ready_delay_s=0.01, faults=FaultConfig(seed=7), tokens=tokens)
+    # 0.01 s of wall time keeps these tests fast; pass a VirtualClock and seconds for realistic pods
+    server = SimKubeServer(
+        pod_ready_delay_s=pod_ready_delay_s, faults=FaultConfig(seed=7), tokens=tokens, clock=clock
+    )
     await server.start()
     server.seed_service(
         namespace=NS,

@@ -276,3 +276,79 @@ async def test_annotation_change_bumps_deployment_generation_and_observed_genera
     assert rs["metadata"]["annotations"]["team"] == "payments"
     code, out = await call(stepped, "PATCH", f"{DEPLOY}/api", patch, MERGE)  # no change: no bump
     assert out["metadata"]["generation"] == 2
+
+
+# --- 7. a watch from a compacted resourceVersion ---------------------------------------------
+
+
+async def watch_lines(server: SimKubeServer, path: str) -> tuple[int, list[dict[str, Any]]]:
+    limit = aiohttp.ClientTimeout(total=10)  # the watch's own timeout runs on the stepped clock
+    async with aiohttp.ClientSession(timeout=limit) as session, session.get(server.url + path) as resp:
+        return resp.status, [json.loads(line) async for line in resp.content if line.strip()]
+
+
+async def test_watch_from_a_too_old_resource_version_is_200_with_an_expired_error_event(
+    stepped: SimKubeServer,
+) -> None:
+    await create_ready(stepped, deployment("api", 1))
+    code, events = await watch_lines(stepped, f"{DEPLOY}?watch=true&resourceVersion=5&timeoutSeconds=5")
+    assert code == 200
+    (event,) = events
+    assert event["type"] == "ERROR"
+    status = event["object"]
+    assert (status["kind"], status["code"], status["reason"]) == ("Status", 410, "Expired")
+    assert status["message"].startswith("too old resource version: 5 (")
+    # after a compaction, a version that was fine a moment ago is too old as well
+    _, listed = await call(stepped, "GET", DEPLOY)
+    await call(stepped, "PATCH", f"{DEPLOY}/api", {"metadata": {"labels": {"x": "1"}}}, MERGE)
+    stepped.store.compact()
+    rv = listed["metadata"]["resourceVersion"]
+    code, events = await watch_lines(stepped, f"{DEPLOY}?watch=true&resourceVersion={rv}&timeoutSeconds=5")
+    assert code == 200 and [e["type"] for e in events] == ["ERROR"] and events[0]["object"]["code"] == 410
+
+
+# --- 8. list limit / continue ------------------------------------------------------------
+
+
+CM = f"/api/v1/namespaces/{NS}/configmaps"
+
+
+async def make_configmaps(server: SimKubeServer, count: int) -> None:
+    for n in range(count):
+        code, _ = await call(server, "POST", CM, {"metadata": {"name": f"cm-{n}"}, "data": {"n": str(n)}})
+        assert code == 201
+
+
+async def test_list_limit_and_continue_paginate_at_one_resource_version(stepped: SimKubeServer) -> None:
+    await make_configmaps(stepped, 5)
+    code, first = await call(stepped, "GET", f"{CM}?limit=2")
+    assert code == 200 and [i["metadata"]["name"] for i in first["items"]] == ["cm-0", "cm-1"]
+    assert first["metadata"]["remainingItemCount"] == 3 and first["metadata"]["continue"]
+    # changes after the first page do not leak into the next ones: every page is read at its version
+    await call(stepped, "DELETE", f"{CM}/cm-3")
+    await call(stepped, "POST", CM, {"metadata": {"name": "cm-25"}})
+    await call(stepped, "PATCH", f"{CM}/cm-2", {"data": {"n": "changed"}}, MERGE)
+    code, second = await call(stepped, "GET", f"{CM}?limit=2&continue={first['metadata']['continue']}")
+    assert code == 200 and [i["metadata"]["name"] for i in second["items"]] == ["cm-2", "cm-3"]
+    assert second["items"][0]["data"] == {"n": "2"}
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    code, third = await call(stepped, "GET", f"{CM}?limit=2&continue={second['metadata']['continue']}")
+    assert [i["metadata"]["name"] for i in third["items"]] == ["cm-4"]
+    assert "continue" not in third["metadata"]
+    code, whole = await call(stepped, "GET", CM)  # without limit: the current state, one page
+    assert [i["metadata"]["name"] for i in whole["items"]] == ["cm-0", "cm-1", "cm-2", "cm-25", "cm-4"]
+
+
+async def test_a_stale_continue_token_is_410_with_a_token_to_go_on(stepped: SimKubeServer) -> None:
+    await make_configmaps(stepped, 3)
+    _, first = await call(stepped, "GET", f"{CM}?limit=1")
+    await call(stepped, "PATCH", f"{CM}/cm-2", {"data": {"n": "changed"}}, MERGE)
+    stepped.store.compact()  # etcd compacted past the version the token reads at
+    code, body = await call(stepped, "GET", f"{CM}?limit=1&continue={first['metadata']['continue']}")
+    assert (code, body["reason"]) == (410, "Expired")
+    assert "too old to display a consistent list result" in body["message"]
+    code, rest = await call(stepped, "GET", f"{CM}?limit=5&continue={body['metadata']['continue']}")
+    assert code == 200 and [i["metadata"]["name"] for i in rest["items"]] == ["cm-1", "cm-2"]
+    assert rest["items"][1]["data"] == {"n": "changed"}  # the inconsistent remainder, as promised
+    code, body = await call(stepped, "GET", f"{CM}?limit=1&continue=not-a-token")
+    assert (code, body["reason"]) == (400, "BadRequest")

@@ -169,8 +169,13 @@ async def test_watch_streams_changes_and_ends_at_timeout(sim: Sim) -> None:
                 events.append(json.loads(line))
     assert events and events[0]["type"] == "MODIFIED"
     assert any(e["object"]["metadata"].get("labels", {}).get("seen") == "yes" for e in events)
-    code, body, _ = await call(sim, "GET", f"{DEPLOY}?watch=true&resourceVersion=1&timeoutSeconds=1")
-    assert code == 410 and body["reason"] == "Expired"
+    # too old: the real server accepts the watch and sends one ERROR event carrying the 410 Status
+    async with aiohttp.ClientSession() as session:
+        url = f"{sim.server.url}{DEPLOY}?watch=true&resourceVersion=1&timeoutSeconds=1"
+        async with session.get(url) as resp:
+            code, lines = resp.status, [json.loads(line) async for line in resp.content]
+    assert code == 200 and [e["type"] for e in lines] == ["ERROR"]
+    assert (lines[0]["object"]["code"], lines[0]["object"]["reason"]) == (410, "Expired")
 
 
 async def test_controller_creates_revisions_and_ready_status(sim: Sim) -> None:

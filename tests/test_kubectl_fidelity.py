@@ -153,3 +153,20 @@ async def test_get_watch_with_request_timeout(sim: Sim) -> None:
         "-n", NS, "get", "deploy", STABLE, "-w", "-o", "json", "--request-timeout=1s", check=False
     )
     assert json.loads(out)["metadata"]["name"] == STABLE
+
+
+async def test_get_in_chunks_lists_every_object_once(sim: Sim, tmp_path: Path) -> None:
+    k = sim.kubectl()
+    manifest = tmp_path / "cms.yaml"
+    manifest.write_text(
+        "---\n".join(
+            f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{n}, namespace: {NS}}}\n"
+            for n in range(5)
+        )
+    )
+    await k.run("apply", "-f", str(manifest))
+    _, out, err = await k.run("-n", NS, "get", "configmaps", "--chunk-size=2", "-o", "name", "-v=6")
+    assert out.split() == [f"configmap/cm-{n}" for n in range(5)]
+    # kubectl really paged: limit=2 and then the server's continue tokens
+    pages = [line for line in err.splitlines() if "/configmaps?" in line and "limit=2" in line]
+    assert len(pages) == 3 and sum("continue=" in line for line in pages) == 2

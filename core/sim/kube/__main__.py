@@ -17,7 +17,7 @@ async def serve(
     deployment: str,
     image: str,
     replicas: int,
-    pod_ready_delay_s: float = 0.5,
+    pod_ready_delay_s: float = 3.0,
 ) -> None:
     server = SimKubeServer(pod_ready_delay_s=pod_ready_delay_s)
     await server.start()
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--deployment", default="web")
     parser.add_argument("--image", default="shop:1.0")
     parser.add_argument("--replicas", type=int, default=10)
-    parser.add_argument("--pod-ready-delay", type=float, default=0.5, help="seconds until a new pod is ready")
+    parser.add_argument("--pod-ready-delay", type=float, default=3.0, help="seconds until a new pod is ready")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(

@@ -14,7 +14,7 @@ import yaml
 from aiohttp import web
 
 from core.clock import Clock, SystemClock
-from core.sim.kube import openapi, resources, seed, tables
+from core.sim.kube import openapi, paging, resources, seed, tables
 from core.sim.kube import patch as patches
 from core.sim.kube.controller import DeploymentController
 from core.sim.kube.errors import ApiError, bad_request, forbidden
@@ -51,7 +51,7 @@ class SimKubeServer:
     def __init__(
         self,
         *,
-        pod_ready_delay_s: float = 0.05,
+        pod_ready_delay_s: float = 3.0,
         pod_shutdown_s: float | None = None,
         faults: FaultConfig | None = None,
         clock: Clock | None = None,
@@ -280,16 +280,16 @@ class SimKubeServer:
         if verb == "watch":
             return await self._watch(request, res, ns, name)
         if verb == "list":
-            matches = self._matcher(request)
-            items = self.store.list(res, ns, matches)
-            rv = self.store.resource_version
+            items, list_meta = self._list(request, res, ns)
             if tables.wants_table(request.headers.get("Accept", "")):
-                return _json(tables.table(res, items, rv))
+                out = tables.table(res, items, list_meta["resourceVersion"])
+                out["metadata"] = list_meta
+                return _json(out)
             return _json(
                 {
                     "kind": f"{res.kind}List",
                     "apiVersion": res.api_version,
-                    "metadata": {"resourceVersion": rv},
+                    "metadata": list_meta,
                     "items": items,
                 }
             )
@@ -377,6 +377,40 @@ class SimKubeServer:
         except json.JSONDecodeError as exc:
             raise bad_request(f"invalid JSON in request body: {exc}") from None
 
+    def _list(self, request: web.Request, res: Resource, ns: str | None) -> tuple[list[Obj], Obj]:
+        """A list, chunked by `limit`/`continue`; every chunk is read at the first chunk's resourceVersion."""
+        matches = self._matcher(request)
+        try:
+            limit = int(request.query.get("limit") or 0)
+        except ValueError:
+            raise bad_request(f'invalid limit "{request.query.get("limit")}"') from None
+        token = request.query.get("continue")
+        start: str | None = None
+        if token:
+            if request.query.get("resourceVersion") not in (None, ""):
+                raise bad_request("specifying resource version is not allowed when using continue")
+            rv, start = paging.decode(token)
+            if rv == -1:  # the token a 410 hands back: go on at the latest version
+                rv = int(self.store.resource_version)
+            try:
+                items = self.store.list_at(res, ns, matches, rv)
+            except ApiError as exc:
+                if exc.code != 410:
+                    raise
+                raise ApiError(
+                    410, "Expired", paging.STALE_MESSAGE, list_meta={"continue": paging.encode(-1, start)}
+                ) from None
+        else:
+            rv = int(self.store.resource_version)
+            items = self.store.list(res, ns, matches)
+        items, next_start, remaining = paging.page(items, start, limit)
+        meta: Obj = {"resourceVersion": str(rv)}
+        if next_start is not None:
+            meta["continue"] = paging.encode(rv, next_start)
+            if not request.query.get("labelSelector") and not request.query.get("fieldSelector"):
+                meta["remainingItemCount"] = remaining  # as the real server: only without selectors
+        return items, meta
+
     @staticmethod
     def _matcher(request: web.Request) -> Callable[[Obj], bool]:
         labels = label_matcher(request.query.get("labelSelector"))
@@ -392,10 +426,19 @@ class SimKubeServer:
             matches = lambda o: base(o) and o["metadata"]["name"] == name  # noqa: E731
         timeout = float(request.query.get("timeoutSeconds", "1800"))
         as_table = tables.wants_table(request.headers.get("Accept", ""))
-        backlog, watcher = self.store.open_watch(res, ns, matches, request.query.get("resourceVersion"))
         response = web.StreamResponse(
             headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
         )
+        try:
+            backlog, watcher = self.store.open_watch(res, ns, matches, request.query.get("resourceVersion"))
+        except ApiError as exc:
+            if exc.code != 410:
+                raise
+            # the real server accepts the watch (200) and sends the 410 as its one ERROR event
+            await response.prepare(request)
+            await response.write(json.dumps({"type": "ERROR", "object": exc.body}).encode() + b"\n")
+            await response.write_eof()
+            return response
         timer = asyncio.ensure_future(self.clock.sleep(timeout))
         self._watch_timers.add(timer)
         sent_columns = False

@@ -34,6 +34,13 @@ class Change:
     type: str  # ADDED | MODIFIED | DELETED
     res: ResKey
     obj: Obj
+    #: the object as it was before this change (None for ADDED): lets a list be read as of an older
+    #: resourceVersion, as etcd's MVCC does for paginated lists
+    prev: Obj | None = None
+
+
+def expired(message: str) -> ApiError:
+    return ApiError(410, "Expired", message)
 
 
 @dataclass
@@ -202,27 +209,59 @@ class Store:
             raise not_found(res.plural, res.group, name)
         if dry_run:
             return copy.deepcopy(bucket[(namespace or "", name)])
-        obj = bucket.pop((namespace or "", name))
+        prev = bucket.pop((namespace or "", name))
         self._rv += 1
-        obj = copy.deepcopy(obj)
+        obj = copy.deepcopy(prev)
         obj["metadata"]["resourceVersion"] = str(self._rv)
-        self._publish(Change(self._rv, "DELETED", (res.group, res.plural), obj))
+        self._publish(Change(self._rv, "DELETED", (res.group, res.plural), obj, prev))
         if res.plural == "namespaces":
             for key, objs in self._objects.items():
                 for ns_name in [k for k in objs if k[0] == name]:
                     gone = objs.pop(ns_name)
                     self._rv += 1
-                    self._publish(Change(self._rv, "DELETED", key, gone))
+                    self._publish(Change(self._rv, "DELETED", key, gone, gone))
         return copy.deepcopy(obj)
 
     def _commit(self, res: Resource, kind: str, obj: Obj) -> Obj:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
-        self._objects.setdefault((res.group, res.plural), {})[
-            (obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
-        ] = obj
-        self._publish(Change(self._rv, kind, (res.group, res.plural), obj))
+        bucket = self._objects.setdefault((res.group, res.plural), {})
+        key = (obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
+        prev = bucket.get(key)
+        bucket[key] = obj  # stored objects are replaced, never changed in place: prev stays as it was
+        self._publish(Change(self._rv, kind, (res.group, res.plural), obj, prev))
         return copy.deepcopy(obj)
+
+    # --- history: compaction, reading an older resourceVersion ------------------------
+
+    def oldest_readable(self) -> int:
+        """The oldest resourceVersion a watch can resume from or a list continue at (etcd's compaction)."""
+        return (self._history[0].rv - 1) if self._history else self._rv
+
+    def compact(self) -> None:
+        """Forget every past change, as kube-apiserver's periodic etcd compaction does."""
+        self._history.clear()
+
+    def list_at(self, res: Resource, namespace: str | None, matches: Matcher, rv: int) -> list[Obj]:
+        """The objects as they were at resourceVersion `rv`, sorted by key; 410 once compacted away."""
+        if rv < self.oldest_readable():
+            raise expired(f"too old resource version: {rv} ({self.oldest_readable()})")
+        key_of = (res.group, res.plural)
+        state = dict(self._objects.get(key_of, {}))
+        for change in reversed(self._history):
+            if change.rv <= rv:
+                break
+            if change.res != key_of:
+                continue
+            k = (change.obj["metadata"].get("namespace") or "", change.obj["metadata"]["name"])
+            if change.prev is None:
+                state.pop(k, None)
+            else:
+                state[k] = change.prev
+        items = [
+            o for (ns, _), o in sorted(state.items()) if (namespace is None or ns == namespace) and matches(o)
+        ]
+        return [copy.deepcopy(o) for o in items]
 
     def _publish(self, change: Change) -> None:
         self._history.append(change)
@@ -240,10 +279,12 @@ class Store:
         """The changes to replay first, and a watcher whose queue receives every later one."""
         watcher = _Watcher((res.group, res.plural), namespace, matches)
         if since not in (None, "", "0"):
-            start = int(str(since))
-            oldest = self._history[0].rv if self._history else self._rv + 1
-            if start + 1 < oldest and start < self._rv:
-                raise ApiError(410, "Expired", f"too old resource version: {start} ({oldest - 1})")
+            try:
+                start = int(str(since))
+            except ValueError:
+                raise ApiError(400, "BadRequest", f'invalid resource version "{since}"') from None
+            if start < self.oldest_readable():
+                raise expired(f"too old resource version: {start} ({self.oldest_readable()})")
             backlog = [
                 c
                 for c in self._history
