@@ -352,3 +352,62 @@ async def test_a_stale_continue_token_is_410_with_a_token_to_go_on(stepped: SimK
     assert rest["items"][1]["data"] == {"n": "changed"}  # the inconsistent remainder, as promised
     code, body = await call(stepped, "GET", f"{CM}?limit=1&continue=not-a-token")
     assert (code, body["reason"]) == (400, "BadRequest")
+
+
+# --- 3. invalid names, immutable selector ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "kind", "rule"),
+    [
+        (DEPLOY, deployment("Bad_Name"), "Deployment.apps", "a lowercase RFC 1123 subdomain"),
+        (CM, {"metadata": {"name": "x" * 254}}, "ConfigMap", "must be no more than 253 characters"),
+        ("/api/v1/namespaces", {"metadata": {"name": "team.a"}}, "Namespace", "a lowercase RFC 1123 label"),
+        (f"/api/v1/namespaces/{NS}/services", {"metadata": {"name": "1web"}}, "Service", "a DNS-1035 label"),
+    ],
+)
+async def test_invalid_names_are_422_with_a_status_naming_the_field(
+    stepped: SimKubeServer, path: str, body: dict[str, Any], kind: str, rule: str
+) -> None:
+    code, status = await call(stepped, "POST", path, body)
+    name = body["metadata"]["name"]
+    assert (code, status["kind"], status["reason"], status["code"]) == (422, "Status", "Invalid", 422)
+    assert status["message"].startswith(f'{kind} "{name}" is invalid: metadata.name: Invalid value: ')
+    assert rule in status["message"]
+    (cause,) = status["details"]["causes"]
+    assert (cause["reason"], cause["field"]) == ("FieldValueInvalid", "metadata.name")
+    assert status["details"]["name"] == name
+    code, _ = await call(stepped, "GET", f"{path}/{name}")
+    assert code == 404  # nothing was stored
+
+
+async def test_required_fields_are_field_value_required(stepped: SimKubeServer) -> None:
+    body = deployment("api")
+    del body["spec"]["selector"]
+    code, status = await call(stepped, "POST", DEPLOY, body)
+    assert code == 422
+    assert status["details"]["causes"][0] == {
+        "reason": "FieldValueRequired",
+        "message": "Required value",
+        "field": "spec.selector",
+    }
+
+
+async def test_deployment_selector_is_immutable(stepped: SimKubeServer) -> None:
+    await create_ready(stepped, deployment("api", 1))
+    patch = {
+        "spec": {
+            "selector": {"matchLabels": {"app": "api", "v": "2"}},
+            "template": {"metadata": {"labels": {"app": "api", "v": "2"}}},
+        }
+    }
+    code, status = await call(stepped, "PATCH", f"{DEPLOY}/api", patch, MERGE)
+    assert (code, status["reason"]) == (422, "Invalid")
+    assert status["message"] == (
+        'Deployment.apps "api" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:'
+        'map[string]string{"app":"api", "v":"2"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: '
+        "field is immutable"
+    )
+    assert status["details"]["causes"][0]["field"] == "spec.selector"
+    d = stepped.store.get(DEPLOYMENTS, NS, "api")
+    assert d["spec"]["selector"] == {"matchLabels": {"app": "api"}} and d["metadata"]["generation"] == 1

@@ -170,3 +170,20 @@ async def test_get_in_chunks_lists_every_object_once(sim: Sim, tmp_path: Path) -
     # kubectl really paged: limit=2 and then the server's continue tokens
     pages = [line for line in err.splitlines() if "/configmaps?" in line and "limit=2" in line]
     assert len(pages) == 3 and sum("continue=" in line for line in pages) == 2
+
+
+async def test_invalid_name_and_selector_change_are_refused_like_a_real_server(
+    sim: Sim, tmp_path: Path
+) -> None:
+    k = sim.kubectl()
+    manifest = tmp_path / "bad.yaml"
+    manifest.write_text(MANIFEST.replace("name: api", "name: Bad_Api").replace("IMAGE", "1"))
+    code, _, err = await k.run("apply", "-f", str(manifest), check=False)
+    assert code != 0
+    assert 'The Deployment "Bad_Api" is invalid: metadata.name: Invalid value: "Bad_Api"' in err
+    labels = {"app": STABLE, "track": "other"}
+    selector = {"spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}}}}
+    code, _, err = await k.run(
+        "-n", NS, "patch", "deploy", STABLE, "--type=merge", "-p", json.dumps(selector), check=False
+    )
+    assert code != 0 and "spec.selector" in err and "field is immutable" in err

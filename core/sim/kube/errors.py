@@ -82,8 +82,24 @@ def invalid(kind: str, group: str, name: str, field: str, problem: str) -> ApiEr
             "name": name,
             "group": group,
             "kind": kind,
-            "causes": [{"reason": "FieldValueInvalid", "message": problem, "field": field}],
+            "causes": [{"reason": _cause_reason(problem), "message": problem, "field": field}],
         },
+    )
+
+
+_CAUSES = {
+    "Required value": "FieldValueRequired",
+    "Forbidden": "FieldValueForbidden",
+    "Unsupported value": "FieldValueNotSupported",
+    "Too long": "FieldValueTooLong",
+    "Duplicate value": "FieldValueDuplicate",
+}
+
+
+def _cause_reason(problem: str) -> str:
+    """field.ErrorType as a StatusCause reason: the problem text starts with the type's description."""
+    return next(
+        (reason for prefix, reason in _CAUSES.items() if problem.startswith(prefix)), "FieldValueInvalid"
     )
 
 

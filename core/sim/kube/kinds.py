@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from core.sim.kube.errors import invalid
@@ -55,6 +56,87 @@ def _default_pod_template(template: dict[str, Any]) -> None:
         container.setdefault("terminationMessagePath", "/dev/termination-log")
         container.setdefault("terminationMessagePolicy", "File")
         container.setdefault("resources", {})
+
+
+# k8s.io/apimachinery/pkg/util/validation: the name rules and their exact messages
+_DNS1123_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = _DNS1123_LABEL + r"(\." + _DNS1123_LABEL + ")*"
+_DNS1035_LABEL = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_NAME_RULES = {
+    "subdomain": (
+        _DNS1123_SUBDOMAIN,
+        253,
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
+        "must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation "
+        f"is '{_DNS1123_SUBDOMAIN}')",
+    ),
+    "label": (
+        _DNS1123_LABEL,
+        63,
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+        f"start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+        f"validation is '{_DNS1123_LABEL}')",
+    ),
+    "dns1035": (
+        _DNS1035_LABEL,
+        63,
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+        "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex "
+        f"used for validation is '{_DNS1035_LABEL}')",
+    ),
+}
+#: which rule each kind's name follows (ValidateNamespaceName, ValidateServiceName, ...); others: subdomain
+_NAME_RULE_BY_KIND = {"Namespace": "label", "Service": "dns1035"}
+
+
+def validate_name(res: Resource, name: str) -> None:
+    """422 for a name the kind's ValidateObjectMeta refuses, with the upstream message."""
+    regex, limit, text = _NAME_RULES[_NAME_RULE_BY_KIND.get(res.kind, "subdomain")]
+    if len(name) > limit:
+        raise invalid(
+            res.kind,
+            res.group,
+            name,
+            "metadata.name",
+            f'Invalid value: "{name}": must be no more than {limit} characters',
+        )
+    if not re.fullmatch(regex, name):
+        raise invalid(res.kind, res.group, name, "metadata.name", f'Invalid value: "{name}": {text}')
+
+
+def validate_update(res: Resource, current: dict[str, Any], new: dict[str, Any]) -> None:
+    """Update-only rules: apps/v1 forbids changing a Deployment's or ReplicaSet's spec.selector."""
+    if res.kind not in {"Deployment", "ReplicaSet"}:
+        return
+    old_sel, new_sel = (current.get("spec") or {}).get("selector"), (new.get("spec") or {}).get("selector")
+    if old_sel != new_sel:
+        raise invalid(
+            res.kind,
+            res.group,
+            new["metadata"]["name"],
+            "spec.selector",
+            f"Invalid value: {_go_selector(new_sel)}: field is immutable",
+        )
+
+
+def _go_selector(selector: Any) -> str:
+    """A LabelSelector as Go's %#v prints it in the real message."""
+    if not isinstance(selector, dict):
+        return "(*v1.LabelSelector)(nil)"
+    labels = ", ".join(f'"{k}":"{v}"' for k, v in sorted((selector.get("matchLabels") or {}).items()))
+    exprs = selector.get("matchExpressions")
+    rendered = (
+        "[]v1.LabelSelectorRequirement(nil)"
+        if not exprs
+        else "[]v1.LabelSelectorRequirement{"
+        + ", ".join(
+            f'v1.LabelSelectorRequirement{{Key:"{e.get("key")}", Operator:"{e.get("operator")}", '
+            f"Values:[]string{{{', '.join(repr(v).replace(chr(39), chr(34)) for v in e.get('values') or [])}}}}}"
+            for e in exprs
+        )
+        + "}"
+    )
+    return f"v1.LabelSelector{{MatchLabels:map[string]string{{{labels}}}, MatchExpressions:{rendered}}}"
 
 
 def validate(res: Resource, obj: dict[str, Any]) -> None:

@@ -117,6 +117,7 @@ class Store:
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         obj = _drop_nulls(obj)
         meta = obj["metadata"]
+        kinds.validate_name(res, name)
         kinds.apply_defaults(res, obj)
         kinds.validate(res, obj)
         meta["uid"] = str(uuid.uuid4())
@@ -175,6 +176,8 @@ class Store:
         new = _drop_nulls(new)
         kinds.apply_defaults(res, new)
         kinds.validate(res, new)
+        if subresource != "status":
+            kinds.validate_update(res, current, new)
         if "generation" in current["metadata"] and _changes_generation(res, current, new, subresource):
             new["metadata"]["generation"] = current["metadata"]["generation"] + 1
         if _same(current, new):
