@@ -411,3 +411,37 @@ async def test_deployment_selector_is_immutable(stepped: SimKubeServer) -> None:
     assert status["details"]["causes"][0]["field"] == "spec.selector"
     d = stepped.store.get(DEPLOYMENTS, NS, "api")
     assert d["spec"]["selector"] == {"matchLabels": {"app": "api"}} and d["metadata"]["generation"] == 1
+
+
+# --- 6. SelfSubjectReview (kubectl auth whoami) ---------------------------------------------
+
+
+async def test_self_subject_review_names_the_token_s_user_even_a_read_only_one() -> None:
+    # kubectl sends bearer tokens only over TLS, which the simulator does not serve: this is the
+    # request `kubectl auth whoami` makes (an empty protobuf review), sent over HTTP by hand
+    server = SimKubeServer(tokens={"admin": None, "reader": {"get", "list", "watch"}})
+    await server.start()
+    path = server.url + "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+    empty_review = (
+        b"k8s\x00\n2\n\x1aauthentication.k8s.io/v1\x12\x11SelfSubjectReview\x12\x06\n\x00\x12\x02\n\x00"
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            for token, user in (("reader", "sim-user-1"), ("admin", "sim-user-0")):
+                headers = {
+                    "Authorization": f"Bearer {token}",
+                    "Content-Type": "application/vnd.kubernetes.protobuf",
+                }
+                async with session.post(path, data=empty_review, headers=headers) as resp:
+                    assert resp.status == 201
+                    review = await resp.json()
+                assert review["kind"] == "SelfSubjectReview"
+                assert review["status"]["userInfo"] == {"username": user, "groups": ["system:authenticated"]}
+            async with session.post(
+                path, data=empty_review, headers={"Authorization": "Bearer nope"}
+            ) as resp:
+                assert resp.status == 401
+        code, _ = await call(server, "GET", "/apis/authentication.k8s.io/v1")
+        assert code == 401  # discovery needs credentials too
+    finally:
+        await server.stop()

@@ -187,3 +187,13 @@ async def test_invalid_name_and_selector_change_are_refused_like_a_real_server(
         "-n", NS, "patch", "deploy", STABLE, "--type=merge", "-p", json.dumps(selector), check=False
     )
     assert code != 0 and "spec.selector" in err and "field is immutable" in err
+
+
+async def test_auth_whoami_answers_who_the_credentials_belong_to(sim: Sim) -> None:
+    _, out, _ = await sim.kubectl().run("auth", "whoami")
+    rows = [line.split(None, 1) for line in out.splitlines()]
+    assert rows == [
+        ["ATTRIBUTE", "VALUE"],
+        ["Username", "system:admin"],
+        ["Groups", "[system:masters system:authenticated]"],
+    ]

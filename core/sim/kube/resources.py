@@ -61,6 +61,16 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", short_names=("ing",)),
     Resource("gateway.networking.k8s.io", "v1", "httproutes", "httproute", "HTTPRoute"),
     Resource("coordination.k8s.io", "v1", "leases", "lease", "Lease"),
+    # `kubectl auth whoami`: create-only, answered from the request's credentials, never stored
+    Resource(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "",
+        "SelfSubjectReview",
+        namespaced=False,
+        verbs=("create",),
+    ),
 )
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -21,7 +21,7 @@ from core.sim.kube.errors import ApiError, bad_request, forbidden
 from core.sim.kube.faults import FaultConfig
 from core.sim.kube.resources import Resource
 from core.sim.kube.selectors import field_matcher, label_matcher, selector_string
-from core.sim.kube.store import Obj, Store
+from core.sim.kube.store import Obj, Store, rfc3339
 
 _VERB_BY_METHOD = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 #: groups served natively; anything else (gateway.networking.k8s.io) is a custom resource
@@ -33,6 +33,10 @@ _BUILTIN_GROUPS = {
     "events.k8s.io",
     "authentication.k8s.io",
 }
+
+
+#: who a request is when the server asks for no credentials (a kubeadm admin.conf is in system:masters)
+ADMIN = "system:admin"
 
 
 def _json(body: Any, status: int = 200) -> web.Response:
@@ -214,14 +218,32 @@ class SimKubeServer:
         if sub is not None and sub not in res.subresources:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         verb = self._verb(request, name)
+        if res.kind == "SelfSubjectReview":
+            # every authenticated user may ask who they are (the system:basic-user ClusterRole)
+            return await self._self_subject_review(request, user, verb)
         self._authorize(user, verb, res, name, namespace)
         await self._inject_faults(request, verb)
         self.requests.append((request.method, request.path))
         return await self._serve(request, res, namespace if res.namespaced else None, name, sub, verb)
 
+    async def _self_subject_review(self, request: web.Request, user: str, verb: str) -> web.Response:
+        if verb != "create":
+            raise ApiError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+        await request.read()  # kubectl sends an empty review (as protobuf); the answer comes from the token
+        groups = ["system:masters", "system:authenticated"] if user == ADMIN else ["system:authenticated"]
+        review = {
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": rfc3339(self.clock.now())},
+            "status": {"userInfo": {"username": user, "groups": groups}},
+        }
+        return _json(review, 201)
+
     def _authenticate(self, request: web.Request) -> str:
         if not self.tokens:
-            return "system:admin"
+            return ADMIN
         header = request.headers.get("Authorization", "")
         token = header[7:] if header.startswith("Bearer ") else ""
         if token not in self.tokens:
