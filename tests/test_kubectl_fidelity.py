@@ -197,3 +197,34 @@ async def test_auth_whoami_answers_who_the_credentials_belong_to(sim: Sim) -> No
         ["Username", "system:admin"],
         ["Groups", "[system:masters system:authenticated]"],
     ]
+
+
+async def test_get_events_and_describe_show_the_rollout_s_scaling(sim: Sim) -> None:
+    k = sim.kubectl()
+    await k.run("-n", NS, "set", "image", f"deployment/{STABLE}", "app=shop:2.0")
+    await k.run("-n", NS, "rollout", "status", f"deployment/{STABLE}", "--timeout=20s")
+    new_rs = next(
+        rs["metadata"]["name"]
+        for rs in sim.replicasets()
+        if rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+        and rs["metadata"]["name"].startswith(f"{STABLE}-")
+        and not rs["metadata"]["name"].startswith(CANARY)
+    )
+    _, out, _ = await k.run("-n", NS, "get", "events", f"--field-selector=involvedObject.name={STABLE}")
+    lines = out.splitlines()
+    assert lines[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    scaling = [line.split(None, 4) for line in lines[1:] if "ScalingReplicaSet" in line]
+    assert scaling and all(r[3] == f"deployment/{STABLE}" for r in scaling)
+    assert f"Scaled up replica set {new_rs} from 0 to 3" in out  # 25 % surge of 10, rounded up
+    ups = [r[4] for r in scaling if r[4].startswith(f"Scaled up replica set {new_rs} ")]
+    assert ups[-1].endswith(" to 10")
+    _, described, _ = await k.run("-n", NS, "describe", "deployment", STABLE)
+    events = described.split("Events:", 1)[1]
+    assert "ScalingReplicaSet" in events and "deployment-controller" in events
+    assert f"Scaled up replica set {new_rs} from 0 to 3" in events
+    listed = await k.json(
+        "-n", NS, "get", "events.v1.events.k8s.io", f"--field-selector=regarding.name={STABLE}"
+    )
+    assert listed["items"] and all(e["apiVersion"] == "events.k8s.io/v1" for e in listed["items"])
+    assert {e["reportingController"] for e in listed["items"]} == {"deployment-controller"}
+    assert any(e["note"] == f"Scaled up replica set {new_rs} from 0 to 3" for e in listed["items"])

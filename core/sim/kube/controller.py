@@ -88,8 +88,8 @@ class DeploymentController:
     ) -> None:
         self.store = store
         self.clock = clock
-        self.pods = PodLifecycle(store, clock, pod_ready_delay_s, pod_shutdown_s, self._spawn)
         self.events = EventRecorder(store, clock)
+        self.pods = PodLifecycle(store, clock, pod_ready_delay_s, pod_shutdown_s, self._spawn, self.events)
         self._dirty = asyncio.Event()
         self._timers: set[asyncio.Task[None]] = set()
         self._progress_since: dict[str, float] = {}
@@ -497,6 +497,13 @@ class DeploymentController:
             doomed = ranked[: len(pods) - wanted]
             for pod in doomed:
                 self.pods.terminate(pod)
+                self.events.record(
+                    rs,
+                    "Normal",
+                    "SuccessfulDelete",
+                    f"Deleted pod: {pod['metadata']['name']}",
+                    "replicaset-controller",
+                )
             pods = [p for p in pods if p not in doomed]
         ready = sum(1 for p in pods if is_ready(p))
         status = {

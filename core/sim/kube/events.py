@@ -7,11 +7,13 @@ converts on the way out (pkg/apis/core/v1/conversion for Event <-> events/v1).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from core.clock import Clock
 from core.sim.kube.errors import ApiError
-from core.sim.kube.resources import BY_PATH
+from core.sim.kube.resources import BY_PATH, Resource
 from core.sim.kube.store import Obj, Store, rfc3339
 
 EVENTS = BY_PATH[("", "v1", "events")]
@@ -25,6 +27,7 @@ class EventRecorder:
         self.store = store
         self.clock = clock
         self._seen: dict[tuple[str, ...], str] = {}
+        self._last_nanos = 0
 
     def record(self, obj: Obj, kind: str, reason: str, message: str, component: str) -> None:
         meta = obj["metadata"]
@@ -39,7 +42,11 @@ class EventRecorder:
                 bumped["metadata"] = {**current["metadata"], "resourceVersion": None}
                 self.store.update(EVENTS, ns, existing, bumped)
                 return
-        name = f"{meta['name']}.{int(now.timestamp() * 1e9):x}"
+        # "%v.%x" of the object's name and UnixNano, as client-go's recorder names events; a later
+        # nanosecond when two land at the same instant (a VirtualClock does not move between them)
+        nanos = max(int(now.timestamp() * 1e9), self._last_nanos + 1)
+        self._last_nanos = nanos
+        name = f"{meta['name']}.{nanos:x}"
         event = {
             "metadata": {"name": name, "namespace": ns},
             "involvedObject": {
@@ -110,3 +117,32 @@ def from_events_v1(event: Obj) -> Obj:
         "count": event.get("deprecatedCount", 0),
     }
     return {k: v for k, v in out.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class View:
+    """How one served resource maps onto another's storage (events.k8s.io/v1 onto core/v1)."""
+
+    storage: Resource
+    kind: str
+    api_version: str
+    out: Callable[[Obj], Obj]
+    into: Callable[[Obj], Obj]
+
+
+_EVENTS_V1 = View(EVENTS, "Event", "events.k8s.io/v1", to_events_v1, from_events_v1)
+#: events.k8s.io/v1 field labels and the core/v1 ones they are stored under
+_V1_FIELDS = {"regarding.": "involvedObject.", "reportingController": "reportingComponent"}
+
+
+def view_for(res: Resource) -> View | None:
+    return _EVENTS_V1 if (res.group, res.plural) == ("events.k8s.io", "events") else None
+
+
+def field_selector(request: Any) -> str | None:
+    """The request's fieldSelector, with events.k8s.io/v1 names turned into the stored core/v1 ones."""
+    selector = request.query.get("fieldSelector")
+    if selector and "/apis/events.k8s.io/" in request.path:
+        for new, old in _V1_FIELDS.items():
+            selector = selector.replace(new, old)
+    return selector

@@ -56,6 +56,9 @@ def _default_pod_template(template: dict[str, Any]) -> None:
         container.setdefault("terminationMessagePath", "/dev/termination-log")
         container.setdefault("terminationMessagePolicy", "File")
         container.setdefault("resources", {})
+        for port in container.get("ports") or []:
+            if isinstance(port, dict):
+                port.setdefault("protocol", "TCP")
 
 
 # k8s.io/apimachinery/pkg/util/validation: the name rules and their exact messages

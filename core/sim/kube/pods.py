@@ -16,6 +16,7 @@ from typing import Any
 
 from core.clock import Clock
 from core.sim.kube.errors import ApiError
+from core.sim.kube.events import EventRecorder
 from core.sim.kube.resources import BY_PATH
 from core.sim.kube.store import Obj, Store, rfc3339
 
@@ -47,8 +48,10 @@ class PodLifecycle:
         ready_delay_s: float,
         shutdown_s: float | None,
         spawn: Callable[[Any], None],
+        events: EventRecorder | None = None,
     ) -> None:
         self.store = store
+        self.events = events
         self.clock = clock
         #: simulated seconds from a pod's creation until it is Ready
         self.ready_delay_s = ready_delay_s
@@ -89,6 +92,11 @@ class PodLifecycle:
             },
         }
         created = self.store.create(PODS, rs["metadata"]["namespace"], pod)
+        self._event(rs, "SuccessfulCreate", f"Created pod: {name}", "replicaset-controller")
+        ns = rs["metadata"]["namespace"]
+        self._event(
+            created, "Scheduled", f"Successfully assigned {ns}/{name} to sim-node-1", "default-scheduler"
+        )
         if not _images(pod) & self.unready_images:
             self._spawn(self._become_ready(rs["metadata"]["namespace"], name))
         return created
@@ -107,7 +115,13 @@ class PodLifecycle:
             "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": rfc3339()}],
             "startTime": rfc3339(),
         }
-        self.store.update(PODS, ns, name, {"metadata": {}, "status": status}, subresource="status")
+        updated = self.store.update(PODS, ns, name, {"metadata": {}, "status": status}, subresource="status")
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            self._event(updated, "Started", f"Started container {container.get('name')}", "kubelet")
+
+    def _event(self, obj: Obj, reason: str, message: str, component: str) -> None:
+        if self.events is not None:
+            self.events.record(obj, "Normal", reason, message, component)
 
     def terminate(self, pod: Obj, grace: float | None = None) -> Obj | None:
         """Graceful deletion: deletionTimestamp now, not Ready, removed once the process has exited."""
@@ -139,6 +153,8 @@ class PodLifecycle:
             status=status,
         )
         self._spawn(self._remove_later(ns, name, meta.get("uid") or current["metadata"]["uid"], seconds))
+        for container in (current.get("spec") or {}).get("containers") or []:
+            self._event(marked, "Killing", f"Stopping container {container.get('name')}", "kubelet")
         return marked
 
     async def _remove_later(self, ns: str | None, name: str, uid: str, seconds: float) -> None:

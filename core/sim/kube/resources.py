@@ -38,6 +38,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "services", "service", "Service", short_names=("svc",), categories=("all",)),
     Resource("", "v1", "configmaps", "configmap", "ConfigMap", short_names=("cm",)),
     Resource("", "v1", "events", "event", "Event", short_names=("ev",)),
+    # the same Events as events.k8s.io/v1 (regarding/note/reportingController), as the real server serves
+    Resource("events.k8s.io", "v1", "events", "event", "Event", short_names=("ev",)),
     Resource(
         "apps",
         "v1",

@@ -14,7 +14,7 @@ import yaml
 from aiohttp import web
 
 from core.clock import Clock, SystemClock
-from core.sim.kube import openapi, paging, resources, seed, tables
+from core.sim.kube import events, openapi, paging, resources, seed, tables
 from core.sim.kube import patch as patches
 from core.sim.kube.controller import DeploymentController
 from core.sim.kube.errors import ApiError, bad_request, forbidden
@@ -299,20 +299,27 @@ class SimKubeServer:
             raise bad_request("dryRun is only valid on writes")
         if request.query.get("dryRun") not in (None, "All"):
             raise bad_request(f'unsupported dry run option "{request.query.get("dryRun")}"')
+        # events.k8s.io/v1 Events are the core/v1 ones seen through a conversion (events.View)
+        view = events.view_for(res)
+        if view is not None:
+            res = view.storage
+        out = view.out if view is not None else _same
+        into = view.into if view is not None else _same
         if verb == "watch":
-            return await self._watch(request, res, ns, name)
+            return await self._watch(request, res, ns, name, out)
         if verb == "list":
             items, list_meta = self._list(request, res, ns)
             if tables.wants_table(request.headers.get("Accept", "")):
-                out = tables.table(res, items, list_meta["resourceVersion"])
-                out["metadata"] = list_meta
-                return _json(out)
+                table = tables.table(res, items, list_meta["resourceVersion"])
+                table["metadata"] = list_meta
+                return _json(table)
+            kind, api_version = (view.kind, view.api_version) if view else (res.kind, res.api_version)
             return _json(
                 {
-                    "kind": f"{res.kind}List",
-                    "apiVersion": res.api_version,
+                    "kind": f"{kind}List",
+                    "apiVersion": api_version,
                     "metadata": list_meta,
-                    "items": items,
+                    "items": [out(i) for i in items],
                 }
             )
         if verb == "get":
@@ -321,17 +328,17 @@ class SimKubeServer:
                 return _json(_scale_of(obj))
             if tables.wants_table(request.headers.get("Accept", "")):
                 return _json(tables.table(res, [obj], obj["metadata"]["resourceVersion"]))
-            return _json(obj)
+            return _json(out(obj))
         if verb == "create":
-            body = await self._body(request)
-            return _json(self.store.create(res, ns, body, dry_run=dry_run), 201)
+            body = into(await self._body(request))
+            return _json(out(self.store.create(res, ns, body, dry_run=dry_run)), 201)
         if verb == "delete":
             if res.plural == "pods" and not dry_run:
                 return _json(await self._delete_pod(request, ns, name))
-            return _json(self.store.delete(res, ns, name, dry_run=dry_run))
+            return _json(out(self.store.delete(res, ns, name, dry_run=dry_run)))
         if verb in {"update", "patch"}:
             body = await self._body(request)
-            return _json(await self._write(request, res, ns, name, sub, verb, body, dry_run))
+            return _json(out(await self._write(request, res, ns, name, sub, verb, body, dry_run, out, into)))
         raise ApiError(
             405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
         )
@@ -346,8 +353,10 @@ class SimKubeServer:
         verb: str,
         body: Any,
         dry_run: bool,
+        out: Callable[[Obj], Obj] = lambda o: o,
+        into: Callable[[Obj], Obj] = lambda o: o,
     ) -> Obj:
-        current = self.store.get(res, ns, name)
+        current = out(self.store.get(res, ns, name))
         base = _scale_of(current) if sub == "scale" else current
         if verb == "patch":
             ctype = request.content_type
@@ -373,7 +382,7 @@ class SimKubeServer:
             current["spec"]["replicas"] = replicas
             current["metadata"]["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")
             return _scale_of(self.store.update(res, ns, name, current, dry_run=dry_run))
-        return self.store.update(res, ns, name, new, subresource=sub, dry_run=dry_run)
+        return self.store.update(res, ns, name, into(new), subresource=sub, dry_run=dry_run)
 
     async def _delete_pod(self, request: web.Request, ns: str | None, name: str) -> Obj:
         """A graceful delete, as the pod strategy does it: deletionTimestamp now, gone after the grace period."""
@@ -401,7 +410,7 @@ class SimKubeServer:
 
     def _list(self, request: web.Request, res: Resource, ns: str | None) -> tuple[list[Obj], Obj]:
         """A list, chunked by `limit`/`continue`; every chunk is read at the first chunk's resourceVersion."""
-        matches = self._matcher(request)
+        matches = self._matcher(request, res.kind)
         try:
             limit = int(request.query.get("limit") or 0)
         except ValueError:
@@ -434,15 +443,20 @@ class SimKubeServer:
         return items, meta
 
     @staticmethod
-    def _matcher(request: web.Request) -> Callable[[Obj], bool]:
+    def _matcher(request: web.Request, kind: str) -> Callable[[Obj], bool]:
         labels = label_matcher(request.query.get("labelSelector"))
-        fields = field_matcher(request.query.get("fieldSelector"))
+        fields = field_matcher(events.field_selector(request), kind)
         return lambda o: labels(o) and fields(o)
 
     async def _watch(
-        self, request: web.Request, res: Resource, ns: str | None, name: str
+        self,
+        request: web.Request,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        out: Callable[[Obj], Obj] = lambda o: o,
     ) -> web.StreamResponse:
-        matches = self._matcher(request)
+        matches = self._matcher(request, res.kind)
         if name:
             base = matches
             matches = lambda o: base(o) and o["metadata"]["name"] == name  # noqa: E731
@@ -476,9 +490,9 @@ class SimKubeServer:
                         nxt.cancel()
                         break
                     change = nxt.result()
-                obj: Obj = change.obj
+                obj: Obj = out(change.obj)
                 if as_table:
-                    obj = tables.table(res, [obj], str(change.rv), with_columns=not sent_columns)
+                    obj = tables.table(res, [change.obj], str(change.rv), with_columns=not sent_columns)
                     sent_columns = True
                 await response.write(json.dumps({"type": change.type, "object": obj}).encode() + b"\n")
         except (ConnectionResetError, asyncio.CancelledError):
@@ -497,6 +511,10 @@ class _TooMany(ApiError):
         super().__init__(
             429, "TooManyRequests", "Too many requests, please try again later.", {"retryAfterSeconds": 1}
         )
+
+
+def _same(obj: Obj) -> Obj:
+    return obj
 
 
 def _scale_of(obj: Obj) -> Obj:

@@ -11,7 +11,10 @@ Obj = dict[str, Any]
 
 
 def _age(obj: Obj) -> str:
-    ts = obj.get("metadata", {}).get("creationTimestamp")
+    return _since(obj.get("metadata", {}).get("creationTimestamp"))
+
+
+def _since(ts: str | None) -> str:
     if not ts:
         return "<unknown>"
     seconds = int(
@@ -73,6 +76,19 @@ def _columns(res: Resource) -> list[tuple[str, str, int]]:
         ]
     if kind == "Lease":
         return [("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)]
+    if kind == "Event":  # pkg/printers/internalversion: eventColumnDefinitions
+        return [
+            ("Last Seen", "string", 0),
+            ("Type", "string", 0),
+            ("Reason", "string", 0),
+            ("Object", "string", 0),
+            ("Subobject", "string", 1),
+            ("Source", "string", 1),
+            ("Message", "string", 0),
+            ("First Seen", "string", 1),
+            ("Count", "string", 1),
+            ("Name", "string", 1),
+        ]
     return [("Name", "string", 0), ("Age", "string", 0)]
 
 
@@ -117,6 +133,20 @@ def _cells(res: Resource, obj: Obj) -> list[Any]:
         ]
     if res.kind == "Lease":
         return [name, spec.get("holderIdentity") or "<none>", _age(obj)]
+    if res.kind == "Event":
+        involved = obj.get("involvedObject") or {}
+        return [
+            _since(obj.get("lastTimestamp")),
+            obj.get("type", ""),
+            obj.get("reason", ""),
+            f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+            involved.get("fieldPath", ""),
+            (obj.get("source") or {}).get("component", ""),
+            obj.get("message", "").strip(),
+            _since(obj.get("firstTimestamp")),
+            str(obj.get("count", 1)),
+            name,
+        ]
     return [name, _age(obj)]
 
 
