@@ -445,3 +445,23 @@ async def test_self_subject_review_names_the_token_s_user_even_a_read_only_one()
         assert code == 401  # discovery needs credentials too
     finally:
         await server.stop()
+
+
+# --- 4. protobuf bodies (kubectl create) ----------------------------------------------------
+
+
+def test_protobuf_fields_the_simulator_does_not_know_are_refused_not_dropped() -> None:
+    from core.sim.kube.errors import ApiError
+    from core.sim.kube.protobuf import decode
+
+    def message(*fields: tuple[int, bytes]) -> bytes:
+        return b"".join(bytes([n << 3 | 2, len(v)]) + v for n, v in fields)
+
+    type_meta = message((1, b"v1"), (2, b"Namespace"))
+    meta = message((1, b"team-b"))
+    body = b"k8s\x00" + message((1, type_meta), (2, message((1, meta))))
+    assert decode(body) == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}}
+    unknown = b"k8s\x00" + message((1, type_meta), (2, message((1, meta), (9, b"surprise"))))
+    with pytest.raises(ApiError) as err:
+        decode(unknown)
+    assert err.value.code == 415 and "field 9 of Namespace" in err.value.message

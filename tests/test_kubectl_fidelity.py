@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from core.sim.kube.controller import DEPLOYMENTS as DEPLOYMENTS_RES
 from tests.kube_helpers import CANARY, INGRESS, NS, STABLE, Sim, eventually, sim
 
 __all__ = ["sim"]
@@ -228,3 +229,33 @@ async def test_get_events_and_describe_show_the_rollout_s_scaling(sim: Sim) -> N
     assert listed["items"] and all(e["apiVersion"] == "events.k8s.io/v1" for e in listed["items"])
     assert {e["reportingController"] for e in listed["items"]} == {"deployment-controller"}
     assert any(e["note"] == f"Scaled up replica set {new_rs} from 0 to 3" for e in listed["items"])
+
+
+async def test_create_namespace_and_deployment_with_kubectl_s_protobuf_bodies(sim: Sim) -> None:
+    k = sim.kubectl()
+    _, out, _ = await k.run("create", "namespace", "team-a")
+    assert out.strip() == "namespace/team-a created"
+    _, table, _ = await k.run("get", "namespace", "team-a")
+    assert table.splitlines()[1].split()[:2] == ["team-a", "Active"]
+    _, out, _ = await k.run(
+        "-n", "team-a", "create", "deployment", "hello", "--image=nginx:1.25", "--replicas=2", "--port=80"
+    )
+    assert out.strip() == "deployment.apps/hello created"
+    await k.run("-n", "team-a", "rollout", "status", "deployment/hello", "--timeout=20s")
+    d = await k.json("-n", "team-a", "get", "deployment", "hello")
+    assert d["spec"]["replicas"] == 2 and d["spec"]["selector"] == {"matchLabels": {"app": "hello"}}
+    (container,) = d["spec"]["template"]["spec"]["containers"]
+    assert (container["name"], container["image"]) == ("nginx", "nginx:1.25")
+    assert container["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
+    assert d["status"]["availableReplicas"] == 2
+    _, out, _ = await k.run("create", "deployment", "zero", "--image=nginx:1.25", "--replicas=0")
+    assert (
+        sim.server.store.get(DEPLOYMENTS_RES, "default", "zero")["spec"]["replicas"] == 0
+    )  # explicit 0 kept
+    code, _, err = await k.run("create", "namespace", "team-a", check=False)
+    assert code != 0 and 'namespaces "team-a" already exists' in err
+    code, _, err = await k.run("create", "deployment", "Bad_Name", "--image=x", check=False)
+    assert code != 0 and 'Deployment.apps "Bad_Name" is invalid: metadata.name' in err
+    _, out, _ = await k.run("create", "configmap", "settings", "--from-literal=mode=fast")
+    assert out.strip() == "configmap/settings created"
+    assert (await k.json("get", "configmap", "settings"))["data"] == {"mode": "fast"}

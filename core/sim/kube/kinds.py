@@ -29,6 +29,13 @@ def apply_defaults(res: Resource, obj: dict[str, Any]) -> None:
     elif res.kind == "ReplicaSet":
         obj.setdefault("spec", {}).setdefault("replicas", 1)
         _default_pod_template(obj["spec"].get("template") or {})
+    elif res.kind == "Namespace":
+        # the namespace registry's PrepareForCreate: a new namespace is Active with the kubernetes finalizer
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        obj["status"] = {
+            "phase": "Active",
+            **{k: v for k, v in (obj.get("status") or {}).items() if k != "phase"},
+        }
     elif res.kind == "Service":
         spec = obj.setdefault("spec", {})
         spec.setdefault("type", "ClusterIP")

@@ -14,7 +14,7 @@ import yaml
 from aiohttp import web
 
 from core.clock import Clock, SystemClock
-from core.sim.kube import events, openapi, paging, resources, seed, tables
+from core.sim.kube import events, openapi, paging, protobuf, resources, seed, tables
 from core.sim.kube import patch as patches
 from core.sim.kube.controller import DeploymentController
 from core.sim.kube.errors import ApiError, bad_request, forbidden
@@ -401,6 +401,8 @@ class SimKubeServer:
     @staticmethod
     async def _body(request: web.Request) -> Any:
         raw = await request.read()
+        if request.content_type == protobuf.MEDIA_TYPE:
+            return protobuf.decode(raw)  # kubectl create's typed clients send protobuf
         if request.content_type == patches.APPLY_PATCH:
             raise ApiError(415, "UnsupportedMediaType", "server-side apply is not supported by the simulator")
         try:

@@ -123,7 +123,8 @@ class Store:
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = rfc3339()
         meta.pop("resourceVersion", None)
-        if "spec" in obj and res.kind not in {"Lease"}:
+        # the kinds whose registry strategy keeps a generation (Pods only since 1.33, behind a gate)
+        if "spec" in obj and res.kind not in {"Lease", "Namespace", "Service", "Pod"}:
             meta["generation"] = 1
         if res.has_status:
             obj.setdefault("status", {})

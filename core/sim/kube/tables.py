@@ -76,6 +76,8 @@ def _columns(res: Resource) -> list[tuple[str, str, int]]:
         ]
     if kind == "Lease":
         return [("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)]
+    if kind == "Namespace":
+        return [("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)]
     if kind == "Event":  # pkg/printers/internalversion: eventColumnDefinitions
         return [
             ("Last Seen", "string", 0),
@@ -133,6 +135,8 @@ def _cells(res: Resource, obj: Obj) -> list[Any]:
         ]
     if res.kind == "Lease":
         return [name, spec.get("holderIdentity") or "<none>", _age(obj)]
+    if res.kind == "Namespace":
+        return [name, status.get("phase", ""), _age(obj)]
     if res.kind == "Event":
         involved = obj.get("involvedObject") or {}
         return [
