@@ -259,3 +259,41 @@ async def test_create_namespace_and_deployment_with_kubectl_s_protobuf_bodies(si
     _, out, _ = await k.run("create", "configmap", "settings", "--from-literal=mode=fast")
     assert out.strip() == "configmap/settings created"
     assert (await k.json("get", "configmap", "settings"))["data"] == {"mode": "fast"}
+
+
+INIT_MANIFEST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: prod}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      initContainers:
+      - {name: migrate, image: "api:1", command: [migrate], ports: [{containerPort: 9000}]}
+      containers:
+      - {name: api, image: "api:1"}
+"""
+
+
+async def test_rollout_undo_with_init_containers_reuses_the_old_replica_set(sim: Sim, tmp_path: Path) -> None:
+    k = sim.kubectl()
+    manifest = tmp_path / "init.yaml"
+    manifest.write_text(INIT_MANIFEST)
+    await k.run("apply", "-f", str(manifest))
+    await k.run("-n", NS, "rollout", "status", "deployment/api", "--timeout=20s")
+    first = {rs["metadata"]["name"] for rs in sim.replicasets() if rs["metadata"]["name"].startswith("api-")}
+    await k.run("-n", NS, "set", "image", "deployment/api", "migrate=api:2", "api=api:2")
+    await k.run("-n", NS, "rollout", "status", "deployment/api", "--timeout=20s")
+    await k.run("-n", NS, "rollout", "undo", "deployment/api")
+    await k.run("-n", NS, "rollout", "status", "deployment/api", "--timeout=20s")
+    owned = [rs for rs in sim.replicasets() if rs["metadata"]["name"].startswith("api-")]
+    assert len(owned) == 2  # the undo went back to revision 1's ReplicaSet instead of making a third
+    active = [rs for rs in owned if rs["spec"]["replicas"] == 2]
+    assert {rs["metadata"]["name"] for rs in active} == first
+    assert active[0]["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+    assert active[0]["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] == "1"
+    init = sim.deployment("api")["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["image"] == "api:1" and init["imagePullPolicy"] == "IfNotPresent"

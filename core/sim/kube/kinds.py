@@ -54,7 +54,9 @@ def _default_pod_template(template: dict[str, Any]) -> None:
     pod.setdefault("dnsPolicy", "ClusterFirst")
     pod.setdefault("schedulerName", "default-scheduler")
     pod.setdefault("securityContext", {})
-    for container in pod.get("containers") or []:
+    # SetDefaults_Container applies to init containers too: without it, a template that went through a
+    # typed client (rollout undo) gains `resources: {}` there and no longer equals its ReplicaSet
+    for container in (pod.get("containers") or []) + (pod.get("initContainers") or []):
         if not isinstance(container, dict):
             continue
         image = str(container.get("image", ""))
