@@ -465,3 +465,26 @@ def test_protobuf_fields_the_simulator_does_not_know_are_refused_not_dropped() -
     with pytest.raises(ApiError) as err:
         decode(unknown)
     assert err.value.code == 415 and "field 9 of Namespace" in err.value.message
+
+
+# --- the pod start delay reaches `sim serve` ------------------------------------------------------
+
+
+async def test_sim_serve_pod_start_delay_reaches_the_simulated_server(tmp_path: Any) -> None:
+    from core.session import demo_plan, open_session
+    from tui.cli import build_parser
+
+    args = build_parser().parse_args(["sim", "serve", "--pod-start-delay", "2.5", "--dir", str(tmp_path)])
+    assert args.pod_start_delay == 2.5
+    session = await open_session(
+        demo_plan("healthy"),
+        actor="t",
+        sim_backend="kube",
+        kubeconfig_dir=tmp_path,
+        pod_start_delay_s=args.pod_start_delay,
+    )
+    try:
+        server = next(c for c in session.world.closers if isinstance(c, SimKubeServer))
+        assert server.controller.pod_ready_delay_s == 2.5
+    finally:
+        await session.close()
