@@ -488,3 +488,22 @@ async def test_sim_serve_pod_start_delay_reaches_the_simulated_server(tmp_path: 
         assert server.controller.pod_ready_delay_s == 2.5
     finally:
         await session.close()
+
+
+# --- 10. the gap report stays true --------------------------------------------------------------
+
+
+async def test_documented_gaps_still_behave_as_documented(stepped: SimKubeServer) -> None:
+    """When one of these starts passing the other way, the gap is closed: update core.sim.kube.GAPS."""
+    from core.sim.kube import GAPS
+
+    assert stepped.url.startswith("http://") and any("no TLS" in g for g in GAPS)
+    await create_ready(stepped, deployment("api", 1))
+    code, body = await call(
+        stepped, "PATCH", f"{DEPLOY}/api?fieldManager=x", {"metadata": {}}, "application/apply-patch+yaml"
+    )
+    assert (code, body["reason"]) == (415, "UnsupportedMediaType") and any(
+        "Server-side apply" in g for g in GAPS
+    )
+    code, _ = await call(stepped, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {})
+    assert code == 404 and any("SelfSubjectAccessReview" in g for g in GAPS)

@@ -1,6 +1,47 @@
-"""A simulated Kubernetes API server that kubectl and the kubernetes client accept."""
+"""A simulated Kubernetes API server that kubectl and the kubernetes client accept.
+
+It aims to be at least as strict as a real kube-apiserver + kube-controller-manager on everything the
+adapter and kubectl touch; where they differ, the simulator is wrong. What it does like the real one,
+each pinned by tests/test_kube_sim_fidelity.py or tests/test_kubectl_fidelity.py: RollingUpdate within
+maxSurge/maxUnavailable and Recreate, pods that take time to start and terminate gracefully, generation
+bumps on spec and (Deployments) annotation changes, name and strategy validation (422 Invalid with
+causes), immutable selectors, watches that expire with an ERROR event, paginated lists, Events (core/v1
+and events.k8s.io/v1), SelfSubjectReview, protobuf bodies from `kubectl create`, rollout undo.
+
+GAPS lists what it still does differently; keep it current when one is closed or found.
+"""
 
 from core.sim.kube.faults import FaultConfig
 from core.sim.kube.server import SimKubeServer
 
-__all__ = ["FaultConfig", "SimKubeServer"]
+GAPS: tuple[str, ...] = (
+    "Plain HTTP only, no TLS: kubectl does not send bearer tokens to it, so token auth is only reachable "
+    "by clients that send them anyway (the Python client, hand-made requests).",
+    "RBAC is a set of verbs per token: no Roles/Bindings, no per-resource or per-namespace rules; "
+    "SelfSubjectAccessReview (`kubectl auth can-i`) is not served.",
+    "Server-side apply (application/apply-patch+yaml) answers 415; no managedFields.",
+    "Protobuf request bodies are decoded only for Namespace, ConfigMap, Deployment and SelfSubjectReview "
+    "(other kinds and unknown fields: 415); responses are always JSON.",
+    "Validation covers names, Deployment/ReplicaSet basics (replicas, selector, template labels, container "
+    "name/image, strategy bounds, immutable selector) and Lease durations; it reports the first error, where "
+    "the real server lists every one.",
+    "Defaulting covers containers and init containers' basic fields; probes, volumes, env valueFrom and "
+    "security contexts are not defaulted, so such a template can differ from its ReplicaSet after a round "
+    "trip through a typed client.",
+    "minReadySeconds is ignored (available == ready); pods never crash or fail readiness except images in "
+    "controller.unready_images.",
+    "A scale change in the middle of a rollout goes through the rolling-update logic, not upstream's "
+    "proportional scaling; a paused Deployment is not scaled at all.",
+    "No Endpoints/EndpointSlices and no ingress or gateway controller: traffic weights are read from the "
+    "objects (seed.canary_weight).",
+    "Watches send no BOOKMARK events and ignore sendInitialEvents/resourceVersionMatch; history keeps the "
+    "last 20,000 changes (older resourceVersions are 410, as after an etcd compaction).",
+    "Deleting a Namespace removes its objects at once (no Terminating phase); finalizers are not honoured; "
+    "only Pods are deleted gracefully.",
+    "Events aggregate exact repeats into count; no event series or rate limiting.",
+    "creationTimestamp and condition times are wall-clock; pod readiness, termination and Event times follow "
+    "the server's Clock.",
+    "Only the kinds in resources.RESOURCES are served.",
+)
+
+__all__ = ["GAPS", "FaultConfig", "SimKubeServer"]
