@@ -18,6 +18,8 @@ import pytest
 from core.clock import VirtualClock
 from core.sim.kube import SimKubeServer
 from core.sim.kube.controller import DEPLOYMENTS, REPLICASETS
+from core.sim.kube.events import EVENTS as EVENTS_RES
+from core.sim.kube.hpa import HPAS
 from core.sim.kube.pods import PODS, is_ready, is_terminating
 from core.sim.kube.store import Change
 from core.sim.kube.strategy import resolve_fenceposts
@@ -507,3 +509,53 @@ async def test_documented_gaps_still_behave_as_documented(stepped: SimKubeServer
     )
     code, _ = await call(stepped, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {})
     assert code == 404 and any("SelfSubjectAccessReview" in g for g in GAPS)
+
+
+# --- HorizontalPodAutoscalers: served, and fighting spec.replicas writes on their sync period -------
+
+HPA_PATH = f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers"
+
+
+def hpa(name: str, target: str, low: int, high: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": name},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": low,
+            "maxReplicas": high,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}},
+                }
+            ],
+        },
+    }
+
+
+async def test_an_hpa_undoes_a_replicas_write_on_its_next_sync(stepped: SimKubeServer) -> None:
+    await create_ready(stepped, deployment("api", 4))
+    code, created = await call(stepped, "POST", HPA_PATH, hpa("api", "api", 3, 6))
+    assert code == 201 and created["spec"]["minReplicas"] == 3
+    code, _ = await call(stepped, "PATCH", f"{DEPLOY}/api", {"spec": {"replicas": 9}}, MERGE)  # above max
+    assert code == 200
+    await quiet(stepped)
+    assert stepped.store.get(DEPLOYMENTS, NS, "api")["spec"]["replicas"] == 9  # stands until the sync
+    await advance(stepped, 15.0)
+    assert stepped.store.get(DEPLOYMENTS, NS, "api")["spec"]["replicas"] == 6
+    # with load (the metrics' part played by the test) it scales to what the metrics ask, within bounds
+    stepped.controller.hpa.wanted[(NS, "api")] = 5
+    await call(stepped, "PATCH", f"{DEPLOY}/api", {"spec": {"replicas": 3}}, MERGE)
+    await advance(stepped, 15.0)
+    assert stepped.store.get(DEPLOYMENTS, NS, "api")["spec"]["replicas"] == 5
+    status = stepped.store.get(HPAS, NS, "api")["status"]
+    assert (status["currentReplicas"], status["desiredReplicas"]) == (3, 5)
+    events = [e["message"] for e in stepped.store.scan(EVENTS_RES, NS) if e["reason"] == "SuccessfulRescale"]
+    assert events == [
+        "New size: 6; reason: Current number of replicas above Spec.MaxReplicas",
+        "New size: 5; reason: metric above target",
+    ]
+    code, body = await call(stepped, "POST", HPA_PATH, hpa("bad", "api", 5, 2))
+    assert (code, body["details"]["causes"][0]["field"]) == (422, "spec.maxReplicas")

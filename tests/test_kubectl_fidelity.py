@@ -297,3 +297,32 @@ async def test_rollout_undo_with_init_containers_reuses_the_old_replica_set(sim:
     assert active[0]["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] == "1"
     init = sim.deployment("api")["spec"]["template"]["spec"]["initContainers"][0]
     assert init["image"] == "api:1" and init["imagePullPolicy"] == "IfNotPresent"
+
+
+async def test_get_hpa_shows_the_autoscaler_on_a_deployment(sim: Sim, tmp_path: Path) -> None:
+    k = sim.kubectl()
+    manifest = tmp_path / "hpa.yaml"
+    manifest.write_text(
+        f"""\
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {{name: {STABLE}, namespace: {NS}}}
+spec:
+  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {STABLE}}}
+  minReplicas: 4
+  maxReplicas: 20
+"""
+    )
+    _, out, _ = await k.run("apply", "-f", str(manifest))
+    assert out.strip() == f"horizontalpodautoscaler.autoscaling/{STABLE} created"
+    _, table, _ = await k.run("-n", NS, "get", "hpa")
+    assert table.splitlines()[0].split() == [
+        "NAME",
+        "REFERENCE",
+        "TARGETS",
+        "MINPODS",
+        "MAXPODS",
+        "REPLICAS",
+        "AGE",
+    ]
+    assert table.splitlines()[1].split()[:5] == [STABLE, f"Deployment/{STABLE}", "<unknown>", "4", "20"]

@@ -12,6 +12,7 @@ from core.clock import Clock
 from core.sim.kube import strategy
 from core.sim.kube.errors import ApiError
 from core.sim.kube.events import EventRecorder
+from core.sim.kube.hpa import HPAS, HpaController
 from core.sim.kube.pods import PODS, PodLifecycle, is_ready, is_terminating
 from core.sim.kube.resources import BY_PATH
 from core.sim.kube.store import Change, Obj, Store, rfc3339
@@ -90,6 +91,8 @@ class DeploymentController:
         self.clock = clock
         self.events = EventRecorder(store, clock)
         self.pods = PodLifecycle(store, clock, pod_ready_delay_s, pod_shutdown_s, self._spawn, self.events)
+        self.hpa = HpaController(store, clock, self.events)
+        self._hpa_created = asyncio.Event()
         self._dirty = asyncio.Event()
         self._timers: set[asyncio.Task[None]] = set()
         self._progress_since: dict[str, float] = {}
@@ -110,17 +113,30 @@ class DeploymentController:
     def _on_change(self, change: Change) -> None:
         if change.res in _WATCHED:
             self._dirty.set()
+        elif change.res == ("autoscaling", "horizontalpodautoscalers") and change.type == "ADDED":
+            self._hpa_created.set()
 
     def kick(self) -> None:
         self._dirty.set()
 
     async def run(self) -> None:
+        self._spawn(self._hpa_loop())
         while True:
             await self._dirty.wait()
             self._dirty.clear()
             self.reconcile_all()
             # let watchers and readers see one consistent step before the next pass
             await asyncio.sleep(0)
+
+    async def _hpa_loop(self) -> None:
+        # the HPA controller works on a period, not on changes: a write it disagrees with stands until then.
+        # No timer while there is no HPA, so a VirtualClock with nothing else to do stays still.
+        while True:
+            if not self.store.scan(HPAS, None):
+                self._hpa_created.clear()
+                await self._hpa_created.wait()
+            await self.clock.sleep(self.hpa.sync_s)
+            self.hpa.sync_all()
 
     def stop(self) -> None:
         for task in self._timers:

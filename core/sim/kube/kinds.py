@@ -29,6 +29,8 @@ def apply_defaults(res: Resource, obj: dict[str, Any]) -> None:
     elif res.kind == "ReplicaSet":
         obj.setdefault("spec", {}).setdefault("replicas", 1)
         _default_pod_template(obj["spec"].get("template") or {})
+    elif res.kind == "HorizontalPodAutoscaler":
+        obj.setdefault("spec", {}).setdefault("minReplicas", 1)
     elif res.kind == "Namespace":
         # the namespace registry's PrepareForCreate: a new namespace is Active with the kubernetes finalizer
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
@@ -185,9 +187,29 @@ def validate(res: Resource, obj: dict[str, Any]) -> None:
                     raise invalid(
                         res.kind, group, name, f"spec.template.spec.containers[{n}].{field}", "Required value"
                     )
+    if res.kind == "HorizontalPodAutoscaler":
+        problem = _validate_hpa(obj.get("spec") or {})
+        if problem is not None:
+            raise invalid(res.kind, group, name, *problem)
     if res.kind == "Lease":
         duration = (obj.get("spec") or {}).get("leaseDurationSeconds")
         if duration is not None and (not isinstance(duration, int) or duration <= 0):
             raise invalid(
                 res.kind, group, name, "spec.leaseDurationSeconds", f"Invalid value: {duration}: must be > 0"
             )
+
+
+def _validate_hpa(spec: dict[str, Any]) -> tuple[str, str] | None:
+    """autoscaling validation (ValidateHorizontalPodAutoscalerSpec), the parts a test can trip."""
+    ref = spec.get("scaleTargetRef") or {}
+    for key in ("kind", "name"):
+        if not ref.get(key):
+            return f"spec.scaleTargetRef.{key}", "Required value"
+    high, low = spec.get("maxReplicas"), spec.get("minReplicas", 1)
+    if not isinstance(high, int) or high < 1:
+        return "spec.maxReplicas", f"Invalid value: {high}: must be greater than or equal to 1"
+    if not isinstance(low, int) or low < 1:
+        return "spec.minReplicas", f"Invalid value: {low}: must be greater than or equal to 1"
+    if low > high:
+        return "spec.maxReplicas", f"Invalid value: {high}: must be greater than or equal to `minReplicas`"
+    return None

@@ -61,6 +61,16 @@ RESOURCES: tuple[Resource, ...] = (
         categories=("all",),
     ),
     Resource("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", short_names=("ing",)),
+    Resource(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        "HorizontalPodAutoscaler",
+        short_names=("hpa",),
+        subresources=("status",),
+        categories=("all",),
+    ),
     Resource("gateway.networking.k8s.io", "v1", "httproutes", "httproute", "HTTPRoute"),
     Resource("coordination.k8s.io", "v1", "leases", "lease", "Lease"),
     # `kubectl auth whoami`: create-only, answered from the request's credentials, never stored

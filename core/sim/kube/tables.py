@@ -78,6 +78,16 @@ def _columns(res: Resource) -> list[tuple[str, str, int]]:
         return [("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)]
     if kind == "Namespace":
         return [("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)]
+    if kind == "HorizontalPodAutoscaler":
+        return [
+            ("Name", "string", 0),
+            ("Reference", "string", 0),
+            ("Targets", "string", 0),
+            ("MinPods", "string", 0),
+            ("MaxPods", "integer", 0),
+            ("Replicas", "integer", 0),
+            ("Age", "string", 0),
+        ]
     if kind == "Event":  # pkg/printers/internalversion: eventColumnDefinitions
         return [
             ("Last Seen", "string", 0),
@@ -137,6 +147,17 @@ def _cells(res: Resource, obj: Obj) -> list[Any]:
         return [name, spec.get("holderIdentity") or "<none>", _age(obj)]
     if res.kind == "Namespace":
         return [name, status.get("phase", ""), _age(obj)]
+    if res.kind == "HorizontalPodAutoscaler":
+        ref = spec.get("scaleTargetRef") or {}
+        return [
+            name,
+            f"{ref.get('kind', '')}/{ref.get('name', '')}",
+            "<unknown>",  # no metrics in the simulator
+            str(spec.get("minReplicas", 1)),
+            spec.get("maxReplicas", 0),
+            status.get("currentReplicas", 0),
+            _age(obj),
+        ]
     if res.kind == "Event":
         involved = obj.get("involvedObject") or {}
         return [
