@@ -559,3 +559,64 @@ async def test_an_hpa_undoes_a_replicas_write_on_its_next_sync(stepped: SimKubeS
     ]
     code, body = await call(stepped, "POST", HPA_PATH, hpa("bad", "api", 5, 2))
     assert (code, body["details"]["causes"][0]["field"]) == (422, "spec.maxReplicas")
+
+
+# --- scaling events: paused Deployments scale, a resize mid-rollout spreads proportionally ----------
+
+
+def scaling_events(server: SimKubeServer, name: str) -> list[str]:
+    events = sorted(
+        (e for e in server.store.scan(EVENTS_RES, NS) if e["involvedObject"]["name"] == name),
+        key=lambda e: e["metadata"]["name"],
+    )
+    return [e["message"] for e in events if e["reason"] == "ScalingReplicaSet"]
+
+
+async def test_a_paused_deployment_is_still_scaled(stepped: SimKubeServer) -> None:
+    await create_ready(stepped, deployment("api", 4))
+    await call(stepped, "PATCH", f"{DEPLOY}/api", {"spec": {"paused": True}}, MERGE)
+    patch = {
+        "spec": {"replicas": 6, "template": {"spec": {"containers": [{"name": "api", "image": "api:2"}]}}}
+    }
+    code, _ = await call(stepped, "PATCH", f"{DEPLOY}/api", patch, STRATEGIC)
+    assert code == 200
+    await quiet(stepped)
+    (rs,) = replicasets_of(stepped, "api")  # paused: no rollout, no new ReplicaSet...
+    assert rs["spec"]["replicas"] == 6  # ...but the size follows the Deployment (dc.sync)
+    assert scaling_events(stepped, "api")[-1] == f"Scaled up replica set {rs['metadata']['name']} from 4 to 6"
+
+
+async def test_resizing_mid_rollout_scales_every_replica_set_in_proportion(stepped: SimKubeServer) -> None:
+    await create_ready(stepped, deployment("api", 10))
+    stepped.controller.unready_images.add("api:broken")  # the rollout stalls where maxSurge/Unavailable allow
+    await call(
+        stepped,
+        "PATCH",
+        f"{DEPLOY}/api",
+        {"spec": {"template": {"spec": {"containers": [{"name": "api", "image": "api:broken"}]}}}},
+        STRATEGIC,
+    )
+    await quiet(stepped)
+    sizes = {
+        rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs["spec"]["replicas"]
+        for rs in replicasets_of(stepped, "api")
+    }
+    assert sizes == {"api:1": 8, "api:broken": 5}  # 10 - 2 unavailable, 10 + 3 surge in all
+    await call(stepped, "PATCH", f"{DEPLOY}/api", {"spec": {"replicas": 20}}, MERGE)
+    await quiet(stepped)
+    names = {
+        rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs["metadata"]["name"]
+        for rs in replicasets_of(stepped, "api")
+    }
+    # 20 + 5 surge = 25: 12 more, spread over 8 and 5 sized for 13 - round(8*25/13) = 15 (+7), then
+    # round(5*25/13) = 10 capped at the 5 left - as GetProportion and dc.scale do, largest first
+    assert scaling_events(stepped, "api")[-2:] == [
+        f"Scaled up replica set {names['api:1']} from 8 to 15",
+        f"Scaled up replica set {names['api:broken']} from 5 to 10",
+    ]
+    await advance(stepped, 6.0)  # the old pods start; the broken ones never do: nothing may go down
+    sizes = {
+        rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs["spec"]["replicas"]
+        for rs in replicasets_of(stepped, "api")
+    }
+    assert sizes == {"api:1": 15, "api:broken": 10}

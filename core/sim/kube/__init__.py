@@ -6,7 +6,8 @@ each pinned by tests/test_kube_sim_fidelity.py or tests/test_kubectl_fidelity.py
 maxSurge/maxUnavailable and Recreate, pods that take time to start and terminate gracefully, generation
 bumps on spec and (Deployments) annotation changes, name and strategy validation (422 Invalid with
 causes), immutable selectors, watches that expire with an ERROR event, paginated lists, Events (core/v1
-and events.k8s.io/v1), SelfSubjectReview, protobuf bodies from `kubectl create`, rollout undo.
+and events.k8s.io/v1), SelfSubjectReview, protobuf bodies from `kubectl create`, rollout undo,
+proportional scaling of a resized or paused Deployment, HorizontalPodAutoscalers that fight replica writes.
 
 GAPS lists what it still does differently; keep it current when one is closed or found.
 """
@@ -30,8 +31,8 @@ GAPS: tuple[str, ...] = (
     "trip through a typed client.",
     "minReadySeconds is ignored (available == ready); pods never crash or fail readiness except images in "
     "controller.unready_images.",
-    "A scale change in the middle of a rollout goes through the rolling-update logic, not upstream's "
-    "proportional scaling; a paused Deployment is not scaled at all.",
+    "HorizontalPodAutoscalers have no metrics: they hold their target inside min/max, and scale it to "
+    "HpaController.wanted when a test plays the metrics; autoscaling/v1 is not served.",
     "No Endpoints/EndpointSlices and no ingress or gateway controller: traffic weights are read from the "
     "objects (seed.canary_weight).",
     "Watches send no BOOKMARK events and ignore sendInitialEvents/resourceVersionMatch; history keeps the "

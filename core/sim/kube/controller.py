@@ -196,28 +196,35 @@ class DeploymentController:
         paused = bool(spec.get("paused"))
         recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
         by_owner = self._pods_by_owner(ns)
-        if not paused:
-            max_old_rev = max((revision_of(rs) for rs in old), default=0)
-            if new_rs is None:
-                old_total = sum(strategy.replicas(rs) for rs in old)
-                if recreate and (old_total or self._old_pods_exist(ns, old)):
-                    pass  # Recreate makes the new ReplicaSet only once every old pod is gone
-                else:
-                    new_rs = self._create_replicaset(
-                        d, max_old_rev + 1, strategy.new_rs_replicas(d, old_total, 0)
-                    )
-                    self._progress_since[uid] = self.clock.now().timestamp()
-                    self._schedule_deadline_check(spec.get("progressDeadlineSeconds", 600))
+        max_old_rev = max((revision_of(rs) for rs in old), default=0)
+        if new_rs is not None:
+            new_rs = self._adopt(d, new_rs, max_old_rev)
+        # syncDeployment: a paused Deployment, or one whose size changed, is only scaled (dc.sync)
+        scaling = paused or strategy.is_scaling_event(d, [rs for rs in owned if strategy.replicas(rs) > 0])
+        if new_rs is None and not scaling:
+            old_total = sum(strategy.replicas(rs) for rs in old)
+            if recreate and (old_total or self._old_pods_exist(ns, old)):
+                pass  # Recreate makes the new ReplicaSet only once every old pod is gone
             else:
-                new_rs = self._adopt(d, new_rs, max_old_rev)
+                new_rs = self._create_replicaset(
+                    d, max_old_rev + 1, strategy.new_rs_replicas(d, old_total, 0)
+                )
+                self._progress_since[uid] = self.clock.now().timestamp()
+                self._schedule_deadline_check(spec.get("progressDeadlineSeconds", 600))
         if new_rs is not None and revision_of(new_rs) != revision_of(d):
             d = self._set_deployment_revision(d, revision_of(new_rs))
-        if not paused:
+        if scaling:
+            by_name = {rs["metadata"]["name"]: rs for rs in owned}
+            if new_rs is not None:
+                by_name[new_rs["metadata"]["name"]] = new_rs
+            sizes = strategy.proportional_sizes(d, new_rs, old, (d.get("status") or {}).get("replicas", 0))
+            for rs_name, size in sizes.items():
+                self._scale(d, by_name[rs_name], size)
+        elif recreate:
+            self._rollout_recreate(d, new_rs, old, by_owner)
+        elif new_rs is not None:
             ready = {owner: sum(1 for p in pods if is_ready(p)) for owner, pods in by_owner.items()}
-            if recreate:
-                self._rollout_recreate(d, new_rs, old, by_owner)
-            elif new_rs is not None:
-                self._rollout_rolling(d, new_rs, old, ready)
+            self._rollout_rolling(d, new_rs, old, ready)
         owned = [rs for rs in self.store.scan(REPLICASETS, ns) if _owned_by(rs, uid)]
         new_uid = new_rs["metadata"]["uid"] if new_rs else None
         by_owner = self._pods_by_owner(ns)

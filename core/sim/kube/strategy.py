@@ -121,3 +121,77 @@ def validate_strategy(spec: Obj) -> tuple[str, str] | None:
             f"Invalid value: {shown}: may not be 0 when `maxSurge` is 0",
         )
     return None
+
+
+# --- scaling events: pkg/controller/deployment/sync.go (isScalingEvent, scale) ----------------------
+
+DESIRED = "deployment.kubernetes.io/desired-replicas"
+MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
+
+
+def _annotation_int(rs: Obj, key: str) -> int | None:
+    try:
+        return int(((rs.get("metadata") or {}).get("annotations") or {})[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def is_scaling_event(d: Obj, active: list[Obj]) -> bool:
+    """The Deployment's size changed since its active ReplicaSets were last sized for it."""
+    return any((want := _annotation_int(rs, DESIRED)) is not None and want != replicas(d) for rs in active)
+
+
+def _round(value: float) -> int:
+    return math.floor(value + 0.5)  # integer.RoundToInt32 rounds half away from zero (values are >= 0)
+
+
+def proportional_sizes(d: Obj, new_rs: Obj | None, old: list[Obj], status_replicas: int) -> dict[str, int]:
+    """dc.scale: the size each ReplicaSet gets when a Deployment is resized mid-rollout (or paused).
+
+    One active (or only a latest) ReplicaSet takes the whole size; a saturated new one leaves the old
+    ones at 0; otherwise (RollingUpdate) the surplus or deficit is spread in proportion to the sizes the
+    ReplicaSets had for the previous size (their max-replicas annotation), leftovers to the largest.
+    """
+    desired = replicas(d)
+    every = [rs for rs in [*old, new_rs] if rs is not None]
+    active = [rs for rs in every if replicas(rs) > 0]
+    name = lambda rs: rs["metadata"]["name"]  # noqa: E731
+    if len(active) <= 1:
+        # FindActiveOrLatest: the only active one, or (none active) the new one, else the newest old one
+        target = active[0] if active else (new_rs or (max(old, key=_created) if old else None))
+        return {name(target): desired} if target is not None else {}
+    if new_rs is not None and replicas(new_rs) == desired and _annotation_int(new_rs, DESIRED) == desired:
+        if ((new_rs.get("status") or {}).get("availableReplicas", 0)) == desired:  # IsSaturated
+            return {name(rs): 0 for rs in active if rs is not new_rs}
+    if _rolling(d) is None:
+        return {}
+    allowed = desired + max_surge(d) if desired > 0 else 0
+    to_add = allowed - sum(replicas(rs) for rs in active)
+    if to_add > 0:  # ReplicaSetsBySizeNewer: larger first, newer first among equals
+        active.sort(key=lambda rs: (replicas(rs), _created(rs)), reverse=True)
+    elif to_add < 0:  # ReplicaSetsBySizeOlder: larger first, older first among equals
+        active.sort(key=lambda rs: (-replicas(rs), _created(rs)))
+    added = 0
+    sizes: dict[str, int] = {}
+    for rs in active:
+        proportion = 0
+        size = replicas(rs)
+        if to_add != 0 and size != 0 and to_add != added:
+            if desired == 0:
+                fraction = -size
+            else:
+                before = _annotation_int(rs, MAX_REPLICAS) or status_replicas
+                fraction = _round(size * (desired + max_surge(d)) / before) - size if before else 0
+            left = to_add - added
+            proportion = min(fraction, left) if to_add > 0 else max(fraction, left)
+        sizes[name(rs)] = size + proportion
+        added += proportion
+    if to_add != 0:
+        largest = name(active[0])
+        sizes[largest] = max(0, sizes[largest] + to_add - added)
+    return sizes
+
+
+def _created(rs: Obj) -> tuple[str, str]:
+    meta = rs.get("metadata") or {}
+    return (meta.get("creationTimestamp", ""), meta.get("name", ""))
