@@ -620,3 +620,52 @@ async def test_resizing_mid_rollout_scales_every_replica_set_in_proportion(stepp
         for rs in replicasets_of(stepped, "api")
     }
     assert sizes == {"api:1": 15, "api:broken": 10}
+
+
+# --- minReadySeconds: Ready is not yet Available ---------------------------------------------------
+
+
+async def test_min_ready_seconds_keeps_ready_pods_unavailable_and_holds_the_rollout(
+    stepped: SimKubeServer,
+) -> None:
+    body = deployment("api", 4, maxSurge=1, maxUnavailable=0)
+    body["spec"]["minReadySeconds"] = 10
+    code, _ = await call(stepped, "POST", DEPLOY, body)
+    assert code == 201
+    await quiet(stepped)
+    await advance(stepped, 5.0)  # started: Ready...
+    st = stepped.store.get(DEPLOYMENTS, NS, "api")["status"]
+    assert (st.get("readyReplicas"), st.get("availableReplicas", 0)) == (4, 0)  # ...not yet Available
+    available = next(c for c in st["conditions"] if c["type"] == "Available")
+    assert available["status"] == "False"
+    await advance(stepped, 9.9)
+    assert stepped.store.get(DEPLOYMENTS, NS, "api")["status"].get("availableReplicas", 0) == 0
+    await advance(stepped, 0.2)
+    st = stepped.store.get(DEPLOYMENTS, NS, "api")["status"]
+    assert (st["readyReplicas"], st["availableReplicas"]) == (4, 4)
+    (rs,) = replicasets_of(stepped, "api")
+    assert rs["spec"]["minReadySeconds"] == 10 and rs["status"]["availableReplicas"] == 4
+    # a rolling update waits for availability, not readiness, before taking an old pod away
+    bounds = Bounds(stepped, "api")
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "api", "image": "api:2"}]}}}}
+    await call(stepped, "PATCH", f"{DEPLOY}/api", patch, STRATEGIC)
+    await quiet(stepped)
+    await advance(stepped, 6.0)  # the surge pod is Ready but not Available: all 4 old ones stay
+    old = [
+        rs
+        for rs in replicasets_of(stepped, "api")
+        if rs["spec"]["template"]["spec"]["containers"][0]["image"] == "api:1"
+    ]
+    assert old[0]["spec"]["replicas"] == 4
+    await advance(stepped, 10.0)
+    assert f"Scaled down replica set {old[0]['metadata']['name']} from 4 to 3" in scaling_events(
+        stepped, "api"
+    )
+    assert bounds.max_wanted <= 5
+
+
+async def test_progress_deadline_must_exceed_min_ready_seconds(stepped: SimKubeServer) -> None:
+    body = deployment("api", 1)
+    body["spec"].update(minReadySeconds=30, progressDeadlineSeconds=30)
+    code, status = await call(stepped, "POST", DEPLOY, body)
+    assert code == 422 and status["details"]["causes"][0]["field"] == "spec.progressDeadlineSeconds"

@@ -29,8 +29,8 @@ GAPS: tuple[str, ...] = (
     "Defaulting covers containers and init containers' basic fields; probes, volumes, env valueFrom and "
     "security contexts are not defaulted, so such a template can differ from its ReplicaSet after a round "
     "trip through a typed client.",
-    "minReadySeconds is ignored (available == ready); pods never crash or fail readiness except images in "
-    "controller.unready_images.",
+    "Pods never crash, restart or fail readiness probes; only images in controller.unready_images never get "
+    "Ready. minReadySeconds counts from the moment a pod got Ready on the server's Clock.",
     "HorizontalPodAutoscalers have no metrics: they hold their target inside min/max, and scale it to "
     "HpaController.wanted when a test plays the metrics; autoscaling/v1 is not served.",
     "No Endpoints/EndpointSlices and no ingress or gateway controller: traffic weights are read from the "

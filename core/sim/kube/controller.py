@@ -15,7 +15,8 @@ from core.sim.kube.events import EventRecorder
 from core.sim.kube.hpa import HPAS, HpaController
 from core.sim.kube.pods import PODS, PodLifecycle, is_ready, is_terminating
 from core.sim.kube.resources import BY_PATH
-from core.sim.kube.store import Change, Obj, Store, rfc3339
+from core.sim.kube.status import conditions, deployment_status
+from core.sim.kube.store import Change, Obj, Store
 
 DEPLOYMENTS = BY_PATH[("apps", "v1", "deployments")]
 REPLICASETS = BY_PATH[("apps", "v1", "replicasets")]
@@ -96,6 +97,7 @@ class DeploymentController:
         self._dirty = asyncio.Event()
         self._timers: set[asyncio.Task[None]] = set()
         self._progress_since: dict[str, float] = {}
+        self._wakes: set[float] = set()
         store.listeners.append(self._on_change)
 
     @property
@@ -223,15 +225,40 @@ class DeploymentController:
         elif recreate:
             self._rollout_recreate(d, new_rs, old, by_owner)
         elif new_rs is not None:
-            ready = {owner: sum(1 for p in pods if is_ready(p)) for owner, pods in by_owner.items()}
-            self._rollout_rolling(d, new_rs, old, ready)
+            self._rollout_rolling(d, new_rs, old, self._available(by_owner, spec.get("minReadySeconds", 0)))
         owned = [rs for rs in self.store.scan(REPLICASETS, ns) if _owned_by(rs, uid)]
         new_uid = new_rs["metadata"]["uid"] if new_rs else None
         by_owner = self._pods_by_owner(ns)
         count_by_rs = {owner: len(pods) for owner, pods in by_owner.items()}
         ready_by_rs = {owner: sum(1 for p in pods if is_ready(p)) for owner, pods in by_owner.items()}
+        available_by_rs = self._available(by_owner, spec.get("minReadySeconds", 0))
         self._cleanup_history(d, owned, new_uid, count_by_rs)
-        self._write_deployment_status(d, owned, new_uid, count_by_rs, ready_by_rs)
+        self._write_deployment_status(d, owned, new_uid, count_by_rs, ready_by_rs, available_by_rs)
+
+    def _available(self, by_owner: dict[str, list[Obj]], min_ready_s: float) -> dict[str, int]:
+        """Available pods per owner: Ready for minReadySeconds; wakes the loop when the next one will be."""
+        out: dict[str, int] = {}
+        for owner, pods in by_owner.items():
+            for pod in pods:
+                wait = self.pods.available_in(pod, min_ready_s)
+                if wait == 0:
+                    out[owner] = out.get(owner, 0) + 1
+                elif wait is not None:
+                    self._wake_in(wait)
+        return out
+
+    def _wake_in(self, seconds: float) -> None:
+        at = round(self.clock.now().timestamp() + seconds, 3)
+        if at in self._wakes:
+            return
+        self._wakes.add(at)
+
+        async def later() -> None:
+            await self.clock.sleep(seconds + 0.001)
+            self._wakes.discard(at)
+            self._dirty.set()
+
+        self._spawn(later())
 
     def _set_deployment_revision(self, d: Obj, revision: int) -> Obj:
         # upstream writes the revision annotation through UpdateStatus (pkg/controller/deployment/sync.go,
@@ -366,6 +393,8 @@ class DeploymentController:
             },
             "spec": {"replicas": replicas, "selector": selector, "template": template},
         }
+        if d["spec"].get("minReadySeconds"):
+            rs["spec"]["minReadySeconds"] = d["spec"]["minReadySeconds"]
         created = self.store.create(REPLICASETS, ns, rs)
         if replicas > 0:
             self.events.record(
@@ -399,9 +428,13 @@ class DeploymentController:
             annotations[REVISION] = str(old_rev)
             if history:
                 annotations[REVISION_HISTORY] = history
-        if current == annotations:
+        min_ready = d["spec"].get("minReadySeconds", 0)
+        if current == annotations and rs["spec"].get("minReadySeconds", 0) == min_ready:
             return rs
         rs["metadata"]["annotations"] = annotations
+        rs["spec"]["minReadySeconds"] = min_ready  # getNewReplicaSet keeps it in line with the Deployment
+        if not min_ready:
+            rs["spec"].pop("minReadySeconds")
         rs["metadata"]["resourceVersion"] = None
         return self.store.update(REPLICASETS, rs["metadata"]["namespace"], rs["metadata"]["name"], rs)
 
@@ -422,58 +455,24 @@ class DeploymentController:
             self._delete_quietly(REPLICASETS, rs)
 
     def _write_deployment_status(
-        self, d: Obj, owned: list[Obj], new_uid: str | None, counts: dict[str, int], ready: dict[str, int]
+        self,
+        d: Obj,
+        owned: list[Obj],
+        new_uid: str | None,
+        counts: dict[str, int],
+        ready: dict[str, int],
+        avail: dict[str, int],
     ) -> None:
-        # calculateStatus (pkg/controller/deployment/sync.go); Terminating pods count nowhere
-        spec, uid = d["spec"], d["metadata"]["uid"]
-        desired = strategy.replicas(d)
-        uids = [rs["metadata"]["uid"] for rs in owned]
-        total = sum(counts.get(u, 0) for u in uids)
-        available = sum(ready.get(u, 0) for u in uids)
-        updated = counts.get(new_uid or "", 0)
-        wanted_total = sum(strategy.replicas(rs) for rs in owned)
-        complete = updated == desired and total == desired and available == desired
-        old = d.get("status") or {}
-        status: dict[str, Any] = {
-            "observedGeneration": d["metadata"].get("generation", 1),
-            "replicas": total,
-            "updatedReplicas": updated,
-            "readyReplicas": available,
-            "availableReplicas": available,
-            "unavailableReplicas": max(0, wanted_total - available),
-        }
-        status = {k: v for k, v in status.items() if v or k == "observedGeneration"}
-        conditions: list[dict[str, Any]] = []
-        avail_ok = available >= desired - strategy.max_unavailable(d)
-        conditions.append(
-            self._condition(
-                old,
-                "Available",
-                "True" if avail_ok else "False",
-                "MinimumReplicasAvailable" if avail_ok else "MinimumReplicasUnavailable",
-                "Deployment has minimum availability."
-                if avail_ok
-                else "Deployment does not have minimum availability.",
-            )
-        )
-        rs_name = next(
-            (rs["metadata"]["name"] for rs in owned if rs["metadata"]["uid"] == new_uid),
-            d["metadata"]["name"],
-        )
+        uid = d["metadata"]["uid"]
+        status, complete = deployment_status(d, owned, new_uid, counts, ready, avail)
         since = self._progress_since.get(uid)
-        deadline = spec.get("progressDeadlineSeconds", 600)
-        if spec.get("paused"):
-            prog = ("Unknown", "DeploymentPaused", "Deployment is paused")
-        elif complete and new_uid is not None:
+        timed_out = since is not None and self.clock.now().timestamp() - since > d["spec"].get(
+            "progressDeadlineSeconds", 600
+        )
+        if complete:
             self._progress_since.pop(uid, None)
-            prog = ("True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.')
-        elif since is not None and self.clock.now().timestamp() - since > deadline:
-            prog = ("False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs_name}" has timed out progressing.')
-        else:
-            prog = ("True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
-        conditions.append(self._condition(old, "Progressing", *prog))
-        status["conditions"] = conditions
-        if status != old:
+        status["conditions"] = conditions(d, owned, new_uid, status, complete, timed_out)
+        if status != (d.get("status") or {}):
             self.store.update(
                 DEPLOYMENTS,
                 d["metadata"]["namespace"],
@@ -481,21 +480,6 @@ class DeploymentController:
                 {"metadata": {"name": d["metadata"]["name"]}, "status": status},
                 subresource="status",
             )
-
-    @staticmethod
-    def _condition(old: Obj, kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
-        for c in old.get("conditions") or []:
-            if c.get("type") == kind and c.get("status") == status and c.get("reason") == reason:
-                return {**c, "message": message}
-        now = rfc3339()
-        return {
-            "type": kind,
-            "status": status,
-            "lastUpdateTime": now,
-            "lastTransitionTime": now,
-            "reason": reason,
-            "message": message,
-        }
 
     def _schedule_deadline_check(self, seconds: float) -> None:
         async def later() -> None:
@@ -529,11 +513,12 @@ class DeploymentController:
                 )
             pods = [p for p in pods if p not in doomed]
         ready = sum(1 for p in pods if is_ready(p))
+        available = self._available({"rs": pods}, rs["spec"].get("minReadySeconds", 0)).get("rs", 0)
         status = {
             "replicas": len(pods),
             "fullyLabeledReplicas": len(pods),
             "readyReplicas": ready,
-            "availableReplicas": ready,
+            "availableReplicas": available,
             "observedGeneration": rs["metadata"].get("generation", 1),
         }
         status = {k: v for k, v in status.items() if v or k in {"replicas", "observedGeneration"}}

@@ -174,6 +174,24 @@ def validate(res: Resource, obj: dict[str, Any]) -> None:
                 "spec.template.metadata.labels",
                 f"Invalid value: {labels}: `selector` does not match template `labels`",
             )
+        min_ready = spec.get("minReadySeconds", 0)
+        if not isinstance(min_ready, int) or min_ready < 0:
+            raise invalid(
+                res.kind,
+                group,
+                name,
+                "spec.minReadySeconds",
+                f"Invalid value: {min_ready}: must be greater than or equal to 0",
+            )
+        deadline = spec.get("progressDeadlineSeconds")
+        if res.kind == "Deployment" and isinstance(deadline, int) and deadline <= min_ready:
+            raise invalid(
+                res.kind,
+                group,
+                name,
+                "spec.progressDeadlineSeconds",
+                f"Invalid value: {deadline}: must be greater than minReadySeconds",
+            )
         if res.kind == "Deployment":
             problem = validate_strategy(spec)
             if problem is not None:

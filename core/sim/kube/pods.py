@@ -60,6 +60,8 @@ class PodLifecycle:
         #: images whose pods never become ready (to provoke progress-deadline failures)
         self.unready_images: set[str] = set()
         self._spawn = spawn
+        #: when (on the Clock) each pod became Ready, by uid: minReadySeconds counts from there
+        self.ready_at: dict[str, float] = {}
 
     def shutdown_for(self, pod: Obj, grace: float | None = None) -> float:
         limit = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30) if grace is None else grace
@@ -116,6 +118,7 @@ class PodLifecycle:
             "startTime": rfc3339(),
         }
         updated = self.store.update(PODS, ns, name, {"metadata": {}, "status": status}, subresource="status")
+        self.ready_at.setdefault(updated["metadata"]["uid"], self.clock.now().timestamp())
         for container in (pod.get("spec") or {}).get("containers") or []:
             self._event(updated, "Started", f"Started container {container.get('name')}", "kubelet")
 
@@ -165,9 +168,19 @@ class PodLifecycle:
 
     def _remove(self, ns: str | None, name: str) -> None:
         try:
-            self.store.delete(PODS, ns, name)
+            gone = self.store.delete(PODS, ns, name)
         except ApiError:
-            pass
+            return
+        self.ready_at.pop(gone["metadata"].get("uid", ""), None)
+
+    def available_in(self, pod: Obj, min_ready_s: float) -> float | None:
+        """0 when the pod is available (Ready for minReadySeconds), the seconds still to go, or None."""
+        if not is_ready(pod):
+            return None
+        if min_ready_s <= 0:
+            return 0.0
+        since = self.ready_at.get(pod["metadata"].get("uid", ""), float("-inf"))
+        return max(0.0, since + min_ready_s - self.clock.now().timestamp())
 
     def settle(self) -> None:
         """Seeding: every pod that can be ready is ready now, and terminating pods are gone."""
@@ -177,6 +190,7 @@ class PodLifecycle:
                 self._remove(ns, name)
             elif not is_ready(pod) and not _images(pod) & self.unready_images:
                 self.mark_ready(ns, name)
+                self.ready_at[pod["metadata"]["uid"]] = float("-inf")  # seeded: long since available
 
 
 __all__ = ["PODS", "PodLifecycle", "is_ready", "is_terminating"]
