@@ -669,3 +669,33 @@ async def test_progress_deadline_must_exceed_min_ready_seconds(stepped: SimKubeS
     body["spec"].update(minReadySeconds=30, progressDeadlineSeconds=30)
     code, status = await call(stepped, "POST", DEPLOY, body)
     assert code == 422 and status["details"]["causes"][0]["field"] == "spec.progressDeadlineSeconds"
+
+
+async def test_every_validation_error_is_reported_at_once(stepped: SimKubeServer) -> None:
+    body = deployment("Bad_Name")
+    del body["spec"]["selector"]
+    body["spec"]["template"]["spec"]["containers"][0]["image"] = ""
+    body["spec"]["minReadySeconds"] = -1
+    code, status = await call(stepped, "POST", DEPLOY, body)
+    assert code == 422
+    fields = [c["field"] for c in status["details"]["causes"]]
+    assert fields == [
+        "metadata.name",
+        "spec.selector",
+        "spec.template.spec.containers[0].image",
+        "spec.minReadySeconds",
+    ]
+    assert status["message"].startswith(
+        'Deployment.apps "Bad_Name" is invalid: [metadata.name: Invalid value: '
+    )
+    assert (
+        "spec.selector: Required value, spec.template.spec.containers[0].image: Required value"
+        in status["message"]
+    )
+    code, status = await call(stepped, "PATCH", f"{DEPLOY}/nothing/scale", {"spec": {"replicas": -1}}, MERGE)
+    assert code == 404
+    await create_ready(stepped, deployment("api", 1))
+    code, status = await call(stepped, "PATCH", f"{DEPLOY}/api/scale", {"spec": {"replicas": -1}}, MERGE)
+    assert status["message"] == (
+        'Scale.autoscaling "api" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0'
+    )

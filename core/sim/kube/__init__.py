@@ -24,8 +24,8 @@ GAPS: tuple[str, ...] = (
     "Protobuf request bodies are decoded only for Namespace, ConfigMap, Deployment and SelfSubjectReview "
     "(other kinds and unknown fields: 415); responses are always JSON.",
     "Validation covers names, Deployment/ReplicaSet basics (replicas, selector, template labels, container "
-    "name/image, strategy bounds, immutable selector) and Lease durations; it reports the first error, where "
-    "the real server lists every one.",
+    "name/image, strategy bounds, minReadySeconds, immutable selector), HPA bounds and Lease durations, "
+    "not the whole pod spec (ports, probes, volumes, resources are taken as sent).",
     "Defaulting covers containers and init containers' basic fields; probes, volumes, env valueFrom and "
     "security contexts are not defaulted, so such a template can differ from its ReplicaSet after a round "
     "trip through a typed client.",

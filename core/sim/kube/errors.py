@@ -72,17 +72,26 @@ def conflict(plural: str, group: str, name: str) -> ApiError:
 
 
 def invalid(kind: str, group: str, name: str, field: str, problem: str) -> ApiError:
+    return invalid_all(kind, group, name, [(field, problem)])
+
+
+def invalid_all(kind: str, group: str, name: str, errors: list[tuple[str, str]]) -> ApiError:
+    """NewInvalid: every field error in one Status, listed in brackets when there are several."""
+    listed = [f"{field}: {problem}" for field, problem in errors]
+    what = listed[0] if len(listed) == 1 else f"[{', '.join(listed)}]"
+    subject = f"{kind}.{group}" if group else kind
     return ApiError(
         422,
         "Invalid",
-        f'{kind}.{group} "{name}" is invalid: {field}: {problem}'
-        if group
-        else f'{kind} "{name}" is invalid: {field}: {problem}',
+        f'{subject} "{name}" is invalid: {what}',
         {
             "name": name,
             "group": group,
             "kind": kind,
-            "causes": [{"reason": _cause_reason(problem), "message": problem, "field": field}],
+            "causes": [
+                {"reason": _cause_reason(problem), "message": problem, "field": field}
+                for field, problem in errors
+            ],
         },
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from core.sim.kube.errors import invalid
+from core.sim.kube.errors import invalid_all
 from core.sim.kube.resources import Resource
 from core.sim.kube.selectors import label_matcher, selector_string
 from core.sim.kube.strategy import validate_strategy
@@ -103,41 +103,36 @@ _NAME_RULES = {
 _NAME_RULE_BY_KIND = {"Namespace": "label", "Service": "dns1035"}
 
 
-def validate_name(res: Resource, name: str) -> None:
-    """422 for a name the kind's ValidateObjectMeta refuses, with the upstream message."""
+def name_problems(res: Resource, name: str) -> list[tuple[str, str]]:
+    """What the kind's ValidateObjectMeta says about a name, with the upstream messages."""
     regex, limit, text = _NAME_RULES[_NAME_RULE_BY_KIND.get(res.kind, "subdomain")]
+    out = []
     if len(name) > limit:
-        raise invalid(
-            res.kind,
-            res.group,
-            name,
-            "metadata.name",
-            f'Invalid value: "{name}": must be no more than {limit} characters',
-        )
+        out.append(("metadata.name", f'Invalid value: "{name}": must be no more than {limit} characters'))
     if not re.fullmatch(regex, name):
-        raise invalid(res.kind, res.group, name, "metadata.name", f'Invalid value: "{name}": {text}')
+        out.append(("metadata.name", f'Invalid value: "{name}": {text}'))
+    return out
 
 
-def validate_update(res: Resource, current: dict[str, Any], new: dict[str, Any]) -> None:
+def update_problems(res: Resource, current: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str]]:
     """Update-only rules: apps/v1 forbids changing a Deployment's or ReplicaSet's spec.selector."""
     if res.kind not in {"Deployment", "ReplicaSet"}:
-        return
+        return []
     old_sel, new_sel = (current.get("spec") or {}).get("selector"), (new.get("spec") or {}).get("selector")
     if old_sel != new_sel:
-        raise invalid(
-            res.kind,
-            res.group,
-            new["metadata"]["name"],
-            "spec.selector",
-            f"Invalid value: {_go_selector(new_sel)}: field is immutable",
-        )
+        return [("spec.selector", f"Invalid value: {_go_selector(new_sel)}: field is immutable")]
+    return []
+
+
+def _go_map(labels: dict[str, Any]) -> str:
+    return "map[string]string{" + ", ".join(f'"{k}":"{v}"' for k, v in sorted(labels.items())) + "}"
 
 
 def _go_selector(selector: Any) -> str:
     """A LabelSelector as Go's %#v prints it in the real message."""
     if not isinstance(selector, dict):
         return "(*v1.LabelSelector)(nil)"
-    labels = ", ".join(f'"{k}":"{v}"' for k, v in sorted((selector.get("matchLabels") or {}).items()))
+    labels = _go_map(selector.get("matchLabels") or {})[len("map[string]string{") : -1]
     exprs = selector.get("matchExpressions")
     rendered = (
         "[]v1.LabelSelectorRequirement(nil)"
@@ -153,68 +148,77 @@ def _go_selector(selector: Any) -> str:
     return f"v1.LabelSelector{{MatchLabels:map[string]string{{{labels}}}, MatchExpressions:{rendered}}}"
 
 
-def validate(res: Resource, obj: dict[str, Any]) -> None:
+def validate(
+    res: Resource, obj: dict[str, Any], *, creating: bool = False, current: dict[str, Any] | None = None
+) -> None:
+    """422 Invalid listing every problem (the name's on create, immutable fields on update), as the
+    registry's Validate/ValidateUpdate return a field.ErrorList and the server reports all of it."""
     name = obj.get("metadata", {}).get("name", "")
-    group = res.group
+    errors = name_problems(res, name) if creating else []
+    errors += _spec_problems(res, obj)
+    if current is not None:
+        errors += update_problems(res, current, obj)
+    if errors:
+        raise invalid_all(res.kind, res.group, name, errors)
+
+
+def _spec_problems(res: Resource, obj: dict[str, Any]) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    spec = obj.get("spec") or {}
     if res.kind in {"Deployment", "ReplicaSet"}:
-        spec = obj.get("spec") or {}
         replicas = spec.get("replicas", 1)
         if not isinstance(replicas, int) or replicas < 0:
-            raise invalid(res.kind, group, name, "spec.replicas", f"Invalid value: {replicas}: must be >= 0")
+            errors.append(("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0"))
         selector = spec.get("selector")
-        if not selector:
-            raise invalid(res.kind, group, name, "spec.selector", "Required value")
         template = spec.get("template") or {}
         labels = (template.get("metadata") or {}).get("labels") or {}
-        if not label_matcher(selector_string(selector))({"metadata": {"labels": labels}}):
-            raise invalid(
-                res.kind,
-                group,
-                name,
-                "spec.template.metadata.labels",
-                f"Invalid value: {labels}: `selector` does not match template `labels`",
+        if not selector:
+            errors.append(("spec.selector", "Required value"))
+        elif not label_matcher(selector_string(selector))({"metadata": {"labels": labels}}):
+            errors.append(
+                (
+                    "spec.template.metadata.labels",
+                    f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`",
+                )
             )
-        min_ready = spec.get("minReadySeconds", 0)
-        if not isinstance(min_ready, int) or min_ready < 0:
-            raise invalid(
-                res.kind,
-                group,
-                name,
-                "spec.minReadySeconds",
-                f"Invalid value: {min_ready}: must be greater than or equal to 0",
-            )
-        deadline = spec.get("progressDeadlineSeconds")
-        if res.kind == "Deployment" and isinstance(deadline, int) and deadline <= min_ready:
-            raise invalid(
-                res.kind,
-                group,
-                name,
-                "spec.progressDeadlineSeconds",
-                f"Invalid value: {deadline}: must be greater than minReadySeconds",
-            )
-        if res.kind == "Deployment":
-            problem = validate_strategy(spec)
-            if problem is not None:
-                raise invalid(res.kind, group, name, *problem)
         containers = (template.get("spec") or {}).get("containers") or []
         if not containers:
-            raise invalid(res.kind, group, name, "spec.template.spec.containers", "Required value")
+            errors.append(("spec.template.spec.containers", "Required value"))
         for n, container in enumerate(containers):
             for field in ("name", "image"):
                 if not isinstance(container, dict) or not container.get(field):
-                    raise invalid(
-                        res.kind, group, name, f"spec.template.spec.containers[{n}].{field}", "Required value"
-                    )
-    if res.kind == "HorizontalPodAutoscaler":
-        problem = _validate_hpa(obj.get("spec") or {})
-        if problem is not None:
-            raise invalid(res.kind, group, name, *problem)
-    if res.kind == "Lease":
-        duration = (obj.get("spec") or {}).get("leaseDurationSeconds")
-        if duration is not None and (not isinstance(duration, int) or duration <= 0):
-            raise invalid(
-                res.kind, group, name, "spec.leaseDurationSeconds", f"Invalid value: {duration}: must be > 0"
+                    errors.append((f"spec.template.spec.containers[{n}].{field}", "Required value"))
+        if res.kind == "Deployment":
+            problem = validate_strategy(spec)
+            if problem is not None:
+                errors.append(problem)
+        min_ready = spec.get("minReadySeconds", 0)
+        if not isinstance(min_ready, int) or min_ready < 0:
+            errors.append(
+                ("spec.minReadySeconds", f"Invalid value: {min_ready}: must be greater than or equal to 0")
             )
+        deadline = spec.get("progressDeadlineSeconds")
+        if (
+            res.kind == "Deployment"
+            and isinstance(deadline, int)
+            and isinstance(min_ready, int)
+            and deadline <= min_ready
+        ):
+            errors.append(
+                (
+                    "spec.progressDeadlineSeconds",
+                    f"Invalid value: {deadline}: must be greater than minReadySeconds",
+                )
+            )
+    if res.kind == "HorizontalPodAutoscaler":
+        problem = _validate_hpa(spec)
+        if problem is not None:
+            errors.append(problem)
+    if res.kind == "Lease":
+        duration = spec.get("leaseDurationSeconds")
+        if duration is not None and (not isinstance(duration, int) or duration <= 0):
+            errors.append(("spec.leaseDurationSeconds", f"Invalid value: {duration}: must be greater than 0"))
+    return errors
 
 
 def _validate_hpa(spec: dict[str, Any]) -> tuple[str, str] | None:

@@ -17,7 +17,7 @@ from core.clock import Clock, SystemClock
 from core.sim.kube import events, openapi, paging, protobuf, resources, seed, tables
 from core.sim.kube import patch as patches
 from core.sim.kube.controller import DeploymentController
-from core.sim.kube.errors import ApiError, bad_request, forbidden
+from core.sim.kube.errors import ApiError, bad_request, forbidden, invalid_all
 from core.sim.kube.faults import FaultConfig
 from core.sim.kube.resources import Resource
 from core.sim.kube.selectors import field_matcher, label_matcher, selector_string
@@ -376,8 +376,11 @@ class SimKubeServer:
         if sub == "scale":
             replicas = (new.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
-                raise ApiError(
-                    422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: must be >= 0'
+                raise invalid_all(
+                    "Scale",
+                    "autoscaling",
+                    name,
+                    [("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")],
                 )
             current["spec"]["replicas"] = replicas
             current["metadata"]["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")

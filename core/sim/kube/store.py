@@ -117,9 +117,8 @@ class Store:
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         obj = _drop_nulls(obj)
         meta = obj["metadata"]
-        kinds.validate_name(res, name)
         kinds.apply_defaults(res, obj)
-        kinds.validate(res, obj)
+        kinds.validate(res, obj, creating=True)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = rfc3339()
         meta.pop("resourceVersion", None)
@@ -176,9 +175,7 @@ class Store:
                 new["status"] = copy.deepcopy(current.get("status", {}))
         new = _drop_nulls(new)
         kinds.apply_defaults(res, new)
-        kinds.validate(res, new)
-        if subresource != "status":
-            kinds.validate_update(res, current, new)
+        kinds.validate(res, new, current=current if subresource != "status" else None)
         if "generation" in current["metadata"] and _changes_generation(res, current, new, subresource):
             new["metadata"]["generation"] = current["metadata"]["generation"] + 1
         if _same(current, new):
