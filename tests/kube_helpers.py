@@ -120,10 +120,12 @@ async def start_sim(
     token: str | None = None,
     pod_ready_delay_s: float = 0.01,
     clock: Clock | None = None,
+    tls: bool = False,
 ) -> Sim:
-    # 0.01 s of wall time keeps these tests fast; pass a VirtualClock and seconds for realistic pods
+    # 0.01 s of wall time keeps these tests fast; pass a VirtualClock and seconds for realistic pods.
+    # tls=True serves HTTPS (kubectl sends tokens only over TLS; in-cluster clients dial https)
     server = SimKubeServer(
-        pod_ready_delay_s=pod_ready_delay_s, faults=FaultConfig(seed=7), tokens=tokens, clock=clock
+        pod_ready_delay_s=pod_ready_delay_s, faults=FaultConfig(seed=7), tokens=tokens, clock=clock, tls=tls
     )
     await server.start()
     server.seed_service(

@@ -419,8 +419,8 @@ async def test_deployment_selector_is_immutable(stepped: SimKubeServer) -> None:
 
 
 async def test_self_subject_review_names_the_token_s_user_even_a_read_only_one() -> None:
-    # kubectl sends bearer tokens only over TLS, which the simulator does not serve: this is the
-    # request `kubectl auth whoami` makes (an empty protobuf review), sent over HTTP by hand
+    # the request `kubectl auth whoami` makes (an empty protobuf review), sent by hand over plain HTTP;
+    # test_kubectl_fidelity runs kubectl itself against a TLS server, where it sends its token
     server = SimKubeServer(tokens={"admin": None, "reader": {"get", "list", "watch"}})
     await server.start()
     path = server.url + "/apis/authentication.k8s.io/v1/selfsubjectreviews"
@@ -499,7 +499,9 @@ async def test_documented_gaps_still_behave_as_documented(stepped: SimKubeServer
     """When one of these starts passing the other way, the gap is closed: update core.sim.kube.GAPS."""
     from core.sim.kube import GAPS
 
-    assert stepped.url.startswith("http://") and any("no TLS" in g for g in GAPS)
+    assert stepped.url.startswith("http://") and any(
+        "without tls=True kubectl sends no bearer" in g for g in GAPS
+    )
     await create_ready(stepped, deployment("api", 1))
     code, body = await call(
         stepped, "PATCH", f"{DEPLOY}/api?fieldManager=x", {"metadata": {}}, "application/apply-patch+yaml"
@@ -699,3 +701,20 @@ async def test_every_validation_error_is_reported_at_once(stepped: SimKubeServer
     assert status["message"] == (
         'Scale.autoscaling "api" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0'
     )
+
+
+async def test_the_adapter_reaches_a_tls_server_through_its_kubeconfig(tmp_path: Any) -> None:
+    from tests.kube_helpers import STABLE as WEB
+    from tests.kube_helpers import start_sim
+
+    s = await start_sim(tmp_path, tls=True)
+    try:
+        cluster = await s.cluster("replicas")
+        try:
+            state = await cluster.describe()
+            assert state.stable_image == "shop:1.0"
+        finally:
+            await cluster.close()
+        assert ("GET", f"/apis/apps/v1/namespaces/prod/deployments/{WEB}") in s.server.requests
+    finally:
+        await s.server.stop()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.sim.kube.controller import DEPLOYMENTS as DEPLOYMENTS_RES
-from tests.kube_helpers import CANARY, INGRESS, NS, STABLE, Sim, eventually, sim
+from tests.kube_helpers import CANARY, INGRESS, NS, STABLE, Sim, eventually, sim, start_sim
 
 __all__ = ["sim"]
 
@@ -326,3 +326,25 @@ spec:
         "AGE",
     ]
     assert table.splitlines()[1].split()[:5] == [STABLE, f"Deployment/{STABLE}", "<unknown>", "4", "20"]
+
+
+async def test_over_tls_kubectl_sends_tokens_and_whoami_names_their_user(tmp_path: Path) -> None:
+    s = await start_sim(
+        tmp_path, tokens={"admin": None, "reader": {"get", "list", "watch"}}, token="reader", tls=True
+    )
+    try:
+        assert s.server.url.startswith("https://")
+        k = s.kubectl()
+        review = await k.json("auth", "whoami")
+        # a read-only user may still ask who it is (system:basic-user) and gets its own name
+        assert review["status"]["userInfo"] == {"username": "sim-user-1", "groups": ["system:authenticated"]}
+        _, out, _ = await k.run("-n", NS, "get", "deploy", STABLE, "-o", "name")
+        assert out.strip() == f"deployment.apps/{STABLE}"
+        code, _, err = await k.run("-n", NS, "scale", f"deployment/{STABLE}", "--replicas=3", check=False)
+        assert code != 0 and 'User "sim-user-1" cannot patch resource "deployments"' in err
+        s.server.write_kubeconfig(s.kubeconfig, token="stolen")
+        code, _, err = await k.run("auth", "whoami", check=False)
+        assert code != 0 and "Unauthorized" in err
+    finally:
+        await s.server.stop()
+    assert not s.server.cert.folder.exists()  # the key does not outlive the server

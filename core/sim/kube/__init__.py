@@ -7,7 +7,8 @@ maxSurge/maxUnavailable and Recreate, pods that take time to start and terminate
 bumps on spec and (Deployments) annotation changes, name and strategy validation (422 Invalid with
 causes), immutable selectors, watches that expire with an ERROR event, paginated lists, Events (core/v1
 and events.k8s.io/v1), SelfSubjectReview, protobuf bodies from `kubectl create`, rollout undo,
-proportional scaling of a resized or paused Deployment, HorizontalPodAutoscalers that fight replica writes.
+proportional scaling of a resized or paused Deployment, HorizontalPodAutoscalers that fight replica writes,
+minReadySeconds, HTTPS with bearer tokens kubectl sends.
 
 GAPS lists what it still does differently; keep it current when one is closed or found.
 """
@@ -16,8 +17,8 @@ from core.sim.kube.faults import FaultConfig
 from core.sim.kube.server import SimKubeServer
 
 GAPS: tuple[str, ...] = (
-    "Plain HTTP only, no TLS: kubectl does not send bearer tokens to it, so token auth is only reachable "
-    "by clients that send them anyway (the Python client, hand-made requests).",
+    "TLS (tls=True) uses one self-signed certificate made by the openssl command; no client certificates, "
+    "and without tls=True kubectl sends no bearer token (as against any plain-HTTP server).",
     "RBAC is a set of verbs per token: no Roles/Bindings, no per-resource or per-namespace rules; "
     "SelfSubjectAccessReview (`kubectl auth can-i`) is not served.",
     "Server-side apply (application/apply-patch+yaml) answers 415; no managedFields.",

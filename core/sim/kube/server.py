@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import random
@@ -22,6 +23,7 @@ from core.sim.kube.faults import FaultConfig
 from core.sim.kube.resources import Resource
 from core.sim.kube.selectors import field_matcher, label_matcher, selector_string
 from core.sim.kube.store import Obj, Store, rfc3339
+from core.sim.kube.tls import ServingCert, make_serving_cert
 
 _VERB_BY_METHOD = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 #: groups served natively; anything else (gateway.networking.k8s.io) is a custom resource
@@ -60,6 +62,7 @@ class SimKubeServer:
         faults: FaultConfig | None = None,
         clock: Clock | None = None,
         tokens: dict[str, set[str] | None] | None = None,
+        tls: bool = False,
     ) -> None:
         self.faults = faults or FaultConfig()
         self.clock: Clock = clock or SystemClock()
@@ -73,6 +76,8 @@ class SimKubeServer:
         self.controller = DeploymentController(self.store, self.clock, pod_ready_delay_s, pod_shutdown_s)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every answered resource request
         self._rng = random.Random(self.faults.seed)
+        #: the serving certificate when started with tls=True (its PEM is the CA a client trusts)
+        self.cert: ServingCert | None = make_serving_cert() if tls else None
         self._runner: web.AppRunner | None = None
         self._url = ""
         self._controller_task: asyncio.Task[None] | None = None
@@ -87,11 +92,13 @@ class SimKubeServer:
         app.router.add_route("*", "/{tail:.*}", self._entry)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(
+            self._runner, host, port, ssl_context=self.cert.server_context() if self.cert else None
+        )
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         bound = sockets[0].getsockname()[1]
-        self._url = f"http://{host}:{bound}"
+        self._url = f"{'https' if self.cert else 'http'}://{host}:{bound}"
         self._controller_task = asyncio.get_running_loop().create_task(self.controller.run())
         self.controller.kick()
         return self._url
@@ -107,6 +114,8 @@ class SimKubeServer:
         if self._runner:
             await self._runner.cleanup()
             self._runner = None
+        if self.cert is not None:
+            self.cert.remove()
 
     @property
     def url(self) -> str:
@@ -118,10 +127,13 @@ class SimKubeServer:
         if not self._url:
             raise RuntimeError("start the server before writing its kubeconfig")
         user: dict[str, Any] = {"token": token} if token else {}
+        cluster: dict[str, Any] = {"server": self._url}
+        if self.cert is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.cert.ca_pem).decode()
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self._url}}],
+            "clusters": [{"name": context, "cluster": cluster}],
             "users": [{"name": context, "user": user}],
             "contexts": [
                 {"name": context, "context": {"cluster": context, "user": context, "namespace": "default"}}
