@@ -348,3 +348,18 @@ async def test_over_tls_kubectl_sends_tokens_and_whoami_names_their_user(tmp_pat
     finally:
         await s.server.stop()
     assert not s.server.cert.folder.exists()  # the key does not outlive the server
+
+
+async def test_get_pods_shows_terminating_pods_during_a_restart(tmp_path: Path) -> None:
+    s = await start_sim(tmp_path, replicas=2)
+    s.server.controller.pods.shutdown_s = 30.0  # long enough to see them (capped by the 30 s grace)
+    try:
+        k = s.kubectl()
+        await k.run("-n", NS, "rollout", "restart", f"deployment/{STABLE}")
+        await k.run("-n", NS, "rollout", "status", f"deployment/{STABLE}", "--timeout=20s")
+        _, out, _ = await k.run("-n", NS, "get", "pods", "-l", "track=stable")
+        rows = [line.split() for line in out.splitlines()[1:]]
+        assert sorted(r[2] for r in rows) == ["Running", "Running", "Terminating", "Terminating"]
+        assert all(r[1] == "0/1" for r in rows if r[2] == "Terminating")
+    finally:
+        await s.server.stop()

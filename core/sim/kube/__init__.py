@@ -43,7 +43,8 @@ GAPS: tuple[str, ...] = (
     "Events aggregate exact repeats into count; no event series or rate limiting.",
     "creationTimestamp and condition times are wall-clock; pod readiness, termination and Event times follow "
     "the server's Clock.",
-    "Only the kinds in resources.RESOURCES are served.",
+    "Only the kinds in resources.RESOURCES are served; pods/log, exec, attach and port-forward are not "
+    "(kubectl logs answers NotFound).",
 )
 
 __all__ = ["GAPS", "FaultConfig", "SimKubeServer"]

@@ -132,7 +132,10 @@ def _cells(res: Resource, obj: Obj) -> list[Any]:
         ready = any(
             c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
         )
-        return [name, "1/1" if ready else "0/1", status.get("phase", "Pending"), "0", _age(obj)]
+        total = len(spec.get("containers") or []) or 1
+        # the pod printer shows a deleted pod as Terminating, whatever its phase
+        shown = "Terminating" if obj["metadata"].get("deletionTimestamp") else status.get("phase", "Pending")
+        return [name, f"{total if ready else 0}/{total}", shown, "0", _age(obj)]
     if res.kind == "Service":
         ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or [])
         return [
