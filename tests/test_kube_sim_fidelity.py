@@ -718,3 +718,17 @@ async def test_the_adapter_reaches_a_tls_server_through_its_kubeconfig(tmp_path:
         assert ("GET", f"/apis/apps/v1/namespaces/prod/deployments/{WEB}") in s.server.requests
     finally:
         await s.server.stop()
+
+
+async def test_events_are_gone_an_hour_after_their_last_write(stepped: SimKubeServer) -> None:
+    await create_ready(stepped, deployment("api", 1))
+    first = {e["metadata"]["name"] for e in stepped.store.scan(EVENTS_RES, NS)}
+    assert first
+    await advance(stepped, 3000.0)
+    await call(stepped, "PATCH", f"{DEPLOY}/api", {"spec": {"replicas": 2}}, MERGE)  # newer events
+    await quiet(stepped)
+    await advance(stepped, 700.0)
+    await call(stepped, "PATCH", f"{DEPLOY}/api", {"spec": {"replicas": 3}}, MERGE)  # expiry runs on record
+    await quiet(stepped)
+    left = {e["metadata"]["name"] for e in stepped.store.scan(EVENTS_RES, NS)}
+    assert not first & left and len(left) > 0

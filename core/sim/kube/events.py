@@ -7,6 +7,8 @@ converts on the way out (pkg/apis/core/v1/conversion for Event <-> events/v1).
 
 from __future__ import annotations
 
+import contextlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +28,31 @@ class EventRecorder:
     def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
+        #: kube-apiserver --event-ttl: an Event is gone an hour after its last write
+        self.ttl_s = 3600.0
         self._seen: dict[tuple[str, ...], str] = {}
         self._last_nanos = 0
+        self._expiry: dict[tuple[str, str], float] = {}
+        self._queue: deque[tuple[float, str, str]] = deque()
+
+    def _keep(self, ns: str, name: str, now: float) -> None:
+        self._expiry[(ns, name)] = now + self.ttl_s
+        self._queue.append((now + self.ttl_s, ns, name))
+
+    def _expire(self, now: float) -> None:
+        while self._queue and self._queue[0][0] <= now:
+            _, ns, name = self._queue.popleft()
+            if self._expiry.get((ns, name), now + 1) > now:
+                continue  # written again since: a later entry decides
+            self._expiry.pop((ns, name), None)
+            with contextlib.suppress(ApiError):
+                self.store.delete(EVENTS, ns, name)
 
     def record(self, obj: Obj, kind: str, reason: str, message: str, component: str) -> None:
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
         now = self.clock.now()
+        self._expire(now.timestamp())
         key = (component, str(meta.get("uid")), kind, reason, message)
         existing = self._seen.get(key)
         if existing is not None:
@@ -41,6 +61,7 @@ class EventRecorder:
                 bumped = {**current, "count": int(current.get("count", 1)) + 1, "lastTimestamp": rfc3339(now)}
                 bumped["metadata"] = {**current["metadata"], "resourceVersion": None}
                 self.store.update(EVENTS, ns, existing, bumped)
+                self._keep(ns, existing, now.timestamp())
                 return
         # "%v.%x" of the object's name and UnixNano, as client-go's recorder names events; a later
         # nanosecond when two land at the same instant (a VirtualClock does not move between them)
@@ -72,6 +93,7 @@ class EventRecorder:
         except ApiError:
             return  # same name within a nanosecond, or the namespace is going away: events are best effort
         self._seen[key] = name
+        self._keep(ns, name, now.timestamp())
 
 
 def to_events_v1(event: Obj) -> Obj:
