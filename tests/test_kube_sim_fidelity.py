@@ -732,3 +732,25 @@ async def test_events_are_gone_an_hour_after_their_last_write(stepped: SimKubeSe
     await quiet(stepped)
     left = {e["metadata"]["name"] for e in stepped.store.scan(EVENTS_RES, NS)}
     assert not first & left and len(left) > 0
+
+
+async def test_a_conflict_rate_answers_that_share_of_writes_with_a_real_409(stepped: SimKubeServer) -> None:
+    await create_ready(stepped, deployment("api", 1))
+    stepped._rng.seed(7)  # the fixture's server draws faults unseeded: make this run repeatable
+    stepped.faults.conflict_rate = 0.2
+    codes = []
+    for n in range(100):
+        code, body = await call(
+            stepped, "PATCH", f"{DEPLOY}/api", {"metadata": {"labels": {"n": str(n)}}}, MERGE
+        )
+        codes.append(code)
+        if code == 409:
+            assert body["reason"] == "Conflict" and body["details"] == {
+                "name": "api",
+                "group": "apps",
+                "kind": "deployments",
+            }
+            assert body["message"].startswith('Operation cannot be fulfilled on deployments.apps "api"')
+    assert set(codes) == {200, 409} and 5 <= codes.count(409) <= 40  # 20 % of 100, loosely
+    code, _ = await call(stepped, "GET", f"{DEPLOY}/api")
+    assert code == 200  # reads are never conflicts

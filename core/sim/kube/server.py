@@ -19,6 +19,7 @@ from core.sim.kube import events, openapi, paging, protobuf, resources, seed, ta
 from core.sim.kube import patch as patches
 from core.sim.kube.controller import DeploymentController
 from core.sim.kube.errors import ApiError, bad_request, forbidden, invalid_all
+from core.sim.kube.errors import conflict as conflict_error
 from core.sim.kube.faults import FaultConfig
 from core.sim.kube.resources import Resource
 from core.sim.kube.selectors import field_matcher, label_matcher, selector_string
@@ -234,7 +235,7 @@ class SimKubeServer:
             # every authenticated user may ask who they are (the system:basic-user ClusterRole)
             return await self._self_subject_review(request, user, verb)
         self._authorize(user, verb, res, name, namespace)
-        await self._inject_faults(request, verb)
+        await self._inject_faults(request, verb, res, name)
         self.requests.append((request.method, request.path))
         return await self._serve(request, res, namespace if res.namespaced else None, name, sub, verb)
 
@@ -281,7 +282,7 @@ class SimKubeServer:
             return "delete" if name else "deletecollection"
         return _VERB_BY_METHOD.get(request.method, request.method.lower())
 
-    async def _inject_faults(self, request: web.Request, verb: str) -> None:
+    async def _inject_faults(self, request: web.Request, verb: str, res: Resource, name: str) -> None:
         f = self.faults
         if f.latency_s:
             await self.clock.sleep(f.latency_s)
@@ -293,15 +294,11 @@ class SimKubeServer:
             raise _TooMany()
         if f.error_rate_500 and self._rng.random() < f.error_rate_500:
             raise ApiError(500, "InternalError", "Internal error occurred: injected fault")
-        if f.force_conflicts and verb in {"update", "patch"}:
-            f.force_conflicts -= 1
-            name = request.path.rstrip("/").split("/")[-1]
-            raise ApiError(
-                409,
-                "Conflict",
-                f'Operation cannot be fulfilled on "{name}": the object has been modified; please apply your '
-                "changes to the latest version and try again",
-            )
+        conflict = f.conflict_rate and verb in {"update", "patch"} and self._rng.random() < f.conflict_rate
+        if (f.force_conflicts or conflict) and verb in {"update", "patch"}:
+            if not conflict:
+                f.force_conflicts -= 1
+            raise conflict_error(res.plural, res.group, name)
 
     async def _serve(
         self, request: web.Request, res: Resource, ns: str | None, name: str, sub: str | None, verb: str
