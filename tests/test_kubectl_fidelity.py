@@ -363,3 +363,14 @@ async def test_get_pods_shows_terminating_pods_during_a_restart(tmp_path: Path) 
         assert all(r[1] == "0/1" for r in rows if r[2] == "Terminating")
     finally:
         await s.server.stop()
+
+
+async def test_over_tls_without_tokens_kubectl_does_not_prompt(tmp_path: Path) -> None:
+    s = await start_sim(tmp_path, tls=True)
+    try:
+        # a kubeconfig user without credentials makes kubectl ask for a password over TLS (and fail
+        # without a terminal); the server asks for none, so its kubeconfig carries a token it ignores
+        _, out, _ = await s.kubectl().run("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+        assert out == "system:admin"
+    finally:
+        await s.server.stop()

@@ -127,6 +127,10 @@ class SimKubeServer:
     ) -> Path:
         if not self._url:
             raise RuntimeError("start the server before writing its kubeconfig")
+        if token is None and self.cert is not None and not self.tokens:
+            # over TLS, a user entry without credentials makes kubectl prompt for a password; this
+            # server asks for none, so any token does
+            token = "deploydeck-sim"
         user: dict[str, Any] = {"token": token} if token else {}
         cluster: dict[str, Any] = {"server": self._url}
         if self.cert is not None:
