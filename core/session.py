@@ -90,6 +90,7 @@ async def open_session(
     decision_default: Literal["rollback", "fix_forward"] = "rollback",
     sim_backend: SimBackend = "memory",
     kubeconfig_dir: Path | None = None,
+    pod_start_delay_s: float = 0.3,
 ) -> Session:
     from core.adapters.journal import FileJournal, default_journal_path
 
@@ -102,7 +103,13 @@ async def open_session(
         from core.sim.scenarios import get_scenario
 
         world, kubeconfig, sim_notes = await _sim_world(
-            plan, get_scenario(scenario or "healthy"), clock, sim_backend, use_prometheus, kubeconfig_dir
+            plan,
+            get_scenario(scenario or "healthy"),
+            clock,
+            sim_backend,
+            use_prometheus,
+            kubeconfig_dir,
+            pod_start_delay_s,
         )
         notes.extend(sim_notes)
     else:
@@ -216,6 +223,7 @@ async def _sim_world(
     backend: SimBackend,
     use_prometheus: bool,
     kubeconfig_dir: Path | None,
+    pod_start_delay_s: float = 0.3,
 ) -> tuple[World, str | None, list[str]]:
     from core.sim.scenarios import Scenario
     from core.sim.world import (
@@ -240,7 +248,7 @@ async def _sim_world(
         from core.adapters.kubernetes import KubeCluster
         from core.sim.kube import SimKubeServer
 
-        server = SimKubeServer(pod_ready_delay_s=0.3)
+        server = SimKubeServer(pod_ready_delay_s=pod_start_delay_s)
         await server.start()
         for target in (stg_t, prod_t):
             server.seed_service(

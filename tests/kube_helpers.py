@@ -120,11 +120,13 @@ async def start_sim(
     token: str | None = None,
     pod_ready_delay_s: float = 0.01,
     clock: Clock | None = None,
+    tls: bool = False,
 ) -> Sim:
     """`pod_ready_delay_s` is in the server's clock: with a VirtualClock shared with the adapter,
-    a realistic 3 s (or 30 s) pod start costs no wall time."""
+    a realistic 3 s (or 30 s) pod start costs no wall time. tls=True serves HTTPS (kubectl sends
+    tokens only over TLS; in-cluster clients dial https)."""
     server = SimKubeServer(
-        pod_ready_delay_s=pod_ready_delay_s, faults=FaultConfig(seed=7), tokens=tokens, clock=clock
+        pod_ready_delay_s=pod_ready_delay_s, faults=FaultConfig(seed=7), tokens=tokens, clock=clock, tls=tls
     )
     await server.start()
     server.seed_service(

@@ -106,11 +106,16 @@ async def test_resource_version_and_generation(sim: Sim) -> None:
     patch = {"metadata": {"annotations": {"note": "x"}}}
     _, annotated, _ = await call(sim, "PATCH", f"{DEPLOY}/api", patch, "application/merge-patch+json")
     assert int(annotated["metadata"]["resourceVersion"]) > rv0
-    assert annotated["metadata"]["generation"] == 1  # metadata changes leave generation alone
+    # apps/v1 bumps a Deployment's generation on annotation changes too (they reach its ReplicaSets)
+    assert annotated["metadata"]["generation"] == 2
+    _, labelled, _ = await call(
+        sim, "PATCH", f"{DEPLOY}/api", {"metadata": {"labels": {"x": "y"}}}, "application/merge-patch+json"
+    )
+    assert labelled["metadata"]["generation"] == 2  # labels do not
     spec_patch = {"spec": {"replicas": 3}}
     _, scaled, _ = await call(sim, "PATCH", f"{DEPLOY}/api", spec_patch, "application/merge-patch+json")
-    assert scaled["metadata"]["generation"] == 2
-    await eventually(lambda: sim.deployment("api")["status"].get("observedGeneration") == 2, what="observed")
+    assert scaled["metadata"]["generation"] == 3
+    await eventually(lambda: sim.deployment("api")["status"].get("observedGeneration") == 3, what="observed")
 
 
 async def test_strategic_merge_keeps_other_containers_and_json_patch_test_fails(sim: Sim) -> None:
@@ -164,8 +169,13 @@ async def test_watch_streams_changes_and_ends_at_timeout(sim: Sim) -> None:
                 events.append(json.loads(line))
     assert events and events[0]["type"] == "MODIFIED"
     assert any(e["object"]["metadata"].get("labels", {}).get("seen") == "yes" for e in events)
-    code, body, _ = await call(sim, "GET", f"{DEPLOY}?watch=true&resourceVersion=1&timeoutSeconds=1")
-    assert code == 410 and body["reason"] == "Expired"
+    # too old: the real server accepts the watch and sends one ERROR event carrying the 410 Status
+    async with aiohttp.ClientSession() as session:
+        url = f"{sim.server.url}{DEPLOY}?watch=true&resourceVersion=1&timeoutSeconds=1"
+        async with session.get(url) as resp:
+            code, lines = resp.status, [json.loads(line) async for line in resp.content]
+    assert code == 200 and [e["type"] for e in lines] == ["ERROR"]
+    assert (lines[0]["object"]["code"], lines[0]["object"]["reason"]) == (410, "Expired")
 
 
 async def test_controller_creates_revisions_and_ready_status(sim: Sim) -> None:

@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--scenario", default="healthy")
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--dir", type=Path, default=None, help="where to write the kubeconfig")
+    serve.add_argument(
+        "--pod-start-delay",
+        type=float,
+        default=0.3,
+        metavar="SECONDS",
+        help="until a new pod is Ready (a real one: ~3)",
+    )
     serve.set_defaults(func=cmd_sim_serve)
 
     log_cmd.register(sub)
@@ -382,7 +389,13 @@ async def _sim_serve(args: argparse.Namespace) -> int:
 
     plan = demo_plan(args.scenario)
     session = await open_session(
-        plan, actor="sim", clock=SystemClock(), sim_backend="kube", kubeconfig_dir=args.dir, interactive=True
+        plan,
+        actor="sim",
+        clock=SystemClock(),
+        sim_backend="kube",
+        kubeconfig_dir=args.dir,
+        interactive=True,
+        pod_start_delay_s=args.pod_start_delay,
     )
     try:
         print(f"kubeconfig: {session.kubeconfig}")

@@ -17,9 +17,10 @@ async def serve(
     deployment: str,
     image: str,
     replicas: int,
-    pod_ready_delay_s: float = 0.5,
+    pod_ready_delay_s: float = 3.0,
+    tls: bool = False,
 ) -> None:
-    server = SimKubeServer(pod_ready_delay_s=pod_ready_delay_s)
+    server = SimKubeServer(pod_ready_delay_s=pod_ready_delay_s, tls=tls)
     await server.start()
     server.seed_service(
         namespace=namespace,
@@ -47,7 +48,8 @@ def main() -> None:
     parser.add_argument("--deployment", default="web")
     parser.add_argument("--image", default="shop:1.0")
     parser.add_argument("--replicas", type=int, default=10)
-    parser.add_argument("--pod-ready-delay", type=float, default=0.5, help="seconds until a new pod is ready")
+    parser.add_argument("--pod-ready-delay", type=float, default=3.0, help="seconds until a new pod is ready")
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS (kubectl sends tokens only over TLS)")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
@@ -58,6 +60,7 @@ def main() -> None:
                 args.image,
                 args.replicas,
                 args.pod_ready_delay,
+                args.tls,
             )
         )
 

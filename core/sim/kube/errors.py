@@ -8,19 +8,27 @@ from typing import Any
 class ApiError(Exception):
     """An answer other than success; `body` is the metav1.Status the server sends."""
 
-    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        list_meta: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = details or {}
+        self.list_meta = list_meta or {}  # Status.metadata (a ListMeta): a stale continue's new token
 
     @property
     def body(self) -> dict[str, Any]:
         status: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": dict(self.list_meta),
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
@@ -64,18 +72,43 @@ def conflict(plural: str, group: str, name: str) -> ApiError:
 
 
 def invalid(kind: str, group: str, name: str, field: str, problem: str) -> ApiError:
+    return invalid_all(kind, group, name, [(field, problem)])
+
+
+def invalid_all(kind: str, group: str, name: str, errors: list[tuple[str, str]]) -> ApiError:
+    """NewInvalid: every field error in one Status, listed in brackets when there are several."""
+    listed = [f"{field}: {problem}" for field, problem in errors]
+    what = listed[0] if len(listed) == 1 else f"[{', '.join(listed)}]"
+    subject = f"{kind}.{group}" if group else kind
     return ApiError(
         422,
         "Invalid",
-        f'{kind}.{group} "{name}" is invalid: {field}: {problem}'
-        if group
-        else f'{kind} "{name}" is invalid: {field}: {problem}',
+        f'{subject} "{name}" is invalid: {what}',
         {
             "name": name,
             "group": group,
             "kind": kind,
-            "causes": [{"reason": "FieldValueInvalid", "message": problem, "field": field}],
+            "causes": [
+                {"reason": _cause_reason(problem), "message": problem, "field": field}
+                for field, problem in errors
+            ],
         },
+    )
+
+
+_CAUSES = {
+    "Required value": "FieldValueRequired",
+    "Forbidden": "FieldValueForbidden",
+    "Unsupported value": "FieldValueNotSupported",
+    "Too long": "FieldValueTooLong",
+    "Duplicate value": "FieldValueDuplicate",
+}
+
+
+def _cause_reason(problem: str) -> str:
+    """field.ErrorType as a StatusCause reason: the problem text starts with the type's description."""
+    return next(
+        (reason for prefix, reason in _CAUSES.items() if problem.startswith(prefix)), "FieldValueInvalid"
     )
 
 

@@ -11,5 +11,6 @@ class FaultConfig(BaseModel):
     latency_s: float = Field(default=0.0, ge=0.0)
     drop_rate: float = Field(default=0.0, ge=0.0, le=1.0)  # close the connection without an answer
     force_conflicts: int = Field(default=0, ge=0)  # the next N updates/patches answer 409 Conflict
+    conflict_rate: float = Field(default=0.0, ge=0.0, le=1.0)  # this share of updates/patches answer 409
     retry_after_s: int = Field(default=1, ge=0)  # the Retry-After header sent with an injected 429
     seed: int | None = None

@@ -38,6 +38,8 @@ RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "services", "service", "Service", short_names=("svc",), categories=("all",)),
     Resource("", "v1", "configmaps", "configmap", "ConfigMap", short_names=("cm",)),
     Resource("", "v1", "events", "event", "Event", short_names=("ev",)),
+    # the same Events as events.k8s.io/v1 (regarding/note/reportingController), as the real server serves
+    Resource("events.k8s.io", "v1", "events", "event", "Event", short_names=("ev",)),
     Resource(
         "apps",
         "v1",
@@ -59,8 +61,28 @@ RESOURCES: tuple[Resource, ...] = (
         categories=("all",),
     ),
     Resource("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", short_names=("ing",)),
+    Resource(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "horizontalpodautoscaler",
+        "HorizontalPodAutoscaler",
+        short_names=("hpa",),
+        subresources=("status",),
+        categories=("all",),
+    ),
     Resource("gateway.networking.k8s.io", "v1", "httproutes", "httproute", "HTTPRoute"),
     Resource("coordination.k8s.io", "v1", "leases", "lease", "Lease"),
+    # `kubectl auth whoami`: create-only, answered from the request's credentials, never stored
+    Resource(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "",
+        "SelfSubjectReview",
+        namespaced=False,
+        verbs=("create",),
+    ),
 )
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}

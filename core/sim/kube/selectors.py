@@ -64,19 +64,58 @@ def label_matcher(selector: str | None) -> Matcher:
     return match
 
 
-def field_matcher(selector: str | None) -> Matcher:
+#: the field labels each kind's fieldSelector accepts besides metadata.name/namespace (its GetAttrs)
+FIELDS_BY_KIND: dict[str, set[str]] = {
+    "Event": {
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+    },
+    "Pod": {
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    },
+    "Namespace": {"status.phase"},
+    "ReplicaSet": {"status.replicas"},
+}
+#: field labels whose value is not at their own path
+_FIELD_PATHS = {"source": "source.component"}
+
+
+def _field_value(obj: dict[str, Any], label: str) -> str:
+    value: Any = obj
+    for part in _FIELD_PATHS.get(label, label).split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+def field_matcher(selector: str | None, kind: str | None = None) -> Matcher:
     if not selector:
         return lambda _obj: True
+    allowed = {"metadata.name", "metadata.namespace"} | FIELDS_BY_KIND.get(kind or "", set())
     tests: list[Matcher] = []
     for req in _split(selector):
         m = _EQ.match(req)
-        if not m or m.group(1) not in {"metadata.name", "metadata.namespace"}:
+        if not m or m.group(1) not in allowed:
             raise bad_request(f'field label not supported: "{req.strip()}"')
-        path, op, value = m.group(1).split(".")[1], m.group(2), m.group(3)
+        label, op, value = m.group(1), m.group(2), m.group(3)
         if op == "!=":
-            tests.append(lambda o, p=path, v=value: o.get("metadata", {}).get(p) != v)
+            tests.append(lambda o, f=label, v=value: _field_value(o, f) != v)
         else:
-            tests.append(lambda o, p=path, v=value: o.get("metadata", {}).get(p) == v)
+            tests.append(lambda o, f=label, v=value: _field_value(o, f) == v)
     return lambda obj: all(t(obj) for t in tests)
 
 

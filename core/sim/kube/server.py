@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import random
@@ -14,14 +15,16 @@ import yaml
 from aiohttp import web
 
 from core.clock import Clock, SystemClock
-from core.sim.kube import openapi, resources, seed, tables
+from core.sim.kube import events, openapi, paging, protobuf, resources, seed, tables
 from core.sim.kube import patch as patches
 from core.sim.kube.controller import DeploymentController
-from core.sim.kube.errors import ApiError, bad_request, forbidden
+from core.sim.kube.errors import ApiError, bad_request, forbidden, invalid_all
+from core.sim.kube.errors import conflict as conflict_error
 from core.sim.kube.faults import FaultConfig
 from core.sim.kube.resources import Resource
 from core.sim.kube.selectors import field_matcher, label_matcher, selector_string
-from core.sim.kube.store import Obj, Store
+from core.sim.kube.store import Obj, Store, rfc3339
+from core.sim.kube.tls import ServingCert, make_serving_cert
 
 _VERB_BY_METHOD = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 #: groups served natively; anything else (gateway.networking.k8s.io) is a custom resource
@@ -35,6 +38,10 @@ _BUILTIN_GROUPS = {
 }
 
 
+#: who a request is when the server asks for no credentials (a kubeadm admin.conf is in system:masters)
+ADMIN = "system:admin"
+
+
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json")
 
@@ -43,16 +50,20 @@ class SimKubeServer:
     """In-process Kubernetes API server subset with a deployment controller and fault injection.
 
     ``tokens`` maps a bearer token to the verbs it may use (None: every verb); when it is
-    empty, requests need no credentials at all.
+    empty, requests need no credentials at all. ``pod_ready_delay_s`` is how long (on ``clock``)
+    a new pod takes to become Ready; ``pod_shutdown_s`` how long a deleted pod stays Terminating
+    (None: as long as it took to start; never past its terminationGracePeriodSeconds).
     """
 
     def __init__(
         self,
         *,
-        pod_ready_delay_s: float = 0.05,
+        pod_ready_delay_s: float = 3.0,
+        pod_shutdown_s: float | None = None,
         faults: FaultConfig | None = None,
         clock: Clock | None = None,
         tokens: dict[str, set[str] | None] | None = None,
+        tls: bool = False,
     ) -> None:
         self.faults = faults or FaultConfig()
         self.clock: Clock = clock or SystemClock()
@@ -63,9 +74,11 @@ class SimKubeServer:
             self.store.create(
                 resources.BY_PATH[("", "v1", "namespaces")], None, {"metadata": {"name": namespace}}
             )
-        self.controller = DeploymentController(self.store, self.clock, pod_ready_delay_s)
+        self.controller = DeploymentController(self.store, self.clock, pod_ready_delay_s, pod_shutdown_s)
         self.requests: list[tuple[str, str]] = []  # (method, path) of every answered resource request
         self._rng = random.Random(self.faults.seed)
+        #: the serving certificate when started with tls=True (its PEM is the CA a client trusts)
+        self.cert: ServingCert | None = make_serving_cert() if tls else None
         self._runner: web.AppRunner | None = None
         self._url = ""
         self._controller_task: asyncio.Task[None] | None = None
@@ -80,11 +93,13 @@ class SimKubeServer:
         app.router.add_route("*", "/{tail:.*}", self._entry)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(
+            self._runner, host, port, ssl_context=self.cert.server_context() if self.cert else None
+        )
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         bound = sockets[0].getsockname()[1]
-        self._url = f"http://{host}:{bound}"
+        self._url = f"{'https' if self.cert else 'http'}://{host}:{bound}"
         self._controller_task = asyncio.get_running_loop().create_task(self.controller.run())
         self.controller.kick()
         return self._url
@@ -100,6 +115,8 @@ class SimKubeServer:
         if self._runner:
             await self._runner.cleanup()
             self._runner = None
+        if self.cert is not None:
+            self.cert.remove()
 
     @property
     def url(self) -> str:
@@ -110,11 +127,18 @@ class SimKubeServer:
     ) -> Path:
         if not self._url:
             raise RuntimeError("start the server before writing its kubeconfig")
+        if token is None and self.cert is not None and not self.tokens:
+            # over TLS, a user entry without credentials makes kubectl prompt for a password; this
+            # server asks for none, so any token does
+            token = "deploydeck-sim"
         user: dict[str, Any] = {"token": token} if token else {}
+        cluster: dict[str, Any] = {"server": self._url}
+        if self.cert is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.cert.ca_pem).decode()
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self._url}}],
+            "clusters": [{"name": context, "cluster": cluster}],
             "users": [{"name": context, "user": user}],
             "contexts": [
                 {"name": context, "context": {"cluster": context, "user": context, "namespace": "default"}}
@@ -211,14 +235,32 @@ class SimKubeServer:
         if sub is not None and sub not in res.subresources:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         verb = self._verb(request, name)
+        if res.kind == "SelfSubjectReview":
+            # every authenticated user may ask who they are (the system:basic-user ClusterRole)
+            return await self._self_subject_review(request, user, verb)
         self._authorize(user, verb, res, name, namespace)
-        await self._inject_faults(request, verb)
+        await self._inject_faults(request, verb, res, name)
         self.requests.append((request.method, request.path))
         return await self._serve(request, res, namespace if res.namespaced else None, name, sub, verb)
 
+    async def _self_subject_review(self, request: web.Request, user: str, verb: str) -> web.Response:
+        if verb != "create":
+            raise ApiError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+        await request.read()  # kubectl sends an empty review (as protobuf); the answer comes from the token
+        groups = ["system:masters", "system:authenticated"] if user == ADMIN else ["system:authenticated"]
+        review = {
+            "kind": "SelfSubjectReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": rfc3339(self.clock.now())},
+            "status": {"userInfo": {"username": user, "groups": groups}},
+        }
+        return _json(review, 201)
+
     def _authenticate(self, request: web.Request) -> str:
         if not self.tokens:
-            return "system:admin"
+            return ADMIN
         header = request.headers.get("Authorization", "")
         token = header[7:] if header.startswith("Bearer ") else ""
         if token not in self.tokens:
@@ -244,7 +286,7 @@ class SimKubeServer:
             return "delete" if name else "deletecollection"
         return _VERB_BY_METHOD.get(request.method, request.method.lower())
 
-    async def _inject_faults(self, request: web.Request, verb: str) -> None:
+    async def _inject_faults(self, request: web.Request, verb: str, res: Resource, name: str) -> None:
         f = self.faults
         if f.latency_s:
             await self.clock.sleep(f.latency_s)
@@ -256,15 +298,11 @@ class SimKubeServer:
             raise _TooMany()
         if f.error_rate_500 and self._rng.random() < f.error_rate_500:
             raise ApiError(500, "InternalError", "Internal error occurred: injected fault")
-        if f.force_conflicts and verb in {"update", "patch"}:
-            f.force_conflicts -= 1
-            name = request.path.rstrip("/").split("/")[-1]
-            raise ApiError(
-                409,
-                "Conflict",
-                f'Operation cannot be fulfilled on "{name}": the object has been modified; please apply your '
-                "changes to the latest version and try again",
-            )
+        conflict = f.conflict_rate and verb in {"update", "patch"} and self._rng.random() < f.conflict_rate
+        if (f.force_conflicts or conflict) and verb in {"update", "patch"}:
+            if not conflict:
+                f.force_conflicts -= 1
+            raise conflict_error(res.plural, res.group, name)
 
     async def _serve(
         self, request: web.Request, res: Resource, ns: str | None, name: str, sub: str | None, verb: str
@@ -274,20 +312,27 @@ class SimKubeServer:
             raise bad_request("dryRun is only valid on writes")
         if request.query.get("dryRun") not in (None, "All"):
             raise bad_request(f'unsupported dry run option "{request.query.get("dryRun")}"')
+        # events.k8s.io/v1 Events are the core/v1 ones seen through a conversion (events.View)
+        view = events.view_for(res)
+        if view is not None:
+            res = view.storage
+        out = view.out if view is not None else _same
+        into = view.into if view is not None else _same
         if verb == "watch":
-            return await self._watch(request, res, ns, name)
+            return await self._watch(request, res, ns, name, out)
         if verb == "list":
-            matches = self._matcher(request)
-            items = self.store.list(res, ns, matches)
-            rv = self.store.resource_version
+            items, list_meta = self._list(request, res, ns)
             if tables.wants_table(request.headers.get("Accept", "")):
-                return _json(tables.table(res, items, rv))
+                table = tables.table(res, items, list_meta["resourceVersion"])
+                table["metadata"] = list_meta
+                return _json(table)
+            kind, api_version = (view.kind, view.api_version) if view else (res.kind, res.api_version)
             return _json(
                 {
-                    "kind": f"{res.kind}List",
-                    "apiVersion": res.api_version,
-                    "metadata": {"resourceVersion": rv},
-                    "items": items,
+                    "kind": f"{kind}List",
+                    "apiVersion": api_version,
+                    "metadata": list_meta,
+                    "items": [out(i) for i in items],
                 }
             )
         if verb == "get":
@@ -296,15 +341,17 @@ class SimKubeServer:
                 return _json(_scale_of(obj))
             if tables.wants_table(request.headers.get("Accept", "")):
                 return _json(tables.table(res, [obj], obj["metadata"]["resourceVersion"]))
-            return _json(obj)
+            return _json(out(obj))
         if verb == "create":
-            body = await self._body(request)
-            return _json(self.store.create(res, ns, body, dry_run=dry_run), 201)
+            body = into(await self._body(request))
+            return _json(out(self.store.create(res, ns, body, dry_run=dry_run)), 201)
         if verb == "delete":
-            return _json(self.store.delete(res, ns, name, dry_run=dry_run))
+            if res.plural == "pods" and not dry_run:
+                return _json(await self._delete_pod(request, ns, name))
+            return _json(out(self.store.delete(res, ns, name, dry_run=dry_run)))
         if verb in {"update", "patch"}:
             body = await self._body(request)
-            return _json(await self._write(request, res, ns, name, sub, verb, body, dry_run))
+            return _json(out(await self._write(request, res, ns, name, sub, verb, body, dry_run, out, into)))
         raise ApiError(
             405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
         )
@@ -319,8 +366,10 @@ class SimKubeServer:
         verb: str,
         body: Any,
         dry_run: bool,
+        out: Callable[[Obj], Obj] = lambda o: o,
+        into: Callable[[Obj], Obj] = lambda o: o,
     ) -> Obj:
-        current = self.store.get(res, ns, name)
+        current = out(self.store.get(res, ns, name))
         base = _scale_of(current) if sub == "scale" else current
         if verb == "patch":
             ctype = request.content_type
@@ -340,17 +389,36 @@ class SimKubeServer:
         if sub == "scale":
             replicas = (new.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
-                raise ApiError(
-                    422, "Invalid", f'Scale.autoscaling "{name}" is invalid: spec.replicas: must be >= 0'
+                raise invalid_all(
+                    "Scale",
+                    "autoscaling",
+                    name,
+                    [("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")],
                 )
             current["spec"]["replicas"] = replicas
             current["metadata"]["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")
             return _scale_of(self.store.update(res, ns, name, current, dry_run=dry_run))
-        return self.store.update(res, ns, name, new, subresource=sub, dry_run=dry_run)
+        return self.store.update(res, ns, name, into(new), subresource=sub, dry_run=dry_run)
+
+    async def _delete_pod(self, request: web.Request, ns: str | None, name: str) -> Obj:
+        """A graceful delete, as the pod strategy does it: deletionTimestamp now, gone after the grace period."""
+        pod = self.store.get(resources.BY_PATH[("", "v1", "pods")], ns, name)
+        grace: Any = request.query.get("gracePeriodSeconds")
+        if grace is None and request.can_read_body:
+            options = await self._body(request)
+            grace = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+        try:
+            seconds = None if grace is None else float(grace)
+        except ValueError:
+            raise bad_request(f"invalid gracePeriodSeconds: {grace!r}") from None
+        marked = self.controller.pods.terminate(pod, seconds)
+        return marked if marked is not None else pod
 
     @staticmethod
     async def _body(request: web.Request) -> Any:
         raw = await request.read()
+        if request.content_type == protobuf.MEDIA_TYPE:
+            return protobuf.decode(raw)  # kubectl create's typed clients send protobuf
         if request.content_type == patches.APPLY_PATCH:
             raise ApiError(415, "UnsupportedMediaType", "server-side apply is not supported by the simulator")
         try:
@@ -358,25 +426,73 @@ class SimKubeServer:
         except json.JSONDecodeError as exc:
             raise bad_request(f"invalid JSON in request body: {exc}") from None
 
+    def _list(self, request: web.Request, res: Resource, ns: str | None) -> tuple[list[Obj], Obj]:
+        """A list, chunked by `limit`/`continue`; every chunk is read at the first chunk's resourceVersion."""
+        matches = self._matcher(request, res.kind)
+        try:
+            limit = int(request.query.get("limit") or 0)
+        except ValueError:
+            raise bad_request(f'invalid limit "{request.query.get("limit")}"') from None
+        token = request.query.get("continue")
+        start: str | None = None
+        if token:
+            if request.query.get("resourceVersion") not in (None, ""):
+                raise bad_request("specifying resource version is not allowed when using continue")
+            rv, start = paging.decode(token)
+            if rv == -1:  # the token a 410 hands back: go on at the latest version
+                rv = int(self.store.resource_version)
+            try:
+                items = self.store.list_at(res, ns, matches, rv)
+            except ApiError as exc:
+                if exc.code != 410:
+                    raise
+                raise ApiError(
+                    410, "Expired", paging.STALE_MESSAGE, list_meta={"continue": paging.encode(-1, start)}
+                ) from None
+        else:
+            rv = int(self.store.resource_version)
+            items = self.store.list(res, ns, matches)
+        items, next_start, remaining = paging.page(items, start, limit)
+        meta: Obj = {"resourceVersion": str(rv)}
+        if next_start is not None:
+            meta["continue"] = paging.encode(rv, next_start)
+            if not request.query.get("labelSelector") and not request.query.get("fieldSelector"):
+                meta["remainingItemCount"] = remaining  # as the real server: only without selectors
+        return items, meta
+
     @staticmethod
-    def _matcher(request: web.Request) -> Callable[[Obj], bool]:
+    def _matcher(request: web.Request, kind: str) -> Callable[[Obj], bool]:
         labels = label_matcher(request.query.get("labelSelector"))
-        fields = field_matcher(request.query.get("fieldSelector"))
+        fields = field_matcher(events.field_selector(request), kind)
         return lambda o: labels(o) and fields(o)
 
     async def _watch(
-        self, request: web.Request, res: Resource, ns: str | None, name: str
+        self,
+        request: web.Request,
+        res: Resource,
+        ns: str | None,
+        name: str,
+        out: Callable[[Obj], Obj] = lambda o: o,
     ) -> web.StreamResponse:
-        matches = self._matcher(request)
+        matches = self._matcher(request, res.kind)
         if name:
             base = matches
             matches = lambda o: base(o) and o["metadata"]["name"] == name  # noqa: E731
         timeout = float(request.query.get("timeoutSeconds", "1800"))
         as_table = tables.wants_table(request.headers.get("Accept", ""))
-        backlog, watcher = self.store.open_watch(res, ns, matches, request.query.get("resourceVersion"))
         response = web.StreamResponse(
             headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
         )
+        try:
+            backlog, watcher = self.store.open_watch(res, ns, matches, request.query.get("resourceVersion"))
+        except ApiError as exc:
+            if exc.code != 410:
+                raise
+            # the real server accepts the watch (200) and sends the 410 as its one ERROR event
+            await response.prepare(request)
+            await response.write(json.dumps({"type": "ERROR", "object": exc.body}).encode() + b"\n")
+            await response.write_eof()
+            return response
         timer = asyncio.ensure_future(self.clock.sleep(timeout))
         self._watch_timers.add(timer)
         sent_columns = False
@@ -392,9 +508,9 @@ class SimKubeServer:
                         nxt.cancel()
                         break
                     change = nxt.result()
-                obj: Obj = change.obj
+                obj: Obj = out(change.obj)
                 if as_table:
-                    obj = tables.table(res, [obj], str(change.rv), with_columns=not sent_columns)
+                    obj = tables.table(res, [change.obj], str(change.rv), with_columns=not sent_columns)
                     sent_columns = True
                 await response.write(json.dumps({"type": change.type, "object": obj}).encode() + b"\n")
         except (ConnectionResetError, asyncio.CancelledError):
@@ -413,6 +529,10 @@ class _TooMany(ApiError):
         super().__init__(
             429, "TooManyRequests", "Too many requests, please try again later.", {"retryAfterSeconds": 1}
         )
+
+
+def _same(obj: Obj) -> Obj:
+    return obj
 
 
 def _scale_of(obj: Obj) -> Obj:

@@ -34,6 +34,13 @@ class Change:
     type: str  # ADDED | MODIFIED | DELETED
     res: ResKey
     obj: Obj
+    #: the object as it was before this change (None for ADDED): lets a list be read as of an older
+    #: resourceVersion, as etcd's MVCC does for paginated lists
+    prev: Obj | None = None
+
+
+def expired(message: str) -> ApiError:
+    return ApiError(410, "Expired", message)
 
 
 @dataclass
@@ -111,11 +118,12 @@ class Store:
         obj = _drop_nulls(obj)
         meta = obj["metadata"]
         kinds.apply_defaults(res, obj)
-        kinds.validate(res, obj)
+        kinds.validate(res, obj, creating=True)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = rfc3339()
         meta.pop("resourceVersion", None)
-        if "spec" in obj and res.kind not in {"Lease"}:
+        # the kinds whose registry strategy keeps a generation (Pods only since 1.33, behind a gate)
+        if "spec" in obj and res.kind not in {"Lease", "Namespace", "Service", "Pod"}:
             meta["generation"] = 1
         if res.has_status:
             obj.setdefault("status", {})
@@ -152,6 +160,12 @@ class Store:
         for key in ("uid", "creationTimestamp", "namespace", "name", "generation"):
             if key in current["metadata"]:
                 meta[key] = current["metadata"][key]
+        for key in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            # only a graceful delete sets these (mark_deleting); a client can neither set nor clear them
+            if key in current["metadata"]:
+                meta[key] = current["metadata"][key]
+            else:
+                meta.pop(key, None)
         new["apiVersion"], new["kind"] = res.api_version, res.kind
         if res.has_status:
             if subresource == "status":
@@ -161,8 +175,8 @@ class Store:
                 new["status"] = copy.deepcopy(current.get("status", {}))
         new = _drop_nulls(new)
         kinds.apply_defaults(res, new)
-        kinds.validate(res, new)
-        if "generation" in current["metadata"] and new.get("spec") != current.get("spec"):
+        kinds.validate(res, new, current=current if subresource != "status" else None)
+        if "generation" in current["metadata"] and _changes_generation(res, current, new, subresource):
             new["metadata"]["generation"] = current["metadata"]["generation"] + 1
         if _same(current, new):
             return copy.deepcopy(current)  # a no-op write does not bump resourceVersion
@@ -170,33 +184,85 @@ class Store:
             return new
         return self._commit(res, "MODIFIED", new)
 
+    def mark_deleting(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        *,
+        deletion_timestamp: str,
+        grace_seconds: int,
+        status: Obj,
+    ) -> Obj:
+        """A graceful delete's one write: deletionTimestamp set (and, folded in, the kubelet's not-Ready)."""
+        current = self.peek(res, namespace, name)
+        if current is None:
+            raise not_found(res.plural, res.group, name)
+        obj = copy.deepcopy(current)
+        obj["metadata"]["deletionTimestamp"] = deletion_timestamp
+        obj["metadata"]["deletionGracePeriodSeconds"] = grace_seconds
+        obj["status"] = status
+        return self._commit(res, "MODIFIED", obj)
+
     def delete(self, res: Resource, namespace: str | None, name: str, *, dry_run: bool = False) -> Obj:
         bucket = self._objects.get((res.group, res.plural), {})
         if (namespace or "", name) not in bucket:
             raise not_found(res.plural, res.group, name)
         if dry_run:
             return copy.deepcopy(bucket[(namespace or "", name)])
-        obj = bucket.pop((namespace or "", name))
+        prev = bucket.pop((namespace or "", name))
         self._rv += 1
-        obj = copy.deepcopy(obj)
+        obj = copy.deepcopy(prev)
         obj["metadata"]["resourceVersion"] = str(self._rv)
-        self._publish(Change(self._rv, "DELETED", (res.group, res.plural), obj))
+        self._publish(Change(self._rv, "DELETED", (res.group, res.plural), obj, prev))
         if res.plural == "namespaces":
             for key, objs in self._objects.items():
                 for ns_name in [k for k in objs if k[0] == name]:
                     gone = objs.pop(ns_name)
                     self._rv += 1
-                    self._publish(Change(self._rv, "DELETED", key, gone))
+                    self._publish(Change(self._rv, "DELETED", key, gone, gone))
         return copy.deepcopy(obj)
 
     def _commit(self, res: Resource, kind: str, obj: Obj) -> Obj:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
-        self._objects.setdefault((res.group, res.plural), {})[
-            (obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
-        ] = obj
-        self._publish(Change(self._rv, kind, (res.group, res.plural), obj))
+        bucket = self._objects.setdefault((res.group, res.plural), {})
+        key = (obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
+        prev = bucket.get(key)
+        bucket[key] = obj  # stored objects are replaced, never changed in place: prev stays as it was
+        self._publish(Change(self._rv, kind, (res.group, res.plural), obj, prev))
         return copy.deepcopy(obj)
+
+    # --- history: compaction, reading an older resourceVersion ------------------------
+
+    def oldest_readable(self) -> int:
+        """The oldest resourceVersion a watch can resume from or a list continue at (etcd's compaction)."""
+        return (self._history[0].rv - 1) if self._history else self._rv
+
+    def compact(self) -> None:
+        """Forget every past change, as kube-apiserver's periodic etcd compaction does."""
+        self._history.clear()
+
+    def list_at(self, res: Resource, namespace: str | None, matches: Matcher, rv: int) -> list[Obj]:
+        """The objects as they were at resourceVersion `rv`, sorted by key; 410 once compacted away."""
+        if rv < self.oldest_readable():
+            raise expired(f"too old resource version: {rv} ({self.oldest_readable()})")
+        key_of = (res.group, res.plural)
+        state = dict(self._objects.get(key_of, {}))
+        for change in reversed(self._history):
+            if change.rv <= rv:
+                break
+            if change.res != key_of:
+                continue
+            k = (change.obj["metadata"].get("namespace") or "", change.obj["metadata"]["name"])
+            if change.prev is None:
+                state.pop(k, None)
+            else:
+                state[k] = change.prev
+        items = [
+            o for (ns, _), o in sorted(state.items()) if (namespace is None or ns == namespace) and matches(o)
+        ]
+        return [copy.deepcopy(o) for o in items]
 
     def _publish(self, change: Change) -> None:
         self._history.append(change)
@@ -214,10 +280,12 @@ class Store:
         """The changes to replay first, and a watcher whose queue receives every later one."""
         watcher = _Watcher((res.group, res.plural), namespace, matches)
         if since not in (None, "", "0"):
-            start = int(str(since))
-            oldest = self._history[0].rv if self._history else self._rv + 1
-            if start + 1 < oldest and start < self._rv:
-                raise ApiError(410, "Expired", f"too old resource version: {start} ({oldest - 1})")
+            try:
+                start = int(str(since))
+            except ValueError:
+                raise ApiError(400, "BadRequest", f'invalid resource version "{since}"') from None
+            if start < self.oldest_readable():
+                raise expired(f"too old resource version: {start} ({self.oldest_readable()})")
             backlog = [
                 c
                 for c in self._history
@@ -241,6 +309,17 @@ def _in_scope(w: _Watcher, obj: Obj) -> bool:
     if w.namespace is not None and obj.get("metadata", {}).get("namespace") != w.namespace:
         return False
     return w.matches(obj)
+
+
+def _changes_generation(res: Resource, current: Obj, new: Obj, subresource: str | None) -> bool:
+    if new.get("spec") != current.get("spec"):
+        return True
+    # apps/v1 deploymentStrategy.PrepareForUpdate (pkg/registry/apps/deployment/strategy.go) also bumps
+    # generation when annotations change, "because annotations are copied from deployments to their
+    # replica sets"; its status strategy keeps spec, so the controller's /status writes never bump it
+    if res.kind == "Deployment" and subresource != "status":
+        return (new["metadata"].get("annotations") or {}) != (current["metadata"].get("annotations") or {})
+    return False
 
 
 def _drop_nulls(value: Any) -> Any:

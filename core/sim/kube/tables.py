@@ -11,7 +11,10 @@ Obj = dict[str, Any]
 
 
 def _age(obj: Obj) -> str:
-    ts = obj.get("metadata", {}).get("creationTimestamp")
+    return _since(obj.get("metadata", {}).get("creationTimestamp"))
+
+
+def _since(ts: str | None) -> str:
     if not ts:
         return "<unknown>"
     seconds = int(
@@ -73,6 +76,31 @@ def _columns(res: Resource) -> list[tuple[str, str, int]]:
         ]
     if kind == "Lease":
         return [("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)]
+    if kind == "Namespace":
+        return [("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)]
+    if kind == "HorizontalPodAutoscaler":
+        return [
+            ("Name", "string", 0),
+            ("Reference", "string", 0),
+            ("Targets", "string", 0),
+            ("MinPods", "string", 0),
+            ("MaxPods", "integer", 0),
+            ("Replicas", "integer", 0),
+            ("Age", "string", 0),
+        ]
+    if kind == "Event":  # pkg/printers/internalversion: eventColumnDefinitions
+        return [
+            ("Last Seen", "string", 0),
+            ("Type", "string", 0),
+            ("Reason", "string", 0),
+            ("Object", "string", 0),
+            ("Subobject", "string", 1),
+            ("Source", "string", 1),
+            ("Message", "string", 0),
+            ("First Seen", "string", 1),
+            ("Count", "string", 1),
+            ("Name", "string", 1),
+        ]
     return [("Name", "string", 0), ("Age", "string", 0)]
 
 
@@ -104,7 +132,10 @@ def _cells(res: Resource, obj: Obj) -> list[Any]:
         ready = any(
             c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
         )
-        return [name, "1/1" if ready else "0/1", status.get("phase", "Pending"), "0", _age(obj)]
+        total = len(spec.get("containers") or []) or 1
+        # the pod printer shows a deleted pod as Terminating, whatever its phase
+        shown = "Terminating" if obj["metadata"].get("deletionTimestamp") else status.get("phase", "Pending")
+        return [name, f"{total if ready else 0}/{total}", shown, "0", _age(obj)]
     if res.kind == "Service":
         ports = ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or [])
         return [
@@ -117,6 +148,33 @@ def _cells(res: Resource, obj: Obj) -> list[Any]:
         ]
     if res.kind == "Lease":
         return [name, spec.get("holderIdentity") or "<none>", _age(obj)]
+    if res.kind == "Namespace":
+        return [name, status.get("phase", ""), _age(obj)]
+    if res.kind == "HorizontalPodAutoscaler":
+        ref = spec.get("scaleTargetRef") or {}
+        return [
+            name,
+            f"{ref.get('kind', '')}/{ref.get('name', '')}",
+            "<unknown>",  # no metrics in the simulator
+            str(spec.get("minReplicas", 1)),
+            spec.get("maxReplicas", 0),
+            status.get("currentReplicas", 0),
+            _age(obj),
+        ]
+    if res.kind == "Event":
+        involved = obj.get("involvedObject") or {}
+        return [
+            _since(obj.get("lastTimestamp")),
+            obj.get("type", ""),
+            obj.get("reason", ""),
+            f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+            involved.get("fieldPath", ""),
+            (obj.get("source") or {}).get("component", ""),
+            obj.get("message", "").strip(),
+            _since(obj.get("firstTimestamp")),
+            str(obj.get("count", 1)),
+            name,
+        ]
     return [name, _age(obj)]
 
 
