@@ -23,6 +23,7 @@ from core.world import World
 
 if TYPE_CHECKING:
     from core.adapters.kubernetes.lease import LeaseKeeper
+    from core.rollout.progress import RolloutStatus
 
 #: lease duration (override: $DEPLOYDECK_LEASE_TTL); renewed every sixth of it while the session lives
 LEASE_TTL_S = 30.0
@@ -30,6 +31,14 @@ LEASE_TTL_S = 30.0
 
 class DriverConflict(PortError):
     """Another deploydeck holds this rollout's lease: one driver at a time."""
+
+
+class ResumeRefused(PortError):
+    """An unfinished deploy is in the cluster but cannot be continued automatically (exit 4)."""
+
+    def __init__(self, message: str, differences: list[str]) -> None:
+        super().__init__(message)
+        self.differences = differences
 
 
 SimBackend = Literal["memory", "kube"]
@@ -90,7 +99,10 @@ async def open_session(
     decision_default: Literal["rollback", "fix_forward"] = "rollback",
     sim_backend: SimBackend = "memory",
     kubeconfig_dir: Path | None = None,
+    world: World | None = None,
 ) -> Session:
+    """Open the world (or reuse ``world``: tests restarting a driver on the same cluster), take the
+    lease, and continue the plan's unfinished deploy if the cluster holds one (see `_resumable`)."""
     from core.adapters.journal import FileJournal, default_journal_path
 
     clock = clock or SystemClock()
@@ -98,7 +110,9 @@ async def open_session(
     journal_file = Path(journal_path or plan.journal.path or default_journal_path())
     notes: list[str] = []
     kubeconfig: str | None = None
-    if plan.is_sim:
+    if world is not None:
+        clock = world.clock
+    elif plan.is_sim:
         from core.sim.scenarios import get_scenario
 
         world, kubeconfig, sim_notes = await _sim_world(
@@ -109,6 +123,22 @@ async def open_session(
         world = await _real_world(plan, clock)
     await _check_traffic_split(world, plan, plan_path)
     lease = await _take_lease(world, plan, actor, clock)
+    try:
+        resume = await _resumable(world, plan)
+    except BaseException:
+        if lease is not None:
+            await lease.release()
+        await world.close()
+        raise
+    prior: list[object] = []
+    if resume is not None:
+        from core.adapters.journal import read_journal
+
+        prior = [e for e in read_journal(journal_file).events if e.deploy_id == resume.deploy_id]
+        notes.append(
+            f"resuming unfinished deploy {resume.deploy_id} of {plan.service} {plan.version.to} "
+            f"(left by {resume.driver or 'unknown'} in {resume.phase}, canary at {resume.weight} %)"
+        )
     rollout = Rollout(
         plan,
         world,
@@ -121,6 +151,9 @@ async def open_session(
         scenario=scenario if plan.is_sim else None,
         incident_dir=journal_file.parent / "incidents",
         notes=notes,
+        deploy_id=resume.deploy_id if resume is not None else None,
+        resume=resume,
+        prior_events=prior,  # type: ignore[arg-type]
     )
     _wire_lease(lease, rollout)
     return Session(
@@ -149,6 +182,41 @@ async def _check_traffic_split(world: World, plan: Plan, plan_path: str) -> None
     if problem is not None:
         await world.close()
         raise PlanError([f"{plan_path or '<plan>'}: targets.production.replicas: {problem}"])
+
+
+async def _resumable(world: World, plan: Plan) -> RolloutStatus | None:
+    """The unfinished deploy of this plan the cluster holds, if it may be continued; None to start anew.
+
+    Called while holding the lease, so its driver is gone (dead, stopped, or its lease expired).
+    Refused (exit 4, the differences stated) when the cluster no longer matches what that deploy
+    left there, or when the unfinished deploy is of another version: both need a person.
+    """
+    from core.rollout.progress import RolloutStatus
+
+    production = world.production
+    status = RolloutStatus.from_state(await production.read_state())
+    if status is None or status.finished:
+        return None
+    target = plan.targets.production
+    if not status.same_plan(plan.service, target.namespace, plan.version.to, plan.version.image):
+        raise ResumeRefused(
+            f"{plan.service} in {target.namespace} has an unfinished deploy {status.deploy_id} of "
+            f"{status.version} ({status.image}), left by {status.driver} in {status.phase} with the canary at "
+            f"{status.weight} %; finish it (run its plan again) or roll it back before deploying {plan.version.to}",
+            [f"unfinished deploy of {status.version}"],
+        )
+    differences = status.drift(await production.describe())
+    if differences:
+        raise ResumeRefused(
+            f"unfinished deploy {status.deploy_id} of {plan.service} {plan.version.to} cannot be continued "
+            "automatically: the cluster no longer matches what it left there ("
+            + "; ".join(differences)
+            + "). Someone changed it by hand; check with them, then roll back "
+            f"(kubectl rollout undo deployment/{target.deployment} -n {target.namespace} and set the canary "
+            "to 0 %) or restore the state it left",
+            differences,
+        )
+    return status
 
 
 def lease_ttl_s() -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Literal
 
 from core.domain import (
@@ -11,7 +12,6 @@ from core.domain import (
 )
 from core.events import (
     AnalysisSample,
-    DeployStarted,
     Finished,
     LeaseLost,
     LogLine,
@@ -70,31 +70,20 @@ class Rollout(
         return await self._stopped_by_lease_loss()
 
     async def _drive(self) -> Outcome:
-        self._started_at = self.clock.now()
-        plan = self.plan
-        await self._emit(
-            DeployStarted,
-            service=plan.service,
-            namespace=plan.namespace,
-            from_version=plan.version.from_,
-            to_version=plan.version.to,
-            image=plan.version.image,
-            change_id=plan.change.id,
-            change_class=plan.change.class_,
-            security_sensitive=plan.change.security_sensitive,
-            actor=self.actor,
-            plan_path=self.plan_path,
-            steps=[s.weight for s in plan.canary.steps],
-            scenario=self.scenario,
-        )
+        if self._resume is not None:
+            await self._resume_from(self._resume)
+        else:
+            await self._start_new()
         for note in self._notes:
             await self._emit(LogLine, source="session", message=note)
+        if self._stop is not None:  # a resumed rollback or abort: finish it, never go forward
+            return await self._finish_stop()
         self._flow = asyncio.create_task(self._main())
         reason = ""
         try:
             outcome = await self._flow
         except asyncio.CancelledError:
-            if self._stop is None or self._lease_lost is not None:
+            if self._stop is None or self._lease_lost is not None or self._interrupted is not None:
                 raise
             outcome = Outcome.ERROR
         except _Stopped:
@@ -112,24 +101,48 @@ class Rollout(
             else:
                 outcome, reason = Outcome.ERROR, str(exc)
         if self._stop is not None:
-            if self._stop.kind == "rollback":
-                outcome = await self._rollback_procedure()
-            else:
-                outcome = await self._abort_procedure()
-            reason = self._stop.reason
-        elif outcome == Outcome.COMPLETED:
+            return await self._finish_stop()
+        if outcome == Outcome.COMPLETED:
             reason = "all gates passed, canary promoted, verification green"
         return await self._finish(outcome, reason)
 
+    async def _finish_stop(self) -> Outcome:
+        assert self._stop is not None
+        if self._stop.kind == "rollback":
+            outcome = await self._rollback_procedure()
+        else:
+            outcome = await self._abort_procedure()
+        return await self._finish(outcome, self._stop.reason)
+
+    async def _start_new(self) -> None:
+        self._started_at = self.clock.now()
+        stable_before: str | None = None
+        with contextlib.suppress(PortError):
+            stable_before = (await self.world.production.describe()).stable_image
+        # persisted before the first journal line: a crash from here on resumes THIS deploy id
+        await self._persist(stable_before=stable_before)
+        await self._deploy_started()
+
     async def _main(self) -> Outcome:
-        await self._preflight()
-        if self.plan.migrations is not None and (
-            self.plan.migrations.files or self.plan.migrations.staging_command
-        ):
-            await self._migrations()
-        await self._staging()
+        # one place owns the order of the steps; each step skips what its persisted progress says is done
+        if not self._done("preflight"):
+            await self._preflight()
+            await self._mark("preflight", "pre-deploy gates satisfied")
+        migrations = self.plan.migrations
+        if migrations is not None and (migrations.files or migrations.staging_command):
+            if not self._done("migrations"):
+                await self._migrations()
+                await self._mark("migrations", "migrations reviewed and run on staging")
+        if not self._done("staging"):
+            await self._staging()
+            await self._mark("staging", "staging deployed, gates green, soak passed")
         await self._canary()
-        decided = await self._verify()
+        if self._done("verify"):
+            decided = self.progress.results.get("verify") if self.progress else None
+            decided = None if decided == "green" else decided
+        else:
+            decided = await self._verify()
+            await self._mark("verify", decided or "green")
         await self._complete(decided)
         return Outcome.COMPLETED
 
@@ -179,6 +192,10 @@ class Rollout(
     async def _finish(self, outcome: Outcome, reason: str) -> Outcome:
         self.outcome = outcome
         self.window = None
+        if self._lease_lost is None and self._interrupted is None:
+            # finished: no longer resumable (a lease loss or a signal leaves it for a resume)
+            with contextlib.suppress(PortError):
+                await self._persist(outcome=outcome.value, pending=None)
         duration = (self.clock.now() - self._started_at).total_seconds() if self._started_at else 0.0
         await self._emit(Finished, outcome=outcome, reason=reason, duration_s=duration)
         return outcome

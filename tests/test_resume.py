@@ -1,0 +1,187 @@
+"""Resume (issue 11, items 1 and 2): progress persisted before acting; a new driver continues it.
+
+Each test kills a driver at a chosen point (tests/resume_helpers.py: no cleanup runs, as under
+kill -9), then opens a new session on the same simulated cluster and journal.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.adapters.journal import verify_journal
+from core.domain import Outcome
+from core.events import AnalysisSample, TrafficChanged, WindowStarted
+from core.rollout.progress import RolloutStatus
+from core.session import ResumeRefused, demo_plan, open_session
+from tests.resume_helpers import applied_weights, journal_records, open_driver, run_killed_at
+
+
+async def _status(world: Any) -> RolloutStatus:
+    status = RolloutStatus.from_state(await world.production.read_state())
+    assert status is not None
+    return status
+
+
+async def test_the_intent_is_persisted_in_the_cluster_before_traffic_moves(tmp_path: Path) -> None:
+    session = await open_driver(None, tmp_path)
+    sim = session.world.production.inner  # the SimCluster behind the observer
+    real_set = sim.set_canary_weight
+    at_call: list[tuple[int, Any, Any]] = []
+
+    async def recording(percent: int) -> Any:
+        state = RolloutStatus.from_state(sim.state)
+        assert state is not None
+        at_call.append((percent, state.weight_target, state.step_index))
+        return await real_set(percent)
+
+    sim.set_canary_weight = recording
+    assert await session.rollout.run() == Outcome.COMPLETED
+    # every change was announced in the cluster (target and step) before it was made
+    assert at_call == [(5, 5, 0), (25, 25, 1), (50, 50, 2), (100, 100, 3), (0, 0, 3)]
+    final = await _status(session.world)
+    assert final.outcome == "completed" and final.finished
+    assert final.completed[:3] == ["preflight", "staging.deploy", "staging.gates"]
+    assert {"canary.step.0", "canary.step.3", "canary.promote", "verify"} <= set(final.completed)
+    # the sign-offs given with --approve are part of the persisted progress
+    assert {r["gate_id"] for r in final.sign_offs} == {m.id for m in demo_plan().gates.manual}
+
+
+async def test_a_killed_deploy_resumes_with_its_id_step_and_window_start(tmp_path: Path) -> None:
+    first = await open_driver(None, tmp_path)
+    world = first.world
+    outcome, switch = await run_killed_at(first, match="journal analysis step=1", nth=4)
+    assert outcome is None, switch.log[-3:]
+    deploy_id = first.rollout.deploy_id
+    window = [e for e in first.rollout.events if isinstance(e, WindowStarted)][-1]
+    left = await _status(world)
+    # what the dead driver left: persisted start (not a remaining time) and the samples counted
+    assert (left.phase, left.step_index, left.weight) == ("canary", 1, 25)
+    assert left.window is not None and left.window.name == "canary 25 %"
+    assert left.window.started_at == window.ts
+    assert left.window.samples == 3 and left.window.observed_s == 3 * demo_plan().analysis.interval
+
+    second = await open_driver(world, tmp_path, actor="bob")
+    assert await second.rollout.run() == Outcome.COMPLETED
+    assert second.rollout.deploy_id == deploy_id
+    records = journal_records(tmp_path)
+    assert {r["deploy_id"] for r in records} == {deploy_id}
+    assert [r["type"] for r in records].count("deploy_started") == 1
+    (resumed,) = [r for r in records if r["type"] == "run_resumed"]
+    assert (resumed["from_phase"], resumed["from_step"], resumed["weight"]) == ("canary", 1, 25)
+    assert (resumed["previous_driver"], resumed["actor"]) == ("tester", "bob")
+    assert resumed["window"] == "canary 25 %"
+    # the window continued from its persisted start: same end as before the kill
+    events = second.rollout.events
+    since = events[next(i for i, e in enumerate(events) if e.type == "run_resumed") :]
+    after = [e for e in since if isinstance(e, WindowStarted)]
+    assert after[0].name == "canary 25 %" and after[0].ends_at == window.ends_at
+    # traffic: each change once, none lowered, none skipped
+    assert applied_weights(records) == [5, 25, 50, 100, 0]
+    assert verify_journal(tmp_path / "deployments.jsonl").ok
+    assert world.production.inner.stable_image == demo_plan().version.image
+
+
+async def test_a_window_that_ended_unwatched_is_observed_again_before_promotion(tmp_path: Path) -> None:
+    first = await open_driver(None, tmp_path)
+    world = first.world
+    outcome, _ = await run_killed_at(first, match="journal analysis step=1", nth=2)
+    assert outcome is None
+    await world.clock.advance(3600)  # nobody watched for an hour: the 5-minute window ended meanwhile
+    second = await open_driver(world, tmp_path)
+    assert await second.rollout.run() == Outcome.COMPLETED
+    events = second.rollout.events
+    resumed = next(e for e in events if e.type == "run_resumed")
+    assert resumed.unwatched_s >= 3600  # type: ignore[union-attr]
+    after = events[events.index(resumed) :]
+    fresh = next(i for i, e in enumerate(after) if isinstance(e, AnalysisSample))
+    moved = next(i for i, e in enumerate(after) if isinstance(e, TrafficChanged))
+    assert fresh < moved, "promoted to 50 % without a fresh sample at 25 %"
+    assert after[fresh].weight == 25  # type: ignore[union-attr]
+    assert applied_weights(journal_records(tmp_path)) == [5, 25, 50, 100, 0]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "difference"),
+    [
+        (lambda sim: setattr(sim, "weight", 50), "canary weight is 50 %, this deploy left 25 %"),
+        (
+            lambda sim: setattr(sim, "canary_image", "registry.example.com/shop/checkout:9.9.9"),
+            "canary image is registry.example.com/shop/checkout:9.9.9",
+        ),
+        (
+            lambda sim: setattr(sim, "stable_image", "registry.example.com/shop/checkout:0.0.1"),
+            "stable image is registry.example.com/shop/checkout:0.0.1",
+        ),
+    ],
+    ids=["weight", "canary-image", "stable-image"],
+)
+async def test_a_cluster_changed_by_hand_is_not_resumed(tmp_path: Path, tamper: Any, difference: str) -> None:
+    first = await open_driver(None, tmp_path)
+    world = first.world
+    outcome, _ = await run_killed_at(first, match="journal analysis step=1", nth=2)
+    assert outcome is None
+    tamper(world.production.inner)
+    with pytest.raises(ResumeRefused, match="roll back") as refused:
+        await open_driver(world, tmp_path)
+    assert any(difference in d for d in refused.value.differences), refused.value.differences
+    assert world.production.inner.weight in {25, 50}  # nothing was touched by the refused run
+
+
+async def test_a_rollback_cut_short_is_finished_never_reversed(tmp_path: Path) -> None:
+    first = await open_driver(None, tmp_path, scenario="bad-canary")
+    world = first.world
+    outcome, _ = await run_killed_at(first, match="cluster rollback")
+    assert outcome is None
+    left = await _status(world)
+    assert left.stop is not None and left.stop.kind == "rollback"
+    second = await open_driver(world, tmp_path, scenario="bad-canary")
+    assert await second.rollout.run() == Outcome.ROLLED_BACK
+    records = journal_records(tmp_path)
+    assert [r["type"] for r in records].count("rollback_triggered") == 1
+    weights = applied_weights(records)
+    assert weights[-1] == 0 and max(weights) == weights[-2]  # no step forward after the trigger
+    assert world.production.inner.weight == 0
+    assert world.production.inner.calls.count("rollback") == 1
+    assert verify_journal(tmp_path / "deployments.jsonl").ok
+
+
+async def test_a_rollback_applied_before_the_kill_is_not_applied_twice(tmp_path: Path) -> None:
+    first = await open_driver(None, tmp_path, scenario="bad-canary")
+    world = first.world
+    outcome, _ = await run_killed_at(first, match="journal rollback_step")
+    assert outcome is None
+    assert world.production.inner.calls.count("rollback") == 1
+    second = await open_driver(world, tmp_path, scenario="bad-canary")
+    assert await second.rollout.run() == Outcome.ROLLED_BACK
+    assert world.production.inner.calls.count("rollback") == 1
+    records = journal_records(tmp_path)
+    zeros = [r for r in records if r["type"] == "traffic_changed" and r.get("detail") == "rollback"]
+    assert len(zeros) == 1
+
+
+async def test_an_unfinished_deploy_of_another_version_blocks_a_new_one(tmp_path: Path) -> None:
+    first = await open_driver(None, tmp_path)
+    world = first.world
+    outcome, _ = await run_killed_at(first, match="journal analysis step=0", nth=2)
+    assert outcome is None
+    plan = demo_plan()
+    other = plan.model_copy(
+        update={
+            "version": plan.version.model_copy(
+                update={"to": "1.6.0", "image": "registry.example.com/shop/checkout:1.6.0"}
+            )
+        }
+    )
+    with pytest.raises(ResumeRefused, match=r"unfinished deploy .* of 1\.5\.0"):
+        await open_session(other, actor="x", journal_path=tmp_path / "deployments.jsonl", world=world)
+
+
+async def test_a_finished_deploy_is_not_resumed(tmp_path: Path) -> None:
+    first = await open_driver(None, tmp_path)
+    assert await first.rollout.run() == Outcome.COMPLETED
+    second = await open_driver(first.world, tmp_path)
+    assert second.rollout.deploy_id != first.rollout.deploy_id
+    assert second.rollout._resume is None
