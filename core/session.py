@@ -133,8 +133,15 @@ async def open_session(
     prior: list[object] = []
     if resume is not None:
         from core.adapters.journal import read_journal
+        from core.events import Finished
 
         prior = [e for e in read_journal(journal_file).events if e.deploy_id == resume.deploy_id]
+        ended = next((e for e in prior if isinstance(e, Finished)), None)
+        if ended is not None:
+            # the driver died after journaling the outcome, before writing it to the cluster
+            await world.production.write_state({**resume.to_state(), "outcome": ended.outcome.value})
+            resume, prior = None, []
+    if resume is not None:
         notes.append(
             f"resuming unfinished deploy {resume.deploy_id} of {plan.service} {plan.version.to} "
             f"(left by {resume.driver or 'unknown'} in {resume.phase}, canary at {resume.weight} %)"

@@ -112,6 +112,8 @@ async def run_killed_at(
 
 def journal_records(tmp_path: Path) -> list[dict[str, Any]]:
     path = tmp_path / "deployments.jsonl"
+    if not path.exists():  # killed before the first line
+        return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -315,7 +315,7 @@ class RolloutContext:
                 else None
             ),
             "stop": (
-                {"kind": self._stop.kind, "actor": self._stop.actor, "reason": self._stop.reason}
+                {**(base.stop.model_dump() if base.stop else {}), **self._stop.__dict__}
                 if self._stop is not None
                 else None
             ),

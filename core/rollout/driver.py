@@ -160,6 +160,20 @@ class Rollout(
         if self._stop is not None:
             return
         self._stop = _Stop(kind, actor, reason)
+        weight_at_trigger = 100 if self.effective_phase == Phase.VERIFY else self.weight
+        if self._lease_lost is None:
+            # persisted before it is journaled or acted on: a resume finishes this decision
+            with contextlib.suppress(PortError):
+                await self._persist(
+                    stop={
+                        "kind": kind,
+                        "actor": actor,
+                        "reason": reason,
+                        "automatic": automatic,
+                        "rule": rule,
+                        "weight_at_trigger": weight_at_trigger,
+                    }
+                )
         if kind == "rollback":
             event = await self._emit(
                 RollbackTriggered,
@@ -169,7 +183,7 @@ class Rollout(
                 reason=reason,
                 readings=readings or (self.last_analysis.readings if self.last_analysis else []),
                 samples=samples or ([self.last_analysis] if self.last_analysis else []),
-                weight_at_trigger=100 if self.effective_phase == Phase.VERIFY else self.weight,
+                weight_at_trigger=weight_at_trigger,
             )
             assert isinstance(event, RollbackTriggered)
             self.rollback_reason = event
@@ -192,12 +206,13 @@ class Rollout(
     async def _finish(self, outcome: Outcome, reason: str) -> Outcome:
         self.outcome = outcome
         self.window = None
-        if self._lease_lost is None and self._interrupted is None:
-            # finished: no longer resumable (a lease loss or a signal leaves it for a resume)
-            with contextlib.suppress(PortError):
-                await self._persist(outcome=outcome.value, pending=None)
         duration = (self.clock.now() - self._started_at).total_seconds() if self._started_at else 0.0
         await self._emit(Finished, outcome=outcome, reason=reason, duration_s=duration)
+        if self._lease_lost is None and self._interrupted is None:
+            # finished: no longer resumable (a lease loss or a signal leaves it for a resume).
+            # After the journal line: a driver killed in between is seen finished by the journal
+            with contextlib.suppress(PortError):
+                await self._persist(outcome=outcome.value, pending=None)
         return outcome
 
     # --- fencing: the lease is gone -----------------------------------------------------

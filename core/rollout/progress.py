@@ -43,6 +43,9 @@ class StopProgress(BaseModel):
     kind: Literal["rollback", "abort"]
     actor: str
     reason: str
+    automatic: bool = False
+    rule: str = "manual"
+    weight_at_trigger: int = 0
 
 
 class DecisionProgress(BaseModel):
@@ -84,7 +87,9 @@ class RolloutStatus(BaseModel):
 
     @property
     def finished(self) -> bool:
-        return self.outcome is not None or self.phase in TERMINAL
+        # not the phase: a driver killed after ROLLED_BACK but before notifying and documenting
+        # left work to do; only the recorded outcome says the deploy is over
+        return self.outcome is not None
 
     def done(self, key: str) -> bool:
         return key in self.completed

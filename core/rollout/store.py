@@ -49,6 +49,19 @@ class Store(RolloutContext):
             actor=self.actor,
             completed=list(status.completed),
         )
+        stop = status.stop
+        if stop is not None and stop.kind == "rollback" and self.rollback_reason is None:
+            # decided and persisted, but the driver died before journaling it: record it now
+            event = await self._emit(
+                RollbackTriggered,
+                actor=stop.actor,
+                automatic=stop.automatic,
+                rule=stop.rule,
+                reason=stop.reason,
+                weight_at_trigger=stop.weight_at_trigger,
+            )
+            assert isinstance(event, RollbackTriggered)
+            self.rollback_reason = event
         await self._persist()
 
     async def _deploy_started(self) -> None:
