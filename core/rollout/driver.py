@@ -17,6 +17,7 @@ from core.events import (
     LogLine,
     RollbackTriggered,
     RuleReading,
+    RunInterrupted,
 )
 from core.ports import PortError
 from core.rollout.commands import Commands
@@ -59,12 +60,16 @@ class Rollout(
         """Walk the deploy to its outcome; ends at once, without touching the cluster, if the lease is lost."""
         if self._lease_lost is not None:  # lost before the first step: do nothing at all
             return await self._stopped_by_lease_loss()
+        if self._interrupted is not None:
+            return await self._stopped_by_signal()
         self._body = asyncio.ensure_future(self._drive())
         try:
             await asyncio.wait({self._body})
         except asyncio.CancelledError:
             self._body.cancel()
             raise
+        if self._interrupted is not None and self.outcome is None:
+            return await self._stopped_by_signal()
         if self._lease_lost is None or self.outcome is not None:
             return self._body.result()
         return await self._stopped_by_lease_loss()
@@ -230,7 +235,7 @@ class Rollout(
         if self._body is not None and not self._body.done():
             self._body.cancel()
 
-    async def _stopped_by_lease_loss(self) -> Outcome:
+    async def _halt_body(self) -> None:
         body = self._body
         # a step that catches one cancellation (the rollback's retry loop) gets another
         for _ in range(50):
@@ -238,6 +243,48 @@ class Rollout(
                 break
             body.cancel()
             await asyncio.wait({body}, timeout=0.1)
+
+    # --- signals: stop where we stand, to be resumed ---------------------------------------
+
+    @property
+    def interrupted(self) -> tuple[str, int] | None:
+        """(signal name, exit code) once a signal stopped this run."""
+        return self._interrupted
+
+    def interrupt(self, signal_name: str, exit_code: int) -> bool:
+        """SIGTERM, SIGHUP or SIGINT: stop acting at once and leave the rollout where it is.
+
+        No rollback and no traffic change: the canary keeps its weight, the persisted progress
+        stays unfinished, and the next `deploydeck run` of the plan resumes it. False when the
+        run already has its outcome (it is only closing) or has stopped for another reason.
+        """
+        if self._interrupted is not None or self.outcome is not None or self._lease_lost is not None:
+            return False
+        self._interrupted = (signal_name, exit_code)
+        if self._body is not None and not self._body.done():
+            self._body.cancel()
+        return True
+
+    async def _stopped_by_signal(self) -> Outcome:
+        await self._halt_body()
+        assert self._interrupted is not None
+        name, code = self._interrupted
+        self.window = None
+        await self._emit(
+            RunInterrupted,
+            signal=name,
+            reason=f"{name} received: stopped where it stands (canary at {self.weight} %, nothing rolled "
+            "back); the lease is released and `deploydeck run` of the same plan resumes it",
+            weight=self.weight,
+            exit_code=code,
+        )
+        # the weight in force as it stands; not finished (no outcome), so the deploy stays resumable
+        with contextlib.suppress(PortError):
+            await self._persist()
+        return Outcome.BLOCKED
+
+    async def _stopped_by_lease_loss(self) -> Outcome:
+        await self._halt_body()
         reason = self._lease_lost or "lease lost"
         await self._emit(LeaseLost, reason=reason, weight=self.weight)
         return await self._finish(
