@@ -18,6 +18,8 @@ from core.rollout.progress import RolloutStatus
 from core.session import ResumeRefused, demo_plan, open_session
 from tests.resume_helpers import applied_weights, journal_records, open_driver, run_killed_at
 
+ROOT = str(Path(__file__).resolve().parent.parent)
+
 
 async def _status(world: Any) -> RolloutStatus:
     status = RolloutStatus.from_state(await world.production.read_state())
@@ -185,3 +187,117 @@ async def test_a_finished_deploy_is_not_resumed(tmp_path: Path) -> None:
     second = await open_driver(first.world, tmp_path)
     assert second.rollout.deploy_id != first.rollout.deploy_id
     assert second.rollout._resume is None
+
+
+async def test_resume_through_the_kubernetes_adapter_once_the_dead_drivers_lease_expired(
+    tmp_path: Path,
+) -> None:
+    from core.session import lease_ttl_s
+    from tests.engine_helpers import sim_session
+
+    first = await sim_session(tmp_path, backend="kube")
+    world = first.world
+    outcome, _ = await run_killed_at(first, match="journal analysis step=1", nth=2)
+    assert outcome is None and first.lease is not None and first.lease._task is not None
+    first.lease._task.cancel()  # the process died: no more renewals, and no release
+    died_at = world.clock.now()
+    plan = first.plan
+    second = await open_session(
+        plan,
+        actor="bob",
+        interactive=False,
+        approvals=[m.id for m in plan.gates.manual],
+        journal_path=tmp_path / "deployments.jsonl",
+        world=world,
+    )
+    try:
+        # taken only after a whole lease duration without a renewal, judged by our own clock
+        assert (world.clock.now() - died_at).total_seconds() >= lease_ttl_s()
+        assert second.rollout.deploy_id == first.rollout.deploy_id
+        assert await second.rollout.run() == Outcome.COMPLETED
+        records = journal_records(tmp_path)
+        (resumed,) = [r for r in records if r["type"] == "run_resumed"]
+        assert (resumed["from_step"], resumed["weight"], resumed["actor"]) == (1, 25, "bob")
+        assert applied_weights(records) == [5, 25, 50, 100, 0]
+        live = await world.production.describe()
+        assert live.stable_image == plan.version.image and live.weight == 0
+        assert verify_journal(tmp_path / "deployments.jsonl").ok
+    finally:
+        await second.close()
+
+
+async def test_status_shows_the_holder_then_a_zombie_once_its_lease_expired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import json
+    import os
+    import sys
+
+    from core.clock import SystemClock
+    from core.plan import parse_plan
+    from core.rollout.inspect import cluster_report
+    from tests.kube_helpers import start_sim
+    from tests.test_session import kube_plan
+
+    monkeypatch.setenv("DEPLOYDECK_LEASE_TTL", "1")
+    sim = await start_sim(tmp_path)
+    text = kube_plan(sim.kubeconfig)
+    (tmp_path / "plan.yaml").write_text(text)
+    plan = parse_plan(text, "plan.yaml", env={})
+
+    async def status_cli() -> tuple[int, list[dict[str, Any]]]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tui.cli",
+            "status",
+            str(tmp_path / "plan.yaml"),
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": ROOT},
+        )
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, [json.loads(line) for line in out.decode().splitlines()]
+
+    try:
+        assert await cluster_report(plan, SystemClock()) is None  # nothing persisted yet
+        session = await open_session(
+            plan, actor="alice", clock=SystemClock(), journal_path=tmp_path / "j.jsonl"
+        )
+        await session.rollout._set_weight(5)  # persists the progress, as a running deploy does
+        code, (live,) = await status_cli()
+        assert code == 4
+        assert live["deploy_id"] == session.rollout.deploy_id and live["weight"] == 10  # 1 of 10 pods
+        assert live["lease"] == "live" and live["holder"].startswith("alice@") and not live["zombie"]
+        assert session.lease is not None and session.lease._task is not None
+        session.lease._task.cancel()  # the driver stops renewing (stopped, hung, or on a dead host)
+        await asyncio.sleep(1.3)
+        report = await cluster_report(plan, SystemClock())
+        assert report is not None and report.lease == "expired" and report.zombie
+        code, (zombie,) = await status_cli()
+        assert code == 4 and zombie["zombie"] and zombie["phase"] == "pending"
+        await session.world.close()
+    finally:
+        await sim.server.stop()
+
+
+async def test_status_without_a_plan_lists_the_journals_unfinished_deploys(tmp_path: Path) -> None:
+    from tui.cli import main
+
+    first = await open_driver(None, tmp_path)
+    outcome, _ = await run_killed_at(first, match="journal analysis step=1", nth=2)
+    assert outcome is None
+    done = await open_driver(None, tmp_path)  # a second world, same journal: this one completes
+    assert await done.rollout.run() == Outcome.COMPLETED
+    journal = str(tmp_path / "deployments.jsonl")
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["status", "--journal", journal])
+    assert code == 4
+    text = out.getvalue()
+    assert first.rollout.deploy_id in text and "canary step 1 at 25 %" in text
+    assert done.rollout.deploy_id not in text
