@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.clock import Clock, SystemClock
 from core.engine import Rollout
@@ -133,10 +133,9 @@ async def open_session(
     prior: list[object] = []
     if resume is not None:
         from core.adapters.journal import read_journal
-        from core.events import Finished
 
         prior = [e for e in read_journal(journal_file).events if e.deploy_id == resume.deploy_id]
-        ended = next((e for e in prior if isinstance(e, Finished)), None)
+        ended = _journaled_end(prior)
         if ended is not None:
             # the driver died after journaling the outcome, before writing it to the cluster
             await world.production.write_state({**resume.to_state(), "outcome": ended.outcome.value})
@@ -189,6 +188,25 @@ async def _check_traffic_split(world: World, plan: Plan, plan_path: str) -> None
     if problem is not None:
         await world.close()
         raise PlanError([f"{plan_path or '<plan>'}: targets.production.replicas: {problem}"])
+
+
+def _journaled_end(events: list[Any]) -> Any:
+    """The deploy's finished line if the journal shows it over; None while it is unfinished.
+
+    A driver that lost its lease journals a finished (blocked) line too, but it only stopped
+    acting: that deploy is still to be continued, so such a line does not end it.
+    """
+    from core.events import Finished, LeaseLost, RunResumed
+
+    ended, lost = None, False
+    for event in events:
+        if isinstance(event, LeaseLost):
+            lost = True
+        elif isinstance(event, RunResumed):
+            ended, lost = None, False
+        elif isinstance(event, Finished):
+            ended = None if lost else event
+    return ended
 
 
 async def _resumable(world: World, plan: Plan) -> RolloutStatus | None:

@@ -301,3 +301,20 @@ async def test_status_without_a_plan_lists_the_journals_unfinished_deploys(tmp_p
     text = out.getvalue()
     assert first.rollout.deploy_id in text and "canary step 1 at 25 %" in text
     assert done.rollout.deploy_id not in text
+
+
+async def test_a_deploy_stopped_by_a_lost_lease_is_resumed_not_restarted(tmp_path: Path) -> None:
+    """lease_lost journals a finished line (blocked), but nothing was finished: the next run resumes."""
+    first = await open_driver(None, tmp_path)
+    world = first.world
+
+    def lose_at_25(event: Any) -> None:
+        if isinstance(event, TrafficChanged) and event.applied and event.effective == 25:
+            first.rollout.lease_lost("taken over by another driver")
+
+    first.rollout.subscribe(lose_at_25)
+    assert await first.rollout.run() == Outcome.BLOCKED
+    second = await open_driver(world, tmp_path)
+    assert second.rollout.deploy_id == first.rollout.deploy_id
+    assert await second.rollout.run() == Outcome.COMPLETED
+    assert applied_weights(journal_records(tmp_path)) == [5, 25, 50, 100, 0]
