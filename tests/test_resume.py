@@ -318,3 +318,43 @@ async def test_a_deploy_stopped_by_a_lost_lease_is_resumed_not_restarted(tmp_pat
     assert second.rollout.deploy_id == first.rollout.deploy_id
     assert await second.rollout.run() == Outcome.COMPLETED
     assert applied_weights(journal_records(tmp_path)) == [5, 25, 50, 100, 0]
+
+
+async def _base_run(tmp_path: Path, scenario: str) -> list[dict[str, Any]]:
+    base = await open_driver(None, tmp_path / "base", scenario)
+    await base.rollout.run()
+    return journal_records(tmp_path / "base")
+
+
+async def test_a_window_pushed_out_by_blind_intervals_keeps_its_end_across_a_resume(tmp_path: Path) -> None:
+    base = await _base_run(tmp_path, "metrics-outage")
+    extended = [r for r in base if r["type"] == "window_started" and r["step"] == 1][1]
+    samples = [r for r in base if r["type"] == "analysis" and r["step"] == 1]
+    first_blind = next(i for i, r in enumerate(samples) if r["verdict"] == "no_data")
+    first = await open_driver(None, tmp_path, "metrics-outage")
+    # killed just after the first blind interval pushed the window's end out
+    outcome, _ = await run_killed_at(first, match="journal analysis step=1", nth=first_blind + 2)
+    assert outcome is None
+    left = await _status(first.world)
+    assert left.window is not None and left.window.blind_s == 30.0  # persisted with the extension
+    second = await open_driver(first.world, tmp_path, "metrics-outage")
+    assert await second.rollout.run() == Outcome.ROLLED_BACK
+    records = journal_records(tmp_path)
+    since = records[next(i for i, r in enumerate(records) if r["type"] == "run_resumed") :]
+    window = next(r for r in since if r["type"] == "window_started")
+    assert window["ends_at"] == extended["ends_at"]
+
+
+async def test_the_no_data_deadline_runs_from_the_pause_before_the_kill(tmp_path: Path) -> None:
+    base = await _base_run(tmp_path, "metrics-outage")
+    base_trigger = next(r for r in base if r["type"] == "rollback_triggered")
+    first = await open_driver(None, tmp_path, "metrics-outage")
+    outcome, _ = await run_killed_at(first, match="journal analysis step=1", nth=8)
+    assert outcome is None
+    left = await _status(first.world)
+    assert left.paused and left.engine_paused_at is not None
+    second = await open_driver(first.world, tmp_path, "metrics-outage")
+    assert await second.rollout.run() == Outcome.ROLLED_BACK
+    trigger = next(r for r in journal_records(tmp_path) if r["type"] == "rollback_triggered")
+    # the same moment as without the kill: the restart did not buy the blind canary more time
+    assert trigger["ts"] == base_trigger["ts"] and trigger["rule"] == base_trigger["rule"] == "no_data"

@@ -155,6 +155,7 @@ class RolloutContext:
         self.progress: RolloutStatus | None = None
         self._resume = resume  # the unfinished deploy this run continues, if any
         self._resume_window: WindowProgress | None = resume.window if resume else None
+        self._win: _Window | None = None  # the window being observed (its blind extensions persist)
         self._prior_events = list(prior_events)  # that deploy's journal, for the records
         self._interrupted: tuple[str, int] | None = None  # (signal, exit code) once a signal stops us
 
@@ -305,6 +306,7 @@ class RolloutContext:
             "driver": self.actor,
             "phase": self.effective_phase.value,
             "paused": self.phase == Phase.PAUSED,
+            "engine_paused_at": self._paused_by_engine_at if self.phase == Phase.PAUSED else None,
             "step_index": self.step_index,
             "weight": self.weight,
             "sign_offs": self.ledger.to_records(),
@@ -365,7 +367,17 @@ class RolloutContext:
         event = await self._emit(WindowStarted, name=name, duration_s=duration, ends_at=ends_at)
         assert isinstance(event, WindowStarted)
         self.window = event
+        self._win = win
         await self._persist_window(win)
+        paused_at = self._resume.engine_paused_at if self._resume is not None and saved is not None else None
+        if paused_at is not None and self._resume is not None and self._resume.paused:
+            # paused for lack of data when its driver stopped: the "rollback if unsure" deadline
+            # runs from that pause's start, not from this restart
+            await self._enter_pause(
+                "engine", "resumed while paused for lack of data; never promoting blind", by_engine=True
+            )
+            self._paused_by_engine_at = paused_at
+            await self._persist()
         return win
 
     def _last_traffic(self) -> TrafficChanged | None:

@@ -69,6 +69,8 @@ class RolloutStatus(BaseModel):
     driver: str = ""  # who drove it last
     phase: str = "pending"  # the workflow phase (looking through PAUSED)
     paused: bool = False
+    # when the engine paused for lack of data: the start of the "rollback if unsure" deadline
+    engine_paused_at: datetime | None = None
     step_index: int | None = None
     weight: int = 0  # canary traffic in force, as last applied
     weight_target: int | None = None  # a weight about to be applied (the intent, written first)

@@ -80,6 +80,8 @@ class Windows(RolloutContext):
         )
         assert isinstance(event, WindowStarted)
         self.window = event
+        if self._win is not None:
+            await self._persist_window(self._win)  # the end moved out: persisted as blind time
 
     async def _observe(self, name: str, duration: float, phase: Phase) -> None:
         spec = self.plan.analysis
