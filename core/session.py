@@ -124,7 +124,7 @@ async def open_session(
     await _check_traffic_split(world, plan, plan_path)
     lease = await _take_lease(world, plan, actor, clock)
     try:
-        resume = await _resumable(world, plan)
+        resume = await _resumable(world, plan, interactive=interactive)
     except BaseException:
         if lease is not None:
             await lease.release()
@@ -209,7 +209,7 @@ def _journaled_end(events: list[Any]) -> Any:
     return ended
 
 
-async def _resumable(world: World, plan: Plan) -> RolloutStatus | None:
+async def _resumable(world: World, plan: Plan, *, interactive: bool = False) -> RolloutStatus | None:
     """The unfinished deploy of this plan the cluster holds, if it may be continued; None to start anew.
 
     Called while holding the lease, so its driver is gone (dead, stopped, or its lease expired).
@@ -229,6 +229,13 @@ async def _resumable(world: World, plan: Plan) -> RolloutStatus | None:
             f"{status.version} ({status.image}), left by {status.driver} in {status.phase} with the canary at "
             f"{status.weight} %; finish it (run its plan again) or roll it back before deploying {plan.version.to}",
             [f"unfinished deploy of {status.version}"],
+        )
+    if status.paused and status.engine_paused_at is None and not interactive:
+        raise ResumeRefused(
+            f"unfinished deploy {status.deploy_id} of {plan.service} {plan.version.to} was paused by "
+            f"{status.paused_by or 'a person'} (canary at {status.weight} %); a headless run does not "
+            "overrule a person's pause: resume it from the dashboard (run PLAN without --headless)",
+            [f"paused by {status.paused_by or 'a person'}"],
         )
     differences = status.drift(await production.describe())
     if differences:

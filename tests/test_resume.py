@@ -358,3 +358,37 @@ async def test_the_no_data_deadline_runs_from_the_pause_before_the_kill(tmp_path
     trigger = next(r for r in journal_records(tmp_path) if r["type"] == "rollback_triggered")
     # the same moment as without the kill: the restart did not buy the blind canary more time
     assert trigger["ts"] == base_trigger["ts"] and trigger["rule"] == base_trigger["rule"] == "no_data"
+
+
+async def test_a_persons_pause_survives_a_restart(tmp_path: Path) -> None:
+    import asyncio
+
+    from core.domain import Phase
+    from tests.engine_helpers import until
+
+    first = await open_driver(None, tmp_path)
+    world = first.world
+    pauses: list[Any] = []
+
+    def pause_at_25(event: Any) -> None:
+        if isinstance(event, TrafficChanged) and event.applied and event.effective == 25 and not pauses:
+            pauses.append(asyncio.ensure_future(first.rollout.pause("alice", "checking a graph")))
+
+    first.rollout.subscribe(pause_at_25)
+    outcome, _ = await run_killed_at(first, match="journal analysis step=1", nth=4)
+    assert outcome is None
+    left = await _status(world)
+    assert left.paused and left.paused_by == "alice" and left.engine_paused_at is None
+    # headless: a new driver does not overrule her pause
+    with pytest.raises(ResumeRefused, match="paused by alice"):
+        await open_driver(world, tmp_path)
+    plan = demo_plan()
+    second = await open_session(
+        plan, actor="alice", interactive=True, journal_path=tmp_path / "deployments.jsonl", world=world
+    )
+    run = asyncio.ensure_future(second.rollout.run())
+    await until(lambda: second.rollout.phase == Phase.PAUSED)
+    assert second.rollout.weight == 25 and world.production.inner.weight == 25
+    assert (await second.rollout.resume("alice")).ok
+    assert await asyncio.wait_for(run, 60) == Outcome.COMPLETED
+    assert applied_weights(journal_records(tmp_path)) == [5, 25, 50, 100, 0]

@@ -155,6 +155,7 @@ class RolloutContext:
         self.progress: RolloutStatus | None = None
         self._resume = resume  # the unfinished deploy this run continues, if any
         self._resume_window: WindowProgress | None = resume.window if resume else None
+        self._paused_by: str | None = None
         self._win: _Window | None = None  # the window being observed (its blind extensions persist)
         self._prior_events = list(prior_events)  # that deploy's journal, for the records
         self._interrupted: tuple[str, int] | None = None  # (signal, exit code) once a signal stops us
@@ -209,6 +210,7 @@ class RolloutContext:
             return
         self._paused_from = self.phase
         self._paused_by_engine_at = self.clock.now() if by_engine else None
+        self._paused_by = actor
         self._resumed.clear()
         await self._emit(Paused, actor=actor, reason=reason)
         await self._set_phase(Phase.PAUSED, reason)
@@ -307,6 +309,7 @@ class RolloutContext:
             "phase": self.effective_phase.value,
             "paused": self.phase == Phase.PAUSED,
             "engine_paused_at": self._paused_by_engine_at if self.phase == Phase.PAUSED else None,
+            "paused_by": self._paused_by if self.phase == Phase.PAUSED else None,
             "step_index": self.step_index,
             "weight": self.weight,
             "sign_offs": self.ledger.to_records(),
@@ -369,15 +372,20 @@ class RolloutContext:
         self.window = event
         self._win = win
         await self._persist_window(win)
-        paused_at = self._resume.engine_paused_at if self._resume is not None and saved is not None else None
-        if paused_at is not None and self._resume is not None and self._resume.paused:
+        resumed = self._resume if saved is not None else None
+        if resumed is not None and resumed.paused and resumed.engine_paused_at is not None:
             # paused for lack of data when its driver stopped: the "rollback if unsure" deadline
             # runs from that pause's start, not from this restart
             await self._enter_pause(
                 "engine", "resumed while paused for lack of data; never promoting blind", by_engine=True
             )
-            self._paused_by_engine_at = paused_at
+            self._paused_by_engine_at = resumed.engine_paused_at
             await self._persist()
+        elif resumed is not None and resumed.paused:
+            # a person paused it: a new driver does not overrule them (headless refuses to resume)
+            await self._enter_pause(
+                resumed.paused_by or "engine", "paused before the restart; resume to go on"
+            )
         return win
 
     def _last_traffic(self) -> TrafficChanged | None:

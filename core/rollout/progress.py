@@ -71,6 +71,7 @@ class RolloutStatus(BaseModel):
     paused: bool = False
     # when the engine paused for lack of data: the start of the "rollback if unsure" deadline
     engine_paused_at: datetime | None = None
+    paused_by: str | None = None
     step_index: int | None = None
     weight: int = 0  # canary traffic in force, as last applied
     weight_target: int | None = None  # a weight about to be applied (the intent, written first)
