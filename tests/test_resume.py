@@ -392,3 +392,29 @@ async def test_a_persons_pause_survives_a_restart(tmp_path: Path) -> None:
     assert (await second.rollout.resume("alice")).ok
     assert await asyncio.wait_for(run, 60) == Outcome.COMPLETED
     assert applied_weights(journal_records(tmp_path)) == [5, 25, 50, 100, 0]
+
+
+async def test_a_write_refused_by_the_fence_stops_as_lease_lost_and_stays_resumable(tmp_path: Path) -> None:
+    """The fence refuses a write (LeaseLost, a PortError) and tells the engine: that is no error
+    outcome that ends the deploy, it is a lost lease, and the next run resumes the deploy."""
+    from core.adapters.kubernetes.lease import LeaseLost
+
+    first = await open_driver(None, tmp_path)
+    world = first.world
+    sim = world.production.inner
+    real_write = sim.write_state
+
+    async def fenced(state: dict[str, object]) -> None:
+        if state.get("completed") == ["preflight"]:  # the first write after the lease expired
+            first.rollout.lease_lost("lease not renewed in time")
+            raise LeaseLost("refused PATCH deployments/checkout: lease not renewed in time")
+        await real_write(state)
+
+    sim.write_state = fenced
+    assert await first.rollout.run() == Outcome.BLOCKED
+    types = [r["type"] for r in journal_records(tmp_path)]
+    assert "lease_lost" in types and types[-1] == "finished"
+    sim.write_state = real_write
+    second = await open_driver(world, tmp_path)
+    assert second.rollout.deploy_id == first.rollout.deploy_id
+    assert await second.rollout.run() == Outcome.COMPLETED

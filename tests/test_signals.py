@@ -102,7 +102,9 @@ async def _run_cli_until(tmp_path: Path, name: str) -> tuple[int, str, list[dict
         str(journal),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        # the demo's lease runs on its scaled clock: at 300x a 30 s lease leaves a renewal 67 ms,
+        # too little on a loaded machine; 600 s simulated is 2 s real
+        env={**os.environ, "PYTHONPATH": str(ROOT), "DEPLOYDECK_LEASE_TTL": "600"},
         cwd=tmp_path,
     )
     assert proc.stdout is not None and proc.stderr is not None
