@@ -15,6 +15,7 @@ from typing import Any
 
 from core.clock import VirtualClock
 from core.domain import Outcome
+from core.plan import Plan
 from core.session import Session, demo_plan, open_session
 from core.world import World
 
@@ -79,9 +80,13 @@ class _KillingCluster:
 
 
 async def open_driver(
-    world: World | None, tmp_path: Path, scenario: str = "healthy", actor: str = "tester"
+    world: World | None,
+    tmp_path: Path,
+    scenario: str = "healthy",
+    actor: str = "tester",
+    plan: Plan | None = None,
 ) -> Session:
-    plan = demo_plan(scenario)
+    plan = plan or demo_plan(scenario)
     return await open_session(
         plan,
         actor=actor,

@@ -418,3 +418,74 @@ async def test_a_write_refused_by_the_fence_stops_as_lease_lost_and_stays_resuma
     second = await open_driver(world, tmp_path)
     assert second.rollout.deploy_id == first.rollout.deploy_id
     assert await second.rollout.run() == Outcome.COMPLETED
+
+
+@pytest.mark.parametrize("command", ["migrate up", "migrate prod"])
+async def test_a_migration_that_ran_is_not_run_again_by_a_resume(
+    tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    async def inline(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    # the lint gate reads files in a thread, during which the virtual clock runs past the gate's
+    # deadline (an error); reading inline keeps virtual time still
+    monkeypatch.setattr(asyncio, "to_thread", inline)
+    from core.clock import VirtualClock
+    from core.plan import MigrationsSpec
+    from core.policy import gates_for
+    from tests.resume_helpers import Killed
+
+    migration = tmp_path / "001_add_column.sql"
+    migration.write_text("ALTER TABLE orders ADD COLUMN note text;\n")
+    plan = demo_plan().model_copy(
+        update={
+            "migrations": MigrationsSpec(
+                allow_outside_plan_dir=True,
+                files=[str(migration)],
+                staging_command="migrate up",
+                production_command="migrate prod",
+            )
+        }
+    )
+    approvals = [g.id for g in gates_for(plan) if not g.automated]
+
+    async def driver(world: Any) -> Any:
+        return await open_session(
+            plan,
+            actor="tester",
+            clock=VirtualClock(),
+            interactive=False,
+            approvals=approvals,
+            journal_path=tmp_path / "j" / "d.jsonl",
+            world=world,
+        )
+
+    first = await driver(None)
+    world = first.world
+    runner = world.runner
+    real_run, journal = runner.run, first.rollout.journal
+    assert journal is not None
+    real_append = journal.append
+    done: list[str] = []
+
+    async def run(cmd: str, **kwargs: Any) -> Any:
+        result = await real_run(cmd, **kwargs)
+        done.append(cmd)
+        return result
+
+    async def append(record: dict[str, object], **kwargs: Any) -> None:
+        if command in done:
+            raise Killed(f"the first journal line after {command} finished")
+        await real_append(record, **kwargs)
+
+    runner.run = run
+    journal.append = append  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        await first.rollout.run()
+    runner.run = real_run
+    assert runner.commands.count(command) == 1
+    second = await driver(world)
+    assert await second.rollout.run() == Outcome.COMPLETED
+    assert runner.commands.count("migrate up") == 1 and runner.commands.count("migrate prod") == 1

@@ -24,10 +24,16 @@ class CanaryStep(RolloutContext):
         await self._set_phase(Phase.CANARY, "starting the canary")
         # each piece below is persisted as done once done; a resumed run skips what is done
         if not self._done("canary.deploy"):
-            if plan.migrations is not None and plan.migrations.production_command:
+            if (
+                plan.migrations is not None
+                and plan.migrations.production_command
+                and not self._done("migrations.production")
+            ):
+                await self._persist(pending="migrations.production")
                 await self._run_command(
                     "migrations (production)", plan.migrations.production_command, plan.migrations.timeout
                 )
+                await self._mark("migrations.production", "ran on production")
             await self._persist(pending="canary.deploy")
             await self._emit(LogLine, message=f"canary: set image {plan.version.image}")
             await prod.deploy(plan.version.image, "canary")
