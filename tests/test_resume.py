@@ -489,3 +489,22 @@ async def test_a_migration_that_ran_is_not_run_again_by_a_resume(
     second = await driver(world)
     assert await second.rollout.run() == Outcome.COMPLETED
     assert runner.commands.count("migrate up") == 1 and runner.commands.count("migrate prod") == 1
+
+
+async def test_the_resume_is_shown_headless_and_in_the_dashboard_model(tmp_path: Path) -> None:
+    import io
+
+    from tui.headless import ProgressPrinter
+    from tui.widgets.model import DeckModel
+
+    first = await open_driver(None, tmp_path)
+    outcome, _ = await run_killed_at(first, match="journal analysis step=1", nth=2)
+    assert outcome is None
+    second = await open_driver(first.world, tmp_path, actor="bob")
+    out = io.StringIO()
+    printer, model = ProgressPrinter(out), DeckModel()
+    second.rollout.subscribe(printer)
+    second.rollout.subscribe(model.apply)
+    await second.rollout.run()
+    assert f"RESUMED deploy {first.rollout.deploy_id} from canary step 1 at 25 %" in out.getvalue()
+    assert any("RESUMED by bob from canary step 1 at 25 %" in entry.text for entry in model.log)

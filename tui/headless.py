@@ -20,6 +20,8 @@ from core.events import (
     LogLine,
     PhaseChanged,
     RollbackTriggered,
+    RunInterrupted,
+    RunResumed,
     TrafficChanged,
     WindowStarted,
 )
@@ -104,6 +106,16 @@ class ProgressPrinter:
                 )
             case Finished():
                 self._line(event, f"■ finished: {event.outcome.value} — {event.reason}")
+            case RunResumed():
+                step = f" step {event.from_step}" if event.from_step is not None else ""
+                self._line(
+                    event,
+                    f"↻ RESUMED deploy {event.deploy_id} from {event.from_phase}{step} at {event.weight} % "
+                    f"after {format_duration(event.unwatched_s)} unwatched (last driver "
+                    f"{event.previous_driver or '?'})",
+                )
+            case RunInterrupted():
+                self._line(event, f"■ interrupted ({event.signal}): {event.reason}")
             case _:
                 detail = {
                     k: v
