@@ -30,11 +30,13 @@ LEASE_TTL_S = 30.0
 
 
 class DriverConflict(PortError):
-    """Another deploydeck holds this rollout's lease: one driver at a time."""
+    """This rollout cannot be driven from here now: another deploydeck holds its lease (exit 4)."""
 
 
-class ResumeRefused(PortError):
-    """An unfinished deploy is in the cluster but cannot be continued automatically (exit 4)."""
+class ResumeRefused(DriverConflict):
+    """An unfinished deploy is in the cluster but cannot be continued automatically (exit 4).
+
+    Its message says how to roll it back: `deploydeck run PLAN --rollback-unfinished`."""
 
     def __init__(self, message: str, differences: list[str]) -> None:
         super().__init__(message)
@@ -100,6 +102,7 @@ async def open_session(
     sim_backend: SimBackend = "memory",
     kubeconfig_dir: Path | None = None,
     world: World | None = None,
+    rollback_unfinished: bool = False,
 ) -> Session:
     """Open the world (or reuse ``world``: tests restarting a driver on the same cluster), take the
     lease, and continue the plan's unfinished deploy if the cluster holds one (see `_resumable`)."""
@@ -124,7 +127,9 @@ async def open_session(
     await _check_traffic_split(world, plan, plan_path)
     lease = await _take_lease(world, plan, actor, clock)
     try:
-        resume = await _resumable(world, plan, interactive=interactive)
+        resume = await _resumable(world, plan, interactive=interactive, rollback=rollback_unfinished)
+        if rollback_unfinished:
+            resume = _to_roll_back(resume, plan, actor)
     except BaseException:
         if lease is not None:
             await lease.release()
@@ -190,6 +195,22 @@ async def _check_traffic_split(world: World, plan: Plan, plan_path: str) -> None
         raise PlanError([f"{plan_path or '<plan>'}: targets.production.replicas: {problem}"])
 
 
+def _to_roll_back(status: RolloutStatus | None, plan: Plan, actor: str) -> RolloutStatus:
+    """`run PLAN --rollback-unfinished`: the unfinished deploy, now to be rolled back (never forward)."""
+    from core.rollout.progress import StopProgress
+
+    if status is None:
+        raise ResumeRefused(
+            f"--rollback-unfinished: {plan.service} has no unfinished deploy of {plan.version.to} to roll back",
+            ["nothing unfinished"],
+        )
+    if status.stop is not None:
+        return status  # already rolling back: finish it
+    reason = f"rollback of unfinished deploy {status.deploy_id} asked for by {actor}"
+    stop = StopProgress(kind="rollback", actor=actor, reason=reason, weight_at_trigger=status.weight)
+    return status.model_copy(update={"stop": stop})
+
+
 def _journaled_end(events: list[Any]) -> Any:
     """The deploy's finished line if the journal shows it over; None while it is unfinished.
 
@@ -209,7 +230,9 @@ def _journaled_end(events: list[Any]) -> Any:
     return ended
 
 
-async def _resumable(world: World, plan: Plan, *, interactive: bool = False) -> RolloutStatus | None:
+async def _resumable(
+    world: World, plan: Plan, *, interactive: bool = False, rollback: bool = False
+) -> RolloutStatus | None:
     """The unfinished deploy of this plan the cluster holds, if it may be continued; None to start anew.
 
     Called while holding the lease, so its driver is gone (dead, stopped, or its lease expired).
@@ -227,9 +250,12 @@ async def _resumable(world: World, plan: Plan, *, interactive: bool = False) -> 
         raise ResumeRefused(
             f"{plan.service} in {target.namespace} has an unfinished deploy {status.deploy_id} of "
             f"{status.version} ({status.image}), left by {status.driver} in {status.phase} with the canary at "
-            f"{status.weight} %; finish it (run its plan again) or roll it back before deploying {plan.version.to}",
+            f"{status.weight} %; finish it (run its plan again) or roll it back (run its plan with "
+            f"--rollback-unfinished) before deploying {plan.version.to}",
             [f"unfinished deploy of {status.version}"],
         )
+    if rollback:
+        return status  # a person asked to roll it back: whatever the cluster says, that is safe
     if status.paused and status.engine_paused_at is None and not interactive:
         raise ResumeRefused(
             f"unfinished deploy {status.deploy_id} of {plan.service} {plan.version.to} was paused by "
@@ -243,9 +269,8 @@ async def _resumable(world: World, plan: Plan, *, interactive: bool = False) -> 
             f"unfinished deploy {status.deploy_id} of {plan.service} {plan.version.to} cannot be continued "
             "automatically: the cluster no longer matches what it left there ("
             + "; ".join(differences)
-            + "). Someone changed it by hand; check with them, then roll back "
-            f"(kubectl rollout undo deployment/{target.deployment} -n {target.namespace} and set the canary "
-            "to 0 %) or restore the state it left",
+            + "). Someone changed it by hand; check with them, then roll it back with "
+            "`deploydeck run PLAN --rollback-unfinished`, or restore the state it left and run again",
             differences,
         )
     return status

@@ -126,7 +126,7 @@ async def test_a_cluster_changed_by_hand_is_not_resumed(tmp_path: Path, tamper: 
     outcome, _ = await run_killed_at(first, match="journal analysis step=1", nth=2)
     assert outcome is None
     tamper(world.production.inner)
-    with pytest.raises(ResumeRefused, match="roll back") as refused:
+    with pytest.raises(ResumeRefused, match="roll it back") as refused:
         await open_driver(world, tmp_path)
     assert any(difference in d for d in refused.value.differences), refused.value.differences
     assert world.production.inner.weight in {25, 50}  # nothing was touched by the refused run
@@ -508,3 +508,39 @@ async def test_the_resume_is_shown_headless_and_in_the_dashboard_model(tmp_path:
     await second.rollout.run()
     assert f"RESUMED deploy {first.rollout.deploy_id} from canary step 1 at 25 %" in out.getvalue()
     assert any("RESUMED by bob from canary step 1 at 25 %" in entry.text for entry in model.log)
+
+
+async def test_a_refused_resume_offers_a_rollback_and_run_rollback_unfinished_does_it(tmp_path: Path) -> None:
+    first = await open_driver(None, tmp_path)
+    world = first.world
+    outcome, _ = await run_killed_at(first, match="journal analysis step=1", nth=2)
+    assert outcome is None
+    world.production.inner.weight = 50  # someone moved traffic by hand
+    with pytest.raises(ResumeRefused, match="--rollback-unfinished"):
+        await open_driver(world, tmp_path)
+    plan = demo_plan()
+    session = await open_session(
+        plan,
+        actor="carol",
+        interactive=False,
+        journal_path=tmp_path / "deployments.jsonl",
+        world=world,
+        rollback_unfinished=True,
+    )
+    assert session.rollout.deploy_id == first.rollout.deploy_id
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    records = journal_records(tmp_path)
+    (trigger,) = [r for r in records if r["type"] == "rollback_triggered"]
+    assert trigger["actor"] == "carol" and not trigger["automatic"]
+    sim = world.production.inner
+    assert sim.weight == 0 and sim.stable_image == sim.stable_history[0]
+    assert "weight:50" not in sim.calls and applied_weights(records)[-1] == 0
+    # nothing unfinished any more: asking again is refused, never a new deploy
+    with pytest.raises(ResumeRefused, match="no unfinished deploy"):
+        await open_session(
+            plan,
+            actor="carol",
+            journal_path=tmp_path / "deployments.jsonl",
+            world=world,
+            rollback_unfinished=True,
+        )

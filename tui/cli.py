@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GATE_ID",
         help="sign off a manual gate up front as --as (repeatable)",
     )
+    run.add_argument(
+        "--rollback-unfinished",
+        action="store_true",
+        help="roll back the plan's unfinished deploy (e.g. one its cluster no longer matches) instead of resuming it",
+    )
     _sim_args(run, running=True)
     _common_run_args(run)
     run.set_defaults(func=cmd_run)
@@ -279,6 +284,7 @@ async def _launch_async(
             interactive=not args.headless,
             approvals=approvals,
             decision_default=args.decision,
+            rollback_unfinished=bool(getattr(args, "rollback_unfinished", False)),
             sim_backend=backend,  # type: ignore[arg-type]
         )
 
