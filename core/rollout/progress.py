@@ -19,9 +19,6 @@ from core.domain import WorkloadSample, WorkloadStatus
 #: bumped when a field changes meaning; an older or newer status is not resumed automatically
 SCHEMA = 1
 
-#: phases after which nothing is left to do
-TERMINAL = frozenset({"complete", "rolled_back", "aborted"})
-
 
 class WindowProgress(BaseModel):
     """An observation window: when it started and how much of it was counted (not what is left)."""
@@ -148,7 +145,6 @@ class RolloutStatus(BaseModel):
 
 __all__ = [
     "SCHEMA",
-    "TERMINAL",
     "DecisionProgress",
     "RolloutStatus",
     "StopProgress",

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from core.events import DeployStarted, RollbackTriggered, RunResumed
 from core.rollout.context import RolloutContext, _Stop
+from core.rollout.progress import RolloutStatus
 from core.signoff import SignOffLedger
 
 
 class Store(RolloutContext):
     """Continuing a deploy from its persisted progress after its driver died."""
 
-    async def _resume_from(self, status: object) -> None:
-        from core.rollout.progress import RolloutStatus
-
-        assert isinstance(status, RolloutStatus)
+    async def _resume_from(self, status: RolloutStatus) -> None:
         now = self.clock.now()
         self.progress = status
         self._started_at = status.started_at
