@@ -19,7 +19,8 @@ import pytest
 from core.adapters.journal import verify_journal
 from core.domain import Outcome
 from core.rollout.progress import RolloutStatus
-from core.session import demo_plan
+from core.session import demo_plan, open_session
+from tests.engine_helpers import sim_session
 from tests.resume_helpers import applied_weights, journal_records, open_driver, run_killed_at
 
 SEED = 20261202
@@ -174,3 +175,79 @@ async def test_kill_points_during_a_rollback_finish_the_rollback(tmp_path: Path)
         assert got["weight"] == 0 and got["image"] == base["image"], got["where"]
         assert [r["type"] for r in got["records"]].count("rollback_triggered") == 1, got["where"]
         assert verify_journal(directory / "deployments.jsonl").ok, got["where"]
+
+
+# --- through the Kubernetes adapter: progress in the Deployment's annotation, the lease waited out ---
+
+
+def _told(log: list[str]) -> list[int]:
+    """Traffic the driver asked the cluster for, from a KillSwitch log (a rollback counts as 0)."""
+    told = []
+    for what in log:
+        if what.startswith("cluster set_canary_weight("):
+            told.append(int(what.split("(")[1].split(",")[0]))
+        elif what.startswith("cluster rollback"):
+            told.append(0)
+    return [w for w, _ in groupby(told)]
+
+
+async def _kube_driver(directory: Path, world: Any = None) -> Any:
+    if world is None:
+        return await sim_session(directory, backend="kube")
+    plan = demo_plan()
+    return await open_session(
+        plan,
+        actor="second",
+        interactive=False,
+        approvals=[m.id for m in plan.gates.manual],
+        journal_path=directory / "deployments.jsonl",
+        world=world,
+    )
+
+
+async def kube_kill_and_resume(directory: Path, at: int | None) -> dict[str, Any]:
+    first = await _kube_driver(directory)
+    world = first.world
+    outcome, switch = await run_killed_at(first, at)
+    told = _told(switch.log[:-1] if outcome is None else switch.log)
+    left = None
+    second = first
+    if outcome is None:
+        first.lease._task.cancel()  # the process died: no renewal, no release
+        left = RolloutStatus.from_state(await world.production.read_state())
+        second = await _kube_driver(directory, world)
+        outcome, switch2 = await run_killed_at(second, None)
+        told = [w for w, _ in groupby(told + _told(switch2.log))]
+    live = await world.production.describe()
+    await second.close()
+    return {
+        "where": switch.where,
+        "left": left,
+        "outcome": outcome,
+        "records": journal_records(directory),
+        "image": live.stable_image,
+        "weight": live.weight,
+        "cluster_weights": told,
+        "resumed_id": second.rollout.deploy_id,
+        "killed_id": first.rollout.deploy_id,
+        "effects": switch.count,
+    }
+
+
+@pytest.mark.parametrize(
+    "count", [pytest.param(2, id="2-points"), pytest.param(12, id="12-points", marks=pytest.mark.slow)]
+)
+async def test_kill_points_through_the_kubernetes_adapter(tmp_path: Path, count: int) -> None:
+    (tmp_path / "base").mkdir()
+    base = await kube_kill_and_resume(tmp_path / "base", None)
+    base["weights"], base["intents"] = applied_weights(base["records"]), intents_of(base["records"])
+    assert base["outcome"] == Outcome.COMPLETED and base["weights"] == [5, 25, 50, 100, 0]
+    problems: list[str] = []
+    for at in kill_points(base["effects"], count, seed=SEED + 2):
+        directory = tmp_path / f"kill-{at}"
+        directory.mkdir()
+        got = await kube_kill_and_resume(directory, at)
+        problems.extend(check_against(base, got))
+        if not verify_journal(directory / "deployments.jsonl").ok:
+            problems.append(f"{got['where']}: journal does not verify")
+    assert problems == []
