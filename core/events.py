@@ -204,6 +204,38 @@ class LeaseLost(EventBase):
     weight: int = 0
 
 
+class RunResumed(EventBase):
+    """A new driver continues an unfinished deploy (same deploy id) whose driver died or stopped.
+
+    Distinct from ``resumed`` (a paused rollout going on): this one says from where, and for how
+    long nobody was watching.
+    """
+
+    type: Literal["run_resumed"] = "run_resumed"
+    from_phase: str
+    from_step: int | None = None
+    weight: int = 0
+    window: str | None = None
+    window_started_at: datetime | None = None
+    unwatched_s: float = 0.0
+    previous_driver: str = ""
+    actor: str = ""
+    completed: list[str] = Field(default_factory=list)
+
+
+class RunInterrupted(EventBase):
+    """A signal stopped the driver: the rollout is left where it was, the lease released, resumable.
+
+    The deploy is not finished, so no ``finished`` line follows; the next ``run`` of the plan resumes it.
+    """
+
+    type: Literal["run_interrupted"] = "run_interrupted"
+    signal: str
+    reason: str
+    weight: int = 0
+    exit_code: int
+
+
 class Finished(EventBase):
     type: Literal["finished"] = "finished"
     outcome: Outcome
@@ -230,6 +262,8 @@ Event = Annotated[
     | LogLine
     | NotificationSent
     | LeaseLost
+    | RunResumed
+    | RunInterrupted
     | Finished,
     Field(discriminator="type"),
 ]

@@ -25,6 +25,7 @@ from core.events import (
     GateEvaluated,
     GateOverridden,
     GateSignedOff,
+    LeaseLost,
     LogLine,
     NotificationSent,
     Paused,
@@ -32,6 +33,8 @@ from core.events import (
     Resumed,
     RollbackStep,
     RollbackTriggered,
+    RunInterrupted,
+    RunResumed,
     TrafficChanged,
     WindowStarted,
 )
@@ -303,6 +306,17 @@ def describe_event(event: Event) -> str:
         case Finished():
             why = f": {event.reason}" if event.reason else ""
             return f"finished: {event.outcome} after {format_duration(event.duration_s)}{why}"
+        case RunResumed():
+            return (
+                f"run resumed by {event.actor} from {event.from_phase}"
+                + (f" step {event.from_step}" if event.from_step is not None else "")
+                + f" at {event.weight} % after {format_duration(event.unwatched_s)} unwatched"
+                + (f" (was driven by {event.previous_driver})" if event.previous_driver else "")
+            )
+        case RunInterrupted():
+            return f"run interrupted by {event.signal}: {event.reason} (left at {event.weight} %, resumable)"
+        case LeaseLost():
+            return f"lease lost: {event.reason} (stopped acting at {event.weight} %)"
         case _:  # HealthChecked
             return f"health {event.url}: {'ok' if event.ok else 'FAIL'} {event.detail}".rstrip()
 

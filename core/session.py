@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.clock import Clock, SystemClock
 from core.engine import Rollout
@@ -23,13 +23,24 @@ from core.world import World
 
 if TYPE_CHECKING:
     from core.adapters.kubernetes.lease import LeaseKeeper
+    from core.rollout.progress import RolloutStatus
 
 #: lease duration (override: $DEPLOYDECK_LEASE_TTL); renewed every sixth of it while the session lives
 LEASE_TTL_S = 30.0
 
 
 class DriverConflict(PortError):
-    """Another deploydeck holds this rollout's lease: one driver at a time."""
+    """This rollout cannot be driven from here now: another deploydeck holds its lease (exit 4)."""
+
+
+class ResumeRefused(DriverConflict):
+    """An unfinished deploy is in the cluster but cannot be continued automatically (exit 4).
+
+    Its message says how to roll it back: `deploydeck run PLAN --rollback-unfinished`."""
+
+    def __init__(self, message: str, differences: list[str]) -> None:
+        super().__init__(message)
+        self.differences = differences
 
 
 SimBackend = Literal["memory", "kube"]
@@ -91,7 +102,11 @@ async def open_session(
     sim_backend: SimBackend = "memory",
     kubeconfig_dir: Path | None = None,
     pod_start_delay_s: float = 0.3,
+    world: World | None = None,
+    rollback_unfinished: bool = False,
 ) -> Session:
+    """Open the world (or reuse ``world``: tests restarting a driver on the same cluster), take the
+    lease, and continue the plan's unfinished deploy if the cluster holds one (see `_resumable`)."""
     from core.adapters.journal import FileJournal, default_journal_path
 
     clock = clock or SystemClock()
@@ -99,7 +114,9 @@ async def open_session(
     journal_file = Path(journal_path or plan.journal.path or default_journal_path())
     notes: list[str] = []
     kubeconfig: str | None = None
-    if plan.is_sim:
+    if world is not None:
+        clock = world.clock
+    elif plan.is_sim:
         from core.sim.scenarios import get_scenario
 
         world, kubeconfig, sim_notes = await _sim_world(
@@ -117,6 +134,30 @@ async def open_session(
     await _check_cluster(world, plan, plan_path)
     await _check_traffic_split(world, plan, plan_path)
     lease = await _take_lease(world, plan, actor, clock)
+    try:
+        resume = await _resumable(world, plan, interactive=interactive, rollback=rollback_unfinished)
+        if rollback_unfinished:
+            resume = _to_roll_back(resume, plan, actor)
+    except BaseException:
+        if lease is not None:
+            await lease.release()
+        await world.close()
+        raise
+    prior: list[object] = []
+    if resume is not None:
+        from core.adapters.journal import read_journal
+
+        prior = [e for e in read_journal(journal_file).events if e.deploy_id == resume.deploy_id]
+        ended = _journaled_end(prior)
+        if ended is not None:
+            # the driver died after journaling the outcome, before writing it to the cluster
+            await world.production.write_state({**resume.to_state(), "outcome": ended.outcome.value})
+            resume, prior = None, []
+    if resume is not None:
+        notes.append(
+            f"resuming unfinished deploy {resume.deploy_id} of {plan.service} {plan.version.to} "
+            f"(left by {resume.driver or 'unknown'} in {resume.phase}, canary at {resume.weight} %)"
+        )
     rollout = Rollout(
         plan,
         world,
@@ -129,6 +170,9 @@ async def open_session(
         scenario=scenario if plan.is_sim else None,
         incident_dir=journal_file.parent / "incidents",
         notes=notes,
+        deploy_id=resume.deploy_id if resume is not None else None,
+        resume=resume,
+        prior_events=prior,  # type: ignore[arg-type]
     )
     _wire_lease(lease, rollout)
     return Session(
@@ -171,6 +215,87 @@ async def _check_traffic_split(world: World, plan: Plan, plan_path: str) -> None
     if problem is not None:
         await world.close()
         raise PlanError([f"{plan_path or '<plan>'}: targets.production.replicas: {problem}"])
+
+
+def _to_roll_back(status: RolloutStatus | None, plan: Plan, actor: str) -> RolloutStatus:
+    """`run PLAN --rollback-unfinished`: the unfinished deploy, now to be rolled back (never forward)."""
+    from core.rollout.progress import StopProgress
+
+    if status is None:
+        raise ResumeRefused(
+            f"--rollback-unfinished: {plan.service} has no unfinished deploy of {plan.version.to} to roll back",
+            ["nothing unfinished"],
+        )
+    if status.stop is not None:
+        return status  # already rolling back: finish it
+    reason = f"rollback of unfinished deploy {status.deploy_id} asked for by {actor}"
+    stop = StopProgress(kind="rollback", actor=actor, reason=reason, weight_at_trigger=status.weight)
+    return status.model_copy(update={"stop": stop})
+
+
+def _journaled_end(events: list[Any]) -> Any:
+    """The deploy's finished line if the journal shows it over; None while it is unfinished.
+
+    A driver that lost its lease journals a finished (blocked) line too, but it only stopped
+    acting: that deploy is still to be continued, so such a line does not end it.
+    """
+    from core.events import Finished, LeaseLost, RunResumed
+
+    ended, lost = None, False
+    for event in events:
+        if isinstance(event, LeaseLost):
+            lost = True
+        elif isinstance(event, RunResumed):
+            ended, lost = None, False
+        elif isinstance(event, Finished):
+            ended = None if lost else event
+    return ended
+
+
+async def _resumable(
+    world: World, plan: Plan, *, interactive: bool = False, rollback: bool = False
+) -> RolloutStatus | None:
+    """The unfinished deploy of this plan the cluster holds, if it may be continued; None to start anew.
+
+    Called while holding the lease, so its driver is gone (dead, stopped, or its lease expired).
+    Refused (exit 4, the differences stated) when the cluster no longer matches what that deploy
+    left there, or when the unfinished deploy is of another version: both need a person.
+    """
+    from core.rollout.progress import RolloutStatus
+
+    production = world.production
+    status = RolloutStatus.from_state(await production.read_state())
+    if status is None or status.finished:
+        return None
+    target = plan.targets.production
+    if not status.same_plan(plan.service, target.namespace, plan.version.to, plan.version.image):
+        raise ResumeRefused(
+            f"{plan.service} in {target.namespace} has an unfinished deploy {status.deploy_id} of "
+            f"{status.version} ({status.image}), left by {status.driver} in {status.phase} with the canary at "
+            f"{status.weight} %; finish it (run its plan again) or roll it back (run its plan with "
+            f"--rollback-unfinished) before deploying {plan.version.to}",
+            [f"unfinished deploy of {status.version}"],
+        )
+    if rollback:
+        return status  # a person asked to roll it back: whatever the cluster says, that is safe
+    if status.paused and status.engine_paused_at is None and not interactive:
+        raise ResumeRefused(
+            f"unfinished deploy {status.deploy_id} of {plan.service} {plan.version.to} was paused by "
+            f"{status.paused_by or 'a person'} (canary at {status.weight} %); a headless run does not "
+            "overrule a person's pause: resume it from the dashboard (run PLAN without --headless)",
+            [f"paused by {status.paused_by or 'a person'}"],
+        )
+    differences = status.drift(await production.describe())
+    if differences:
+        raise ResumeRefused(
+            f"unfinished deploy {status.deploy_id} of {plan.service} {plan.version.to} cannot be continued "
+            "automatically: the cluster no longer matches what it left there ("
+            + "; ".join(differences)
+            + "). Someone changed it by hand; check with them, then roll it back with "
+            "`deploydeck run PLAN --rollback-unfinished`, or restore the state it left and run again",
+            differences,
+        )
+    return status
 
 
 def lease_ttl_s() -> float:

@@ -1,7 +1,8 @@
 """`deploydeck`: the command line. Starts the dashboard or the headless runner.
 
-Exit codes (DESIGN.md): 0 completed, 2 bad input, 3 rolled back, 4 blocked at a gate,
-5 aborted by a person, 1 internal error.
+Exit codes (DESIGN.md): 0 completed, 2 bad input, 3 rolled back, 4 blocked at a gate (or another
+driver holds the lease, or an unfinished deploy cannot be resumed automatically), 5 aborted by a
+person, 1 internal error; 143/129/130 stopped by SIGTERM/SIGHUP/SIGINT, left where it was (resumable).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def _common_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tui.commands import log_cmd, watch_cmd
+    from tui.commands import log_cmd, status_cmd, watch_cmd
 
     parser = argparse.ArgumentParser(
         prog="deploydeck",
@@ -92,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GATE_ID",
         help="sign off a manual gate up front as --as (repeatable)",
     )
+    run.add_argument(
+        "--rollback-unfinished",
+        action="store_true",
+        help="roll back the plan's unfinished deploy (e.g. one its cluster no longer matches) instead of resuming it",
+    )
     _sim_args(run, running=True)
     _common_run_args(run)
     run.set_defaults(func=cmd_run)
@@ -120,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     log_cmd.register(sub)
     watch_cmd.register(sub)
+    status_cmd.register(sub)
     return parser
 
 
@@ -284,6 +291,7 @@ async def _launch_async(
             interactive=not args.headless,
             approvals=approvals,
             decision_default=args.decision,
+            rollback_unfinished=bool(getattr(args, "rollback_unfinished", False)),
             sim_backend=backend,  # type: ignore[arg-type]
         )
 
@@ -306,22 +314,26 @@ async def _launch_async(
     try:
         session = await make_session(scenario)
     except (PortError, PlanError) as exc:
-        from core.session import DriverConflict
+        from core.session import DriverConflict, ResumeRefused
 
         print(f"deploydeck: {exc}", file=sys.stderr)
-        if isinstance(exc, DriverConflict):
+        if isinstance(exc, ResumeRefused) and args.json:
+            import json
+
+            refusal = {"type": "resume_refused", "phase": "pending", "reason": str(exc)}
+            print(json.dumps({**refusal, "differences": exc.differences}))
+        if isinstance(exc, DriverConflict | ResumeRefused):
             return EXIT_CODES[Outcome.BLOCKED]
         return EXIT_BAD_INPUT if isinstance(exc, PlanError) else EXIT_INTERNAL
     try:
-        from tui.headless import JsonPrinter, ProgressPrinter
+        from tui.headless import JsonPrinter, ProgressPrinter, run_headless
 
         printer = JsonPrinter() if args.json else ProgressPrinter()
         if not args.json:
             for note in session.notes:
                 print(f"note: {note}")
-        session.rollout.subscribe(printer)
-        outcome = await session.rollout.run()
-        return EXIT_CODES[outcome]
+        # SIGTERM/SIGHUP/SIGINT stop the rollout where it stands (exit 143/129/130, resumable)
+        return await run_headless(session, printer)
     finally:
         await session.close()
 

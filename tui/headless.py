@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import sys
-from typing import TextIO
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from core.durations import format_duration
 from core.events import (
@@ -15,6 +20,8 @@ from core.events import (
     LogLine,
     PhaseChanged,
     RollbackTriggered,
+    RunInterrupted,
+    RunResumed,
     TrafficChanged,
     WindowStarted,
 )
@@ -99,6 +106,16 @@ class ProgressPrinter:
                 )
             case Finished():
                 self._line(event, f"■ finished: {event.outcome.value} — {event.reason}")
+            case RunResumed():
+                step = f" step {event.from_step}" if event.from_step is not None else ""
+                self._line(
+                    event,
+                    f"↻ RESUMED deploy {event.deploy_id} from {event.from_phase}{step} at {event.weight} % "
+                    f"after {format_duration(event.unwatched_s)} unwatched (last driver "
+                    f"{event.previous_driver or '?'})",
+                )
+            case RunInterrupted():
+                self._line(event, f"■ interrupted ({event.signal}): {event.reason}")
             case _:
                 detail = {
                     k: v
@@ -106,3 +123,86 @@ class ProgressPrinter:
                     if k not in {"ts", "phase", "deploy_id", "type", "step"}
                 }
                 self._line(event, f"  {event.type}: {json.dumps(detail, ensure_ascii=False)[:160]}")
+
+
+# --- signals ------------------------------------------------------------------------------
+
+#: exit codes of a run stopped by a signal (128 + the signal's number, as shells report it);
+#: the rollout is left where it was and `deploydeck run` of the same plan resumes it
+SIGNAL_EXIT_CODES: dict[str, int] = {"SIGHUP": 129, "SIGINT": 130, "SIGTERM": 143}
+
+#: a second Ctrl-C within this many seconds exits at once, without the orderly stop
+DOUBLE_INTERRUPT_S = 2.0
+
+
+class SignalStop:
+    """SIGTERM, SIGHUP and SIGINT stop the rollout where it stands (see `Rollout.interrupt`).
+
+    The first signal asks the engine to stop acting; the caller then journals nothing more,
+    releases the lease (Session.close) and exits with SIGNAL_EXIT_CODES. A second Ctrl-C within
+    two seconds exits at once (the lease then expires on its own; the run is still resumable).
+    """
+
+    def __init__(self, rollout: Any, err: TextIO = sys.stderr, now: Callable[[], float] = time.monotonic):
+        self.rollout = rollout
+        self.err = err
+        self.now = now
+        self.exit_code: int | None = None
+        self._last_sigint: float | None = None
+        self._installed: list[int] = []
+
+    def install(self, loop: asyncio.AbstractEventLoop | None = None) -> SignalStop:
+        loop = loop or asyncio.get_running_loop()
+        for name in SIGNAL_EXIT_CODES:
+            number = getattr(signal, name, None)
+            if number is None:  # SIGHUP does not exist on Windows
+                continue
+            try:
+                loop.add_signal_handler(number, self.received, name)
+            except (NotImplementedError, RuntimeError):
+                continue
+            self._installed.append(number)
+        return self
+
+    def remove(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        loop = loop or asyncio.get_running_loop()
+        for number in self._installed:
+            loop.remove_signal_handler(number)
+        self._installed.clear()
+
+    def received(self, name: str) -> None:
+        now = self.now()
+        if name == "SIGINT":
+            if self._last_sigint is not None and now - self._last_sigint < DOUBLE_INTERRUPT_S:
+                self.err.write("second Ctrl-C: exiting at once (the lease expires on its own; resumable)\n")
+                self.err.flush()
+                os._exit(SIGNAL_EXIT_CODES["SIGINT"])
+            self._last_sigint = now
+        if self.exit_code is not None:
+            return
+        code = SIGNAL_EXIT_CODES[name]
+        if self.rollout.interrupt(name, code):
+            self.exit_code = code
+            self.err.write(
+                f"{name}: stopping where the rollout stands, releasing the lease; "
+                "run the same plan again to resume (Ctrl-C again within 2 s to exit at once)\n"
+            )
+            self.err.flush()
+
+
+async def run_headless(session: Any, printer: Callable[[Event], None]) -> int:
+    """Run the session's rollout with the printer and the signal handlers; the exit code.
+
+    The caller closes the session (that releases the lease) whatever happens.
+    """
+    from core.domain import EXIT_CODES
+
+    session.rollout.subscribe(printer)
+    stop = SignalStop(session.rollout).install()
+    try:
+        outcome = await session.rollout.run()
+    finally:
+        stop.remove()
+    if stop.exit_code is not None and session.rollout.interrupted is not None:
+        return stop.exit_code
+    return EXIT_CODES[outcome]

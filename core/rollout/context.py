@@ -11,7 +11,7 @@ import contextlib
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,11 +39,13 @@ from core.events import (
     Paused,
     PhaseChanged,
     RollbackTriggered,
+    TrafficChanged,
     WindowStarted,
 )
 from core.plan import Plan
 from core.policy import GateDef, gates_for
-from core.ports import Journal
+from core.ports import Journal, PortError
+from core.rollout.progress import RolloutStatus, WindowProgress
 from core.signoff import SignOffLedger
 from core.world import World
 
@@ -75,6 +77,10 @@ class _Window:
     observed_s: float = 0.0
     samples: list[AnalysisSample] = field(default_factory=list)
     blind: int = 0
+    started_at: datetime | None = None
+    counted: int = 0  # samples that counted toward the window, persisted
+    # resumed after nobody watched: at least one fresh counted sample before the window may end
+    fresh_needed: bool = False
 
 
 class RolloutContext:
@@ -95,6 +101,8 @@ class RolloutContext:
         scenario: str | None = None,
         incident_dir: Path | None = None,
         notes: Iterable[str] = (),
+        resume: RolloutStatus | None = None,
+        prior_events: Iterable[Event] = (),
     ) -> None:
         self.plan = plan
         self.incident_dir = incident_dir or Path.cwd() / "incidents"
@@ -143,6 +151,14 @@ class RolloutContext:
         self._lock = asyncio.Lock()
         self._lease_lost: str | None = None  # set by the session's lease keeper (fencing)
         self._body: asyncio.Future[Outcome] | None = None
+        # persisted progress (core.rollout.progress): written to the cluster before each action
+        self.progress: RolloutStatus | None = None
+        self._resume = resume  # the unfinished deploy this run continues, if any
+        self._resume_window: WindowProgress | None = resume.window if resume else None
+        self._paused_by: str | None = None
+        self._win: _Window | None = None  # the window being observed (its blind extensions persist)
+        self._prior_events = list(prior_events)  # that deploy's journal, for the records
+        self._interrupted: tuple[str, int] | None = None  # (signal, exit code) once a signal stops us
 
     # --- observing ------------------------------------------------------------
 
@@ -194,6 +210,7 @@ class RolloutContext:
             return
         self._paused_from = self.phase
         self._paused_by_engine_at = self.clock.now() if by_engine else None
+        self._paused_by = actor
         self._resumed.clear()
         await self._emit(Paused, actor=actor, reason=reason)
         await self._set_phase(Phase.PAUSED, reason)
@@ -222,6 +239,11 @@ class RolloutContext:
         except BaseException:
             self.phase = previous
             raise
+        if self.progress is not None and self._lease_lost is None:
+            # the step's own persists (intents, results) are the ones that must not fail
+            # silently; a phase name that did not reach the cluster is only bookkeeping
+            with contextlib.suppress(PortError):
+                await self._persist()
 
     def _progress(self, what: str) -> Callable[[str], Any]:
         async def report(message: str) -> None:
@@ -254,6 +276,124 @@ class RolloutContext:
                 attempts=result.attempts,
                 detail=result.detail,
             )
+
+    # --- persisted progress -------------------------------------------------------------
+
+    def _done(self, key: str) -> bool:
+        """Whether this step result is already persisted (a resumed run skips it)."""
+        return self.progress is not None and self.progress.done(key)
+
+    async def _mark(self, key: str, result: str = "") -> None:
+        """Persist a step result as done; from here on a resume skips it."""
+        progress = self.progress
+        completed = [*(progress.completed if progress else []), key]
+        results = {**(progress.results if progress else {}), **({key: result} if result else {})}
+        await self._persist(completed=completed, results=results, window=None, pending=None)
+
+    async def _persist(self, **changes: Any) -> None:
+        """Write the rollout's progress to the cluster: called BEFORE the action it announces."""
+        now = self.clock.now()
+        base = self.progress or RolloutStatus(
+            deploy_id=self.deploy_id,
+            service=self.plan.service,
+            namespace=self.plan.targets.production.namespace,
+            version=self.plan.version.to,
+            image=self.plan.version.image,
+            plan_path=self.plan_path,
+            started_at=self._started_at or now,
+            updated_at=now,
+        )
+        pending = self._decision_pending
+        fields: dict[str, Any] = {
+            "driver": self.actor,
+            "phase": self.effective_phase.value,
+            "paused": self.phase == Phase.PAUSED,
+            "engine_paused_at": self._paused_by_engine_at if self.phase == Phase.PAUSED else None,
+            "paused_by": self._paused_by if self.phase == Phase.PAUSED else None,
+            "step_index": self.step_index,
+            "weight": self.weight,
+            "sign_offs": self.ledger.to_records(),
+            "baseline": self._baseline_ref,
+            "decision_pending": (
+                {"question": pending.question, "options": pending.options, "recommended": pending.recommended}
+                if pending is not None
+                else None
+            ),
+            "stop": (
+                {**(base.stop.model_dump() if base.stop else {}), **self._stop.__dict__}
+                if self._stop is not None
+                else None
+            ),
+            "updated_at": now,
+            **changes,
+        }
+        self.progress = RolloutStatus.model_validate({**base.model_dump(), **fields})
+        await self.world.production.write_state(self.progress.to_state())
+
+    async def _persist_window(self, win: _Window) -> None:
+        """The window's persisted start, counted time and samples (never a remaining time)."""
+        if self.window is None or win.started_at is None:
+            return
+        blind = (self.window.ends_at - win.started_at).total_seconds() - self.window.duration_s
+        await self._persist(
+            window=WindowProgress(
+                name=self.window.name,
+                step_index=self.step_index,
+                started_at=win.started_at,
+                duration_s=self.window.duration_s,
+                observed_s=win.observed_s,
+                samples=win.counted,
+                blind_s=max(0.0, blind),
+            )
+        )
+
+    async def _open_window(self, name: str, duration: float) -> _Window:
+        """Start a window, or continue the one a resumed deploy was in from its persisted start.
+
+        Time nobody watched counts toward the window (it is anchored to its start), but a window
+        that ended meanwhile takes one fresh sample before anything is promoted.
+        """
+        now = self.clock.now()
+        saved, self._resume_window = self._resume_window, None
+        if saved is not None and saved.name == name and saved.step_index == self.step_index:
+            elapsed = (now - saved.started_at).total_seconds() - saved.blind_s
+            win = _Window(
+                observed_s=min(duration, max(saved.observed_s, elapsed)),
+                started_at=saved.started_at,
+                counted=saved.samples,
+                fresh_needed=True,
+            )
+            ends_at = max(saved.started_at + timedelta(seconds=duration + saved.blind_s), now)
+        else:
+            win = _Window(started_at=now)
+            ends_at = now + timedelta(seconds=duration)
+        event = await self._emit(WindowStarted, name=name, duration_s=duration, ends_at=ends_at)
+        assert isinstance(event, WindowStarted)
+        self.window = event
+        self._win = win
+        await self._persist_window(win)
+        resumed = self._resume if saved is not None else None
+        if resumed is not None and resumed.paused and resumed.engine_paused_at is not None:
+            # paused for lack of data when its driver stopped: the "rollback if unsure" deadline
+            # runs from that pause's start, not from this restart
+            await self._enter_pause(
+                "engine", "resumed while paused for lack of data; never promoting blind", by_engine=True
+            )
+            self._paused_by_engine_at = resumed.engine_paused_at
+            await self._persist()
+        elif resumed is not None and resumed.paused:
+            # a person paused it: a new driver does not overrule them (headless refuses to resume)
+            await self._enter_pause(
+                resumed.paused_by or "engine", "paused before the restart; resume to go on"
+            )
+        return win
+
+    def _last_traffic(self) -> TrafficChanged | None:
+        """The last traffic change journaled for this deploy (across a resume)."""
+        for event in reversed(self.events):
+            if isinstance(event, TrafficChanged):
+                return event
+        return None
 
     async def _emit(self, cls: type[EventBase], **data: Any) -> Event:
         async with self._lock:

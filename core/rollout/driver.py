@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Literal
 
 from core.domain import (
@@ -11,12 +12,12 @@ from core.domain import (
 )
 from core.events import (
     AnalysisSample,
-    DeployStarted,
     Finished,
     LeaseLost,
     LogLine,
     RollbackTriggered,
     RuleReading,
+    RunInterrupted,
 )
 from core.ports import PortError
 from core.rollout.commands import Commands
@@ -59,42 +60,35 @@ class Rollout(
         """Walk the deploy to its outcome; ends at once, without touching the cluster, if the lease is lost."""
         if self._lease_lost is not None:  # lost before the first step: do nothing at all
             return await self._stopped_by_lease_loss()
+        if self._interrupted is not None:
+            return await self._stopped_by_signal()
         self._body = asyncio.ensure_future(self._drive())
         try:
             await asyncio.wait({self._body})
         except asyncio.CancelledError:
             self._body.cancel()
             raise
+        if self._interrupted is not None and self.outcome is None:
+            return await self._stopped_by_signal()
         if self._lease_lost is None or self.outcome is not None:
             return self._body.result()
         return await self._stopped_by_lease_loss()
 
     async def _drive(self) -> Outcome:
-        self._started_at = self.clock.now()
-        plan = self.plan
-        await self._emit(
-            DeployStarted,
-            service=plan.service,
-            namespace=plan.namespace,
-            from_version=plan.version.from_,
-            to_version=plan.version.to,
-            image=plan.version.image,
-            change_id=plan.change.id,
-            change_class=plan.change.class_,
-            security_sensitive=plan.change.security_sensitive,
-            actor=self.actor,
-            plan_path=self.plan_path,
-            steps=[s.weight for s in plan.canary.steps],
-            scenario=self.scenario,
-        )
+        if self._resume is not None:
+            await self._resume_from(self._resume)
+        else:
+            await self._start_new()
         for note in self._notes:
             await self._emit(LogLine, source="session", message=note)
+        if self._stop is not None:  # a resumed rollback or abort: finish it, never go forward
+            return await self._finish_stop()
         self._flow = asyncio.create_task(self._main())
         reason = ""
         try:
             outcome = await self._flow
         except asyncio.CancelledError:
-            if self._stop is None or self._lease_lost is not None:
+            if self._stop is None or self._lease_lost is not None or self._interrupted is not None:
                 raise
             outcome = Outcome.ERROR
         except _Stopped:
@@ -103,6 +97,10 @@ class Rollout(
             await self._set_phase(Phase.BLOCKED, exc.reason)
             outcome, reason = Outcome.BLOCKED, exc.reason
         except PortError as exc:
+            if self._lease_lost is not None:
+                # the fence refused a write: not an error that ends the deploy but a lost lease,
+                # which stops acting where it stands (run() journals it; the deploy stays resumable)
+                raise asyncio.CancelledError from exc
             # An outside system failed mid-deploy. Once traffic has moved, rolling back is the safe direction.
             await self._emit(LogLine, level="error", message=str(exc))
             if self.effective_phase in {Phase.STAGING, Phase.CANARY, Phase.VERIFY}:
@@ -112,24 +110,48 @@ class Rollout(
             else:
                 outcome, reason = Outcome.ERROR, str(exc)
         if self._stop is not None:
-            if self._stop.kind == "rollback":
-                outcome = await self._rollback_procedure()
-            else:
-                outcome = await self._abort_procedure()
-            reason = self._stop.reason
-        elif outcome == Outcome.COMPLETED:
+            return await self._finish_stop()
+        if outcome == Outcome.COMPLETED:
             reason = "all gates passed, canary promoted, verification green"
         return await self._finish(outcome, reason)
 
+    async def _finish_stop(self) -> Outcome:
+        assert self._stop is not None
+        if self._stop.kind == "rollback":
+            outcome = await self._rollback_procedure()
+        else:
+            outcome = await self._abort_procedure()
+        return await self._finish(outcome, self._stop.reason)
+
+    async def _start_new(self) -> None:
+        self._started_at = self.clock.now()
+        stable_before: str | None = None
+        with contextlib.suppress(PortError):
+            stable_before = (await self.world.production.describe()).stable_image
+        # persisted before the first journal line: a crash from here on resumes THIS deploy id
+        await self._persist(stable_before=stable_before)
+        await self._deploy_started()
+
     async def _main(self) -> Outcome:
-        await self._preflight()
-        if self.plan.migrations is not None and (
-            self.plan.migrations.files or self.plan.migrations.staging_command
-        ):
-            await self._migrations()
-        await self._staging()
+        # one place owns the order of the steps; each step skips what its persisted progress says is done
+        if not self._done("preflight"):
+            await self._preflight()
+            await self._mark("preflight", "pre-deploy gates satisfied")
+        migrations = self.plan.migrations
+        if migrations is not None and (migrations.files or migrations.staging_command):
+            if not self._done("migrations"):
+                await self._migrations()
+                await self._mark("migrations", "migrations reviewed and run on staging")
+        if not self._done("staging"):
+            await self._staging()
+            await self._mark("staging", "staging deployed, gates green, soak passed")
         await self._canary()
-        decided = await self._verify()
+        if self._done("verify"):
+            decided = self.progress.results.get("verify") if self.progress else None
+            decided = None if decided == "green" else decided
+        else:
+            decided = await self._verify()
+            await self._mark("verify", decided or "green")
         await self._complete(decided)
         return Outcome.COMPLETED
 
@@ -147,6 +169,20 @@ class Rollout(
         if self._stop is not None:
             return
         self._stop = _Stop(kind, actor, reason)
+        weight_at_trigger = 100 if self.effective_phase == Phase.VERIFY else self.weight
+        if self._lease_lost is None:
+            # persisted before it is journaled or acted on: a resume finishes this decision
+            with contextlib.suppress(PortError):
+                await self._persist(
+                    stop={
+                        "kind": kind,
+                        "actor": actor,
+                        "reason": reason,
+                        "automatic": automatic,
+                        "rule": rule,
+                        "weight_at_trigger": weight_at_trigger,
+                    }
+                )
         if kind == "rollback":
             event = await self._emit(
                 RollbackTriggered,
@@ -156,7 +192,7 @@ class Rollout(
                 reason=reason,
                 readings=readings or (self.last_analysis.readings if self.last_analysis else []),
                 samples=samples or ([self.last_analysis] if self.last_analysis else []),
-                weight_at_trigger=100 if self.effective_phase == Phase.VERIFY else self.weight,
+                weight_at_trigger=weight_at_trigger,
             )
             assert isinstance(event, RollbackTriggered)
             self.rollback_reason = event
@@ -181,6 +217,11 @@ class Rollout(
         self.window = None
         duration = (self.clock.now() - self._started_at).total_seconds() if self._started_at else 0.0
         await self._emit(Finished, outcome=outcome, reason=reason, duration_s=duration)
+        if self._lease_lost is None and self._interrupted is None:
+            # finished: no longer resumable (a lease loss or a signal leaves it for a resume).
+            # After the journal line: a driver killed in between is seen finished by the journal
+            with contextlib.suppress(PortError):
+                await self._persist(outcome=outcome.value, pending=None)
         return outcome
 
     # --- fencing: the lease is gone -----------------------------------------------------
@@ -198,7 +239,7 @@ class Rollout(
         if self._body is not None and not self._body.done():
             self._body.cancel()
 
-    async def _stopped_by_lease_loss(self) -> Outcome:
+    async def _halt_body(self) -> None:
         body = self._body
         # a step that catches one cancellation (the rollback's retry loop) gets another
         for _ in range(50):
@@ -206,6 +247,48 @@ class Rollout(
                 break
             body.cancel()
             await asyncio.wait({body}, timeout=0.1)
+
+    # --- signals: stop where we stand, to be resumed ---------------------------------------
+
+    @property
+    def interrupted(self) -> tuple[str, int] | None:
+        """(signal name, exit code) once a signal stopped this run."""
+        return self._interrupted
+
+    def interrupt(self, signal_name: str, exit_code: int) -> bool:
+        """SIGTERM, SIGHUP or SIGINT: stop acting at once and leave the rollout where it is.
+
+        No rollback and no traffic change: the canary keeps its weight, the persisted progress
+        stays unfinished, and the next `deploydeck run` of the plan resumes it. False when the
+        run already has its outcome (it is only closing) or has stopped for another reason.
+        """
+        if self._interrupted is not None or self.outcome is not None or self._lease_lost is not None:
+            return False
+        self._interrupted = (signal_name, exit_code)
+        if self._body is not None and not self._body.done():
+            self._body.cancel()
+        return True
+
+    async def _stopped_by_signal(self) -> Outcome:
+        await self._halt_body()
+        assert self._interrupted is not None
+        name, code = self._interrupted
+        self.window = None
+        await self._emit(
+            RunInterrupted,
+            signal=name,
+            reason=f"{name} received: stopped where it stands (canary at {self.weight} %, nothing rolled "
+            "back); the lease is released and `deploydeck run` of the same plan resumes it",
+            weight=self.weight,
+            exit_code=code,
+        )
+        # the weight in force as it stands; not finished (no outcome), so the deploy stays resumable
+        with contextlib.suppress(PortError):
+            await self._persist()
+        return Outcome.BLOCKED
+
+    async def _stopped_by_lease_loss(self) -> Outcome:
+        await self._halt_body()
         reason = self._lease_lost or "lease lost"
         await self._emit(LeaseLost, reason=reason, weight=self.weight)
         return await self._finish(

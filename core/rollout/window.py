@@ -35,13 +35,8 @@ class Windows(RolloutContext):
     """Observation windows: analysis every interval, blind intervals, triggers, the statistical judge."""
 
     async def _start_window(self, name: str, duration: float) -> _Window:
-        now = self.clock.now()
-        event = await self._emit(
-            WindowStarted, name=name, duration_s=duration, ends_at=now + timedelta(seconds=duration)
-        )
-        assert isinstance(event, WindowStarted)
-        self.window = event
-        return _Window()
+        # a resumed deploy continues its window from the persisted start (context._open_window)
+        return await self._open_window(name, duration)
 
     async def _counts(self, win: _Window, verdict: str, sample: AnalysisSample, duration: float) -> bool:
         """Whether this interval counts toward the window; pauses the rollout after too many blind ones."""
@@ -85,12 +80,14 @@ class Windows(RolloutContext):
         )
         assert isinstance(event, WindowStarted)
         self.window = event
+        if self._win is not None:
+            await self._persist_window(self._win)  # the end moved out: persisted as blind time
 
     async def _observe(self, name: str, duration: float, phase: Phase) -> None:
         spec = self.plan.analysis
         win = await self._start_window(name, duration)
         promoted_early = False
-        while win.observed_s < duration:
+        while win.observed_s < duration or win.fresh_needed:
             if self._proceed_requested and phase == Phase.CANARY:
                 await self._emit(
                     LogLine,
@@ -113,6 +110,9 @@ class Windows(RolloutContext):
                     )
                 if not was_paused:
                     win.observed_s += spec.interval
+                    win.counted += 1
+                    win.fresh_needed = False
+                    await self._persist_window(win)
         self.window = None
         if phase == Phase.CANARY and self.weight < 100 and spec.judge.enabled:
             await self._statistical_judge(win.samples, promoted_early=promoted_early)

@@ -30,6 +30,8 @@ from core.events import (
     Resumed,
     RollbackStep,
     RollbackTriggered,
+    RunInterrupted,
+    RunResumed,
     TrafficChanged,
     WindowStarted,
 )
@@ -245,6 +247,19 @@ class DeckModel:
                 self._log(event.ts, event.level, event.message, event.source)
             case LeaseLost():
                 self._log(event.ts, "error", f"LEASE LOST, stopped acting: {event.reason}", "lease")
+            case RunResumed():
+                self.weight = event.weight
+                step = f" step {event.from_step}" if event.from_step is not None else ""
+                self._log(
+                    event.ts,
+                    "warning",
+                    f"RESUMED by {event.actor} from {event.from_phase}{step} at {event.weight} % after "
+                    f"{_dur(event.unwatched_s)} unwatched (last driver {event.previous_driver or '?'})",
+                    "resume",
+                )
+                changed |= {"ladder"}
+            case RunInterrupted():
+                self._log(event.ts, "warning", event.reason, event.signal)
             case NotificationSent():
                 level = "info" if event.delivered else "warning"
                 state = "sent" if event.delivered else "NOT delivered"

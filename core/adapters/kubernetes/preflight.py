@@ -38,7 +38,9 @@ async def refusals(cluster: KubeCluster, version: VersionSpec) -> list[str]:
     problems: list[str] = []
     stable = await cluster._get("stable")
     state = cluster._state or {}
-    resuming = state.get("version") == version.to and state.get("phase") not in _DONE
+    resuming = (
+        state.get("version") == version.to and state.get("phase") not in _DONE and not state.get("outcome")
+    )
     for role, obj in (("stable", stable), ("canary", await cluster._get("canary"))):
         if obj["spec"].get("paused"):
             problems.append(f"{role} {paused_error(obj)}")

@@ -22,14 +22,26 @@ class CanaryStep(RolloutContext):
         plan = self.plan
         prod = self.world.production
         await self._set_phase(Phase.CANARY, "starting the canary")
-        if plan.migrations is not None and plan.migrations.production_command:
-            await self._run_command(
-                "migrations (production)", plan.migrations.production_command, plan.migrations.timeout
-            )
-        await self._emit(LogLine, message=f"canary: set image {plan.version.image}")
-        await prod.deploy(plan.version.image, "canary")
+        # each piece below is persisted as done once done; a resumed run skips what is done
+        if not self._done("canary.deploy"):
+            if (
+                plan.migrations is not None
+                and plan.migrations.production_command
+                and not self._done("migrations.production")
+            ):
+                await self._persist(pending="migrations.production")
+                await self._run_command(
+                    "migrations (production)", plan.migrations.production_command, plan.migrations.timeout
+                )
+                await self._mark("migrations.production", "ran on production")
+            await self._persist(pending="canary.deploy")
+            await self._emit(LogLine, message=f"canary: set image {plan.version.image}")
+            await prod.deploy(plan.version.image, "canary")
+            await self._mark("canary.deploy", plan.version.image)
         self._triggers = TriggerState()
         for index, step in enumerate(plan.canary.steps):
+            if self._done(f"canary.step.{index}"):
+                continue
             self.step_index = index
             await self._set_weight(step.weight)
             if index == 0:
@@ -40,16 +52,36 @@ class CanaryStep(RolloutContext):
             await self._observe(f"canary {step.weight} %", step.observe, Phase.CANARY)
             if not plan.canary.auto_promote and self.interactive and index < len(plan.canary.steps) - 1:
                 await self._wait_for_proceed(f"step {step.weight} % observed; proceed to the next step")
-        await self._emit(LogLine, message=f"promoting {plan.version.to} to stable")
-        await prod.deploy(plan.version.image, "stable")
-        await prod.wait_ready(
-            "stable", plan.targets.production.rollout_timeout, self._progress("stable rollout")
-        )
-        await self._set_weight(0, detail="promoted: stable runs the new version")
+            await self._mark(f"canary.step.{index}", f"{step.weight} % observed")
+        if not self._done("canary.promote"):
+            await self._persist(pending="canary.promote")
+            await self._emit(LogLine, message=f"promoting {plan.version.to} to stable")
+            await prod.deploy(plan.version.image, "stable")
+            await prod.wait_ready(
+                "stable", plan.targets.production.rollout_timeout, self._progress("stable rollout")
+            )
+            await self._set_weight(0, detail="promoted: stable runs the new version")
+            self.step_index = None
+            await self._mark("canary.promote", f"{plan.version.to} is stable")
         self.step_index = None
 
     async def _set_weight(self, percent: int, detail: str = "") -> None:
-        await self._emit(TrafficChanged, requested=percent, effective=percent, applied=False, detail="intent")
+        """Move traffic once: intent persisted and journaled first, then the cluster, then the record.
+
+        Re-entered after a crash it neither repeats nor skips the change: a change the journal
+        already shows applied is not made again; one only announced (intent) is made once more
+        (setting the same weight twice is harmless to the cluster) and recorded.
+        """
+        last = self._last_traffic()
+        if last is not None and last.applied and last.requested == percent:
+            self.weight = last.effective
+            await self._persist(weight_target=None)
+            return
+        if last is None or last.applied or last.requested != percent:
+            await self._persist(weight_target=percent)
+            await self._emit(
+                TrafficChanged, requested=percent, effective=percent, applied=False, detail="intent"
+            )
         change = await self.world.production.set_canary_weight(percent)
         self.weight = change.effective
         await self._emit(
@@ -58,4 +90,4 @@ class CanaryStep(RolloutContext):
             effective=change.effective,
             detail=detail or change.detail,
         )
-        await self.world.production.write_state(self._state(self.effective_phase.value))
+        await self._persist(weight_target=None)

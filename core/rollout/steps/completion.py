@@ -20,14 +20,18 @@ class CompletionStep(RolloutContext):
         from core.completion import completion_message
 
         await self._set_phase(Phase.COMPLETE, "deploy complete")
-        await self.world.production.write_state(self._state("complete"))
-        message = completion_message(self.events)
-        if fix_forward:
-            message = message.model_copy(
-                update={"text": f"{message.text}. Fix-forward chosen with failing checks: {fix_forward}"}
-            )
-        await self._notify(message)
-        await self._completion_extras()
+        # each is done once: a resume after a crash here does not notify or close tickets twice
+        if not self._done("complete.notify"):
+            message = completion_message(self.events)
+            if fix_forward:
+                message = message.model_copy(
+                    update={"text": f"{message.text}. Fix-forward chosen with failing checks: {fix_forward}"}
+                )
+            await self._mark("complete.notify")
+            await self._notify(message)
+        if not self._done("complete.extras"):
+            await self._mark("complete.extras")
+            await self._completion_extras()
 
     async def _completion_extras(self) -> None:
         from core.completion import FlagStepResult, close_tickets, completion_summary, roll_out_flags

@@ -24,8 +24,12 @@ class MigrationsStep(RolloutContext):
         assert migrations is not None
         await self._set_phase(Phase.MIGRATIONS, "reviewing migration safety")
         await self._gate_phase(GateGroup.MIGRATIONS, needs_proceed=False, skip={"migrations-staging-run"})
-        if migrations.staging_command:
+        if migrations.staging_command and not self._done("migrations.staging"):
+            # persisted once it ran: a resume does not run the migration again
+            await self._persist(pending="migrations.staging")
             await self._run_command("migrations (staging)", migrations.staging_command, migrations.timeout)
+            await self._mark("migrations.staging", "ran on staging")
+        if migrations.staging_command:
             health = self.plan.targets.staging.health
             if health is not None:
                 probe = await self.world.probe.check(health.ready, timeout_s=health.timeout)

@@ -24,6 +24,8 @@ class PreflightStep(RolloutContext):
             gate = self.catalogue.get(gate_id)
             if gate is None:
                 raise _Blocked(f"--approve {gate_id}: no such gate in this plan")
+            if any(r.actor == self.actor for r in self.ledger.records_for(gate_id, "sign")):
+                continue  # signed in the run this one resumes (restored from the persisted progress)
             ok, why, complete = self.ledger.sign(
                 gate, self.actor, "approved on the command line", self.clock.now()
             )

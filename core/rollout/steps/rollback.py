@@ -8,6 +8,7 @@ from datetime import timedelta
 from core.domain import (
     Outcome,
     Phase,
+    RollbackReport,
 )
 from core.durations import format_duration
 from core.events import (
@@ -32,7 +33,10 @@ class RollbackProcedure(RolloutContext):
         if self.phase != Phase.ROLLING_BACK:
             await self._set_phase(Phase.ROLLING_BACK, self._stop.reason if self._stop else "rollback")
         attempt, delay = 0, 1.0
-        while True:
+        # persisted before acting: a resume finishes this rollback rather than going forward
+        with contextlib.suppress(PortError):  # never let bookkeeping block the safe direction
+            await self._persist(pending="rollback")
+        while not self._done("rollback.applied"):
             attempt += 1
             try:
                 report = await prod.rollback()
@@ -54,30 +58,44 @@ class RollbackProcedure(RolloutContext):
                     )
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, _ROLLBACK_MAX_DELAY_S)
+        else:  # no attempt needed: a resumed run whose rollback was applied before the driver died
+            report = RollbackReport(
+                weight_reset=True, stable_restored=True, detail="applied before a restart"
+            )
         self.weight = 0
-        await self._emit(
-            TrafficChanged,
-            requested=0,
-            effective=0,
-            actor=self._stop.actor if self._stop else "engine",
-            detail="rollback",
-        )
-        await self._emit(
-            RollbackStep, action="weight_reset", ok=report.weight_reset, detail="canary weight 0"
-        )
-        await self._emit(
-            RollbackStep,
-            action="undo_stable",
-            ok=True,
-            detail=report.detail
-            or ("stable restored to the previous revision" if report.stable_restored else "stable untouched"),
-        )
+        with contextlib.suppress(PortError):
+            await self._mark("rollback.applied", report.detail)
+        # a resume after a kill records each of these once (the journal already may hold them)
+        last = self._last_traffic()
+        recorded = {e.action for e in self.events if isinstance(e, RollbackStep)}
+        if last is None or last.detail != "rollback":
+            await self._emit(
+                TrafficChanged,
+                requested=0,
+                effective=0,
+                actor=self._stop.actor if self._stop else "engine",
+                detail="rollback",
+            )
+        if "weight_reset" not in recorded:
+            await self._emit(
+                RollbackStep, action="weight_reset", ok=report.weight_reset, detail="canary weight 0"
+            )
+        if "undo_stable" not in recorded:
+            await self._emit(
+                RollbackStep,
+                action="undo_stable",
+                ok=True,
+                detail=report.detail
+                or (
+                    "stable restored to the previous revision"
+                    if report.stable_restored
+                    else "stable untouched"
+                ),
+            )
         verified, detail = await self._verify_restored()
         await self._emit(RollbackStep, action="verify", ok=verified, detail=detail)
         if not verified:
             await self._emit(LogLine, level="error", message=f"SERVICE NOT RESTORED: {detail}; keep watching")
-        with contextlib.suppress(PortError):
-            await prod.write_state(self._state("rolled_back"))
         await self._set_phase(Phase.ROLLED_BACK, self._stop.reason if self._stop else "rolled back")
         await self._communicate(ok=verified, detail=detail)
         await self._document()

@@ -31,13 +31,19 @@ class StagingStep(RolloutContext):
     async def _staging(self) -> None:
         plan = self.plan
         await self._set_phase(Phase.STAGING, f"deploying {plan.version.to} to staging")
-        await self._emit(LogLine, message=f"staging: set image {plan.version.image}")
-        await self.world.staging.deploy(plan.version.image, "stable")
-        await self.world.staging.wait_ready(
-            "stable", plan.targets.staging.rollout_timeout, progress=self._progress("staging rollout")
-        )
-        await self._record_pass("staging-deploy", f"{plan.version.to} rolled out")
-        await self._gate_phase(GateGroup.STAGING, needs_proceed=False, skip={"staging-deploy"})
+        # re-entry after a crash: what is persisted as done is not done again (setting the
+        # same image twice is harmless, but E2E suites and the soak are not free)
+        if not self._done("staging.deploy"):
+            await self._emit(LogLine, message=f"staging: set image {plan.version.image}")
+            await self.world.staging.deploy(plan.version.image, "stable")
+            await self.world.staging.wait_ready(
+                "stable", plan.targets.staging.rollout_timeout, progress=self._progress("staging rollout")
+            )
+            await self._record_pass("staging-deploy", f"{plan.version.to} rolled out")
+            await self._mark("staging.deploy", f"{plan.version.to} rolled out")
+        if not self._done("staging.gates"):
+            await self._gate_phase(GateGroup.STAGING, needs_proceed=False, skip={"staging-deploy"})
+            await self._mark("staging.gates", "staging gates satisfied")
         try:
             await self._soak()
         except _Blocked as exc:
@@ -66,7 +72,7 @@ class StagingStep(RolloutContext):
         if self.world.staging_metrics is None or self.world.metrics is None:
             raise _Blocked("staging soak needs metrics for staging and production; none configured")
         win = await self._start_window("staging soak", soak.duration)
-        while win.observed_s < soak.duration:
+        while win.observed_s < soak.duration or win.fresh_needed:
             await self._nap(spec.interval)
             await self._check_stop()
             reading, staging_side, base_side = await self._soak_reading(spec.lookback)
@@ -95,6 +101,9 @@ class StagingStep(RolloutContext):
                 raise _Blocked(f"staging soak failed early: {reading.text}")
             if await self._counts(win, verdict, sample, soak.duration):
                 win.observed_s += spec.interval
+                win.counted += 1
+                win.fresh_needed = False
+                await self._persist_window(win)
         self.window = None
         final, _, _ = await self._soak_reading(soak.duration)
         if final.value is None:
