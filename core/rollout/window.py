@@ -34,6 +34,59 @@ from core.rollout.context import (
 class Windows(RolloutContext):
     """Observation windows: analysis every interval, blind intervals, triggers, the statistical judge."""
 
+    # A proceed belongs to the step it was given at: one that arrives as that step's window ends
+    # must not end the next step's window too (issue 14: one `p` at 50 % skipped the 100 % bake).
+    _proceed_step: int | None = None
+    # Skipping the rest of the final bake is its own command (promote_early), never a proceed.
+    _promote_early_requested: str | None = None
+
+    def _window_cut_short(self, phase: Phase) -> bool:
+        """Whether a person asked to end the current canary window now (proceed or promote early)."""
+        if phase != Phase.CANARY:
+            return False
+        own_proceed = self._proceed_requested is not None and self._proceed_step == self.step_index
+        return own_proceed or self._promote_early_requested is not None
+
+    def _window_left_s(self) -> float:
+        if self.window is None:
+            return 0.0
+        return max(0.0, (self.window.ends_at - self.clock.now()).total_seconds())
+
+    async def _nap_interval(self, seconds: float, phase: Phase) -> None:
+        """One analysis interval on the clock. A command wakes the nap; only a stop, a resume or a
+        request that ends the window cuts the interval short, so every counted interval is whole."""
+        end = self.clock.now() + timedelta(seconds=seconds)
+        paused = self.phase == Phase.PAUSED
+        while (left := (end - self.clock.now()).total_seconds()) > 0:
+            await self._nap(left)
+            if (
+                self._stop is not None
+                or self._window_cut_short(phase)
+                or paused != (self.phase == Phase.PAUSED)
+            ):
+                return
+
+    async def _end_window_for_person(self, name: str, duration: float, observed: float) -> None:
+        """Journal who ended the window and what that skipped; consume the request."""
+        steps = self.plan.canary.steps
+        index = self.step_index or 0
+        if self._promote_early_requested is not None:
+            actor = self._promote_early_requested
+            left = format_duration(self._window_left_s())
+            message = f"{actor} promoted early: skipped the remaining {left} of the 100 % bake"
+        else:
+            actor = self._proceed_requested or "someone"
+            following = steps[index + 1].weight if index + 1 < len(steps) else None
+            message = (
+                f"{actor} proceeds from {steps[index].weight} % to {following} % after "
+                f"{format_duration(observed)} of {format_duration(duration)}: skipped the remaining "
+                f"{format_duration(self._window_left_s())} of {name}; {following} % gets its full window"
+            )
+        self._promote_early_requested = None
+        self._proceed_requested = None
+        self._proceed_step = None
+        await self._emit(LogLine, level="warning", message=message, source="engine")
+
     async def _start_window(self, name: str, duration: float) -> _Window:
         now = self.clock.now()
         event = await self._emit(
@@ -86,22 +139,20 @@ class Windows(RolloutContext):
         assert isinstance(event, WindowStarted)
         self.window = event
 
-    async def _observe(self, name: str, duration: float, phase: Phase) -> None:
+    async def _observe(self, name: str, duration: float, phase: Phase) -> bool:
+        """Observe a window to its end; True when a person ended it early (proceed, promote early)."""
         spec = self.plan.analysis
         win = await self._start_window(name, duration)
         promoted_early = False
         while win.observed_s < duration:
-            if self._proceed_requested and phase == Phase.CANARY:
-                await self._emit(
-                    LogLine,
-                    level="warning",
-                    message=f"{self._proceed_requested} promoted early after {format_duration(win.observed_s)} of {format_duration(duration)}",
-                )
-                self._proceed_requested = None
+            if self._window_cut_short(phase):
+                await self._end_window_for_person(name, duration, win.observed_s)
                 promoted_early = True
                 break
-            await self._nap(spec.interval)
+            await self._nap_interval(spec.interval, phase)
             await self._check_stop()
+            if self._window_cut_short(phase):
+                continue  # the request ends the window before a partial interval is counted
             was_paused = self.phase == Phase.PAUSED
             judgement, sample = await self._analyse(win.observed_s + spec.interval, duration, phase)
             if judgement.verdict == "fired":
@@ -116,6 +167,7 @@ class Windows(RolloutContext):
         self.window = None
         if phase == Phase.CANARY and self.weight < 100 and spec.judge.enabled:
             await self._statistical_judge(win.samples, promoted_early=promoted_early)
+        return promoted_early
 
     async def _statistical_judge(self, samples: list[AnalysisSample], *, promoted_early: bool) -> None:
         """Kayenta-style Mann-Whitney over the step's samples, beside the fixed triggers.
