@@ -51,6 +51,7 @@ class Scenario(BaseModel):
     expected: Literal["completed", "rolled_back"]
     faults: tuple[Fault, ...] = ()
     metrics_outage: tuple[float, float] | None = None  # (start, end) seconds after the canary starts
+    metrics_outages: tuple[tuple[float, float], ...] = ()  # more of them: blindness that comes and goes
     outage_from_weight: int = 0
     requests_per_second: float = 600.0
 
@@ -85,10 +86,10 @@ class Scenario(BaseModel):
         return True
 
     def metrics_down(self, weight: int, seconds_since_canary_start: float) -> bool:
-        if self.metrics_outage is None or weight < self.outage_from_weight:
+        if weight < self.outage_from_weight:
             return False
-        start, end = self.metrics_outage
-        return start <= seconds_since_canary_start < end
+        outages = (*((self.metrics_outage,) if self.metrics_outage else ()), *self.metrics_outages)
+        return any(start <= seconds_since_canary_start < end for start, end in outages)
 
 
 SCENARIOS: dict[str, Scenario] = {
