@@ -90,6 +90,7 @@ async def open_session(
     decision_default: Literal["rollback", "fix_forward"] = "rollback",
     sim_backend: SimBackend = "memory",
     kubeconfig_dir: Path | None = None,
+    prometheus_scrape_s: float = 1.0,
 ) -> Session:
     from core.adapters.journal import FileJournal, default_journal_path
 
@@ -102,7 +103,13 @@ async def open_session(
         from core.sim.scenarios import get_scenario
 
         world, kubeconfig, sim_notes = await _sim_world(
-            plan, get_scenario(scenario or "healthy"), clock, sim_backend, use_prometheus, kubeconfig_dir
+            plan,
+            get_scenario(scenario or "healthy"),
+            clock,
+            sim_backend,
+            use_prometheus,
+            kubeconfig_dir,
+            prometheus_scrape_s,
         )
         notes.extend(sim_notes)
     else:
@@ -201,6 +208,7 @@ async def _sim_world(
     backend: SimBackend,
     use_prometheus: bool,
     kubeconfig_dir: Path | None,
+    prometheus_scrape_s: float = 1.0,
 ) -> tuple[World, str | None, list[str]]:
     from core.sim.scenarios import Scenario
     from core.sim.world import (
@@ -262,7 +270,9 @@ async def _sim_world(
     if use_prometheus:
         from core.sim.prometheus_demo import start_prometheus_metrics
 
-        real, note, closer = await start_prometheus_metrics(plan, scenario, traffic, clock)
+        real, note, closer = await start_prometheus_metrics(
+            plan, scenario, traffic, clock, scrape_interval_s=prometheus_scrape_s
+        )
         notes.append(note)
         if real is not None:
             metrics = real

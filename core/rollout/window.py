@@ -109,6 +109,11 @@ class Windows(RolloutContext):
         spec = self.plan.analysis
         win.samples.append(sample)
         blind_pause = self.phase == Phase.PAUSED and self._paused_by_engine_at is not None
+        if verdict == "thin":
+            # the metrics answered with too few requests to judge: not counted, not blind
+            if self.phase != Phase.PAUSED:
+                await self._extend_window(duration - win.observed_s)
+            return False
         if verdict != "no_data":
             win.blind = 0
             blind_since, self._blind_since = self._blind_since, None
@@ -207,7 +212,9 @@ class Windows(RolloutContext):
             judgement, sample = await self._analyse(win.observed_s, duration, phase, win)
             if judgement.verdict == "fired":
                 await self._auto_rollback(judgement, [*win.samples, sample])
-            if await self._counts(win, judgement.verdict, sample, duration):
+            # too few requests is not blindness: the window waits for evidence without pausing
+            verdict = "thin" if judgement.thin else judgement.verdict
+            if await self._counts(win, verdict, sample, duration):
                 if judgement.verdict == "healthy" and phase == Phase.CANARY and self.weight < 100:
                     self._baseline_ref = (
                         self._last_metrics.baseline if self._last_metrics else self._baseline_ref
@@ -325,7 +332,7 @@ class Windows(RolloutContext):
             readings=judgement.readings,
             elapsed_s=min(elapsed, duration),
             window_s=duration,
-            **self._blind_fields(judgement.verdict, win),
+            **self._blind_fields("thin" if judgement.thin else judgement.verdict, win),
         )
         assert isinstance(sample, AnalysisSample)
         self.last_analysis = sample

@@ -65,10 +65,13 @@ class SimWorkload:
         weight: Callable[[], int],
         clock: Clock,
         seed: int = 7,
+        tick_s: float = TICK_S,
     ) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.scenario = scenario
+        #: clock seconds between generator ticks; the Prometheus demo sets ~1/10 of a scrape
+        self.tick_s = tick_s
         self.service = service
         self.namespace = namespace
         self.versions: dict[Role, str] = {"stable": stable_version, "canary": canary_version}
@@ -191,7 +194,7 @@ class SimWorkload:
     async def _generate(self) -> None:
         last = self.clock.now()
         while True:
-            await self.clock.sleep(TICK_S)
+            await self.clock.sleep(self.tick_s)
             now = self.clock.now()
             elapsed = max(0.0, (now - last).total_seconds())
             last = now

@@ -196,7 +196,10 @@ class DeckModel:
             case AnalysisSample():
                 self._sample(event)
                 changed |= {"charts", "meters", "ladder", "verify"}
-                if event.verdict == "no_data":
+                if event.verdict == "no_data" and event.blind_intervals == 0 and event.phase != Phase.STAGING:
+                    # the metrics answered with too few requests: the window waits, nothing is wrong
+                    self._log(event.ts, "info", f"waiting for requests: {event.no_data_reason or ''}")
+                elif event.verdict == "no_data":
                     self._log(
                         event.ts, "warning", f"no data: {event.no_data_reason or 'metrics unavailable'}"
                     )
