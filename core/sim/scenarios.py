@@ -201,7 +201,8 @@ def verdict_problems(scenario: Scenario, events: list[Any]) -> list[str]:
     finished = [e for e in events if isinstance(e, Finished)]
     outcome = finished[-1].outcome.value if finished else "unfinished"
     if outcome != scenario.expected:
-        problems.append(f"outcome {outcome}, expected {scenario.expected}")
+        why = f" ({finished[-1].reason})" if finished else ""
+        problems.append(f"outcome {outcome}{why}, expected {scenario.expected}")
     triggers = [e for e in events if isinstance(e, RollbackTriggered)]
     if want.rule is None and triggers:
         problems.append(f"rolled back by {triggers[0].rule}: {triggers[0].reason}")

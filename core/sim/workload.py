@@ -95,6 +95,9 @@ class SimWorkload:
         self.base_url = ""
         #: clock time the canary first behaved differently from the baseline (benchmarks read it)
         self.first_fault_at: datetime | None = None
+        #: wall time (time.monotonic) of the first /metrics answer that held faulty requests:
+        #: the first bad scrape, from which the benchmark measures detection latency
+        self.first_bad_scrape_wall: float | None = None
         self.served: dict[Role, int] = {"stable": 0, "canary": 0}
         self.errors: dict[Role, int] = {"stable": 0, "canary": 0}
         self._runner: web.AppRunner | None = None
@@ -244,6 +247,10 @@ class SimWorkload:
         if self.metrics_down():
             return web.Response(status=503, text="metrics outage (scenario)\n")
         body = generate_latest(self.registry)
+        if self.first_fault_at is not None and self.first_bad_scrape_wall is None:
+            import time
+
+            self.first_bad_scrape_wall = time.monotonic()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def _health(self, request: web.Request, kind: str) -> tuple[Role | None, bool]:
