@@ -110,3 +110,30 @@ async def test_the_paused_blind_screen_shows_data_time_countdown_and_blind_count
     assert f"{data_m:02d}:{data_s:02d} / 05:00 with data" in ladder, ladder
     assert sample.elapsed_s < 300 and "05:00 / 05:00" not in ladder
     assert f"(blind {sample.blind_intervals})" in meters_text(model).plain
+
+
+async def test_after_a_blind_rollback_headline_and_outcome_say_what_is_known(tmp_path: Path) -> None:
+    """Item 5: not `SERVICE NOT RESTORED … error rate no data` beside outcome rolled_back."""
+    from datetime import timedelta
+
+    from core.events import LogLine, RollbackStep
+    from tui.widgets.header import header_text
+    from tui.widgets.model import DeckModel
+
+    session = await sim_session(tmp_path, "metrics-outage")
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    events = session.rollout.events
+    verify = next(e for e in events if isinstance(e, RollbackStep) and e.action == "verify")
+    assert not verify.ok  # never called restored while the error rate is unknown
+    assert verify.detail.startswith("traffic restored (canary 0 %), health green, metrics unknown")
+    said = [e.message for e in events if isinstance(e, LogLine)]
+    assert not [m for m in said if "SERVICE NOT RESTORED" in m]
+    assert any(
+        m.startswith("rolled back: traffic restored (canary 0 %), health green, metrics unknown")
+        for m in said
+    )
+    model = DeckModel()
+    for event in events:
+        model.apply(event)
+    header = header_text(model, events[-1].ts + timedelta(seconds=1), "tester").plain
+    assert "outcome: rolled_back — traffic restored, health green, metrics unknown" in header, header

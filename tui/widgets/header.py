@@ -37,6 +37,9 @@ def header_text(model: DeckModel, now: datetime, driver: str, *, read_only: bool
         line2.append(
             f"  outcome: {model.finished.outcome.value}", style=OUTCOME_STYLE[model.finished.outcome]
         )
+        restore = model.restore_summary()
+        if restore:
+            line2.append(f" — {restore}", style="bold yellow" if "unknown" in restore else "bold")
     elif model.rollback is not None:
         who = "automatic" if model.rollback.automatic else f"started by {model.rollback.actor}"
         line2.append(f"  rolling back — {who}", style="bold white on red")

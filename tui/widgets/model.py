@@ -326,6 +326,17 @@ class DeckModel:
                 out.append((group, members))
         return out
 
+    def restore_summary(self) -> str | None:
+        """After a rollback, what its verification established, to sit beside the outcome."""
+        verify = next((s for s in reversed(self.rollback_steps) if s.action == "verify"), None)
+        if verify is None:
+            return None
+        if verify.ok:
+            return None  # the outcome says it: rolled back and verified
+        if verify.detail.startswith("traffic restored"):
+            return verify.detail.replace(" (canary 0 %)", "").split(" (", 1)[0]
+        return "SERVICE NOT RESTORED"
+
     def blind_sample(self) -> AnalysisSample | None:
         """The last sample, when it says the metrics are missing in the current window."""
         sample = self.last_analysis
