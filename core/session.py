@@ -265,7 +265,7 @@ async def _sim_world(
         production = SimCluster(stable_image=old_image, replicas=prod_t.replicas or 10, clock=clock)
         traffic = production
     model = WorkloadModel(scenario, traffic, clock)
-    production = ObservedCluster(production, model.observe)
+    production = ObservedCluster(production, model.traffic_requested)
     metrics = SimMetrics(model, min_requests=plan.analysis.min_requests, seed=plan.seed)
     if use_prometheus:
         from core.sim.prometheus_demo import start_prometheus_metrics
