@@ -267,7 +267,9 @@ class SimMetrics:
                 baseline=self._sample(stable, rps * window_s),
                 at=now,
             )
-        canary_span = min(window_s, at_share) if share > 0 else 0.0
+        # the canary has served since it started, whatever the step: a share that wobbles while
+        # pods come and go must not read as a window with no requests (issue 14)
+        canary_span = min(window_s, since_canary) if share > 0 else 0.0
         new = self._averaged("canary", share, at_share, window_s)
         stable = self._averaged("stable", share, at_share, window_s)
         return CanaryMetrics(
