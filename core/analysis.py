@@ -5,10 +5,20 @@
 * health: this many consecutive failed checks; a pass resets the count.
 
 Missing numbers are "no data", which never counts as healthy.
+
+Small canaries (issue 14). At 5 % of a small service a 5-minute window holds a few dozen
+requests, and one unlucky 5xx among 60 reads as +1.3 pp. The error-rate rule therefore fires
+only when the excess is significant given the counts: the canary's error rate must exceed
+baseline + limit with one-sided 99 % confidence (Wilson score lower bound; the baseline, with
+~20x the traffic, is taken at its estimate). With many requests the bound approaches the
+observed rate and the rule is the workflow's plain "> +0.5 pp". A p99 needs at least 100
+requests to exist; below that the latency rule waits instead of judging one slow request.
+Too few requests is not blindness: the metrics answered, the window just waits for evidence.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,6 +30,21 @@ from core.plan import AnalysisSpec
 EPSILON = 1e-9
 
 Verdict = Literal["healthy", "no_data", "fired"]
+
+#: one-sided 99 % normal quantile: how sure the error-rate rule must be before it fires
+ERROR_CONFIDENCE_Z = 2.326
+#: a 99th percentile needs at least this many requests to exist
+P99_MIN_REQUESTS = 100
+
+
+def wilson_lower(rate: float, n: float, z: float = ERROR_CONFIDENCE_Z) -> float:
+    """Lower bound of the Wilson score interval for a proportion ``rate`` seen over ``n`` trials."""
+    if n <= 0:
+        return 0.0
+    z2 = z * z
+    centre = rate + z2 / (2 * n)
+    spread = z * math.sqrt(max(rate * (1 - rate), 0.0) / n + z2 / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z2 / n))
 
 
 @dataclass
@@ -36,6 +61,9 @@ class Judgement:
     verdict: Verdict
     readings: list[RuleReading] = field(default_factory=list)
     no_data_reason: str | None = None
+    #: no data only because too few requests were served: the metrics answered, so this is not
+    #: blindness (never pauses); the window waits for evidence instead of counting the interval
+    thin: bool = False
 
     @property
     def fired(self) -> list[RuleReading]:
@@ -72,25 +100,34 @@ def judge(
 
     canary = metrics.canary if metrics else WorkloadSample(reason="no read")
     baseline = metrics.baseline if metrics else WorkloadSample(reason="no read")
+    thin = False
     if metrics is None:
         missing.append("metrics were not read")
     elif metrics.reason:
         missing.append(metrics.reason)
     else:
+        thin = True
         for name, side in (("canary", canary), ("baseline", baseline)):
             reason = _side_reason(name, side, spec.min_requests)
             if reason:
                 missing.append(reason)
+                thin = thin and _is_thin(side)
     usable = not missing
+    thin = thin and bool(missing)
 
     # error rate, in percentage points
     c_err, b_err = _pct(canary.error_rate), _pct(baseline.error_rate)
     if usable and c_err is not None and b_err is not None:
         delta = c_err - b_err
-        bad = delta > t.error_delta_pp + EPSILON
+        over = delta > t.error_delta_pp + EPSILON
+        significant, evidence = _significant_excess(canary, baseline, t.error_delta_pp)
+        bad = over and significant
         state.error_streak = state.error_streak + 1 if bad else 0
         fired = state.error_streak >= t.error_consecutive
-        sign = ">" if bad else "≤"
+        sign = ">" if over else "≤"
+        text = f"canary {c_err:.2f} % vs baseline {b_err:.2f} %: {_near(delta, t.error_delta_pp)} pp {sign} {t.error_delta_pp:.2f} pp"
+        if over and not significant:
+            text += f", not significant yet ({evidence})"
         readings.append(
             RuleReading(
                 rule="error_rate",
@@ -100,7 +137,7 @@ def judge(
                 fired=fired,
                 consecutive=state.error_streak,
                 needed=t.error_consecutive,
-                text=f"canary {c_err:.2f} % vs baseline {b_err:.2f} %: {_near(delta, t.error_delta_pp)} pp {sign} {t.error_delta_pp:.2f} pp",
+                text=text,
             )
         )
     else:
@@ -113,7 +150,9 @@ def judge(
     # p99 latency ratio
     if usable and canary.p99 is not None and baseline.p99 is not None and baseline.p99 > 0:
         ratio = canary.p99 / baseline.p99
-        bad = ratio > t.p99_ratio + EPSILON
+        # fewer than 100 requests have no 99th percentile: the slowest one is not a p99
+        enough = canary.requests is None or canary.requests >= P99_MIN_REQUESTS
+        bad = ratio > t.p99_ratio + EPSILON and enough
         state.p99_streak = state.p99_streak + 1 if bad else 0
         fired = state.p99_streak >= t.p99_consecutive
         sign = ">" if bad else "≤"
@@ -129,6 +168,7 @@ def judge(
                 text=(
                     f"canary p99 {canary.p99 * 1000:.0f} ms vs baseline {baseline.p99 * 1000:.0f} ms: "
                     f"×{_near(ratio, t.p99_ratio)[1:]} {sign} ×{t.p99_ratio:.2f}"
+                    + ("" if enough else f", waiting for {P99_MIN_REQUESTS} requests to judge a p99")
                 ),
             )
         )
@@ -159,8 +199,30 @@ def judge(
     if any(r.fired for r in readings):
         return Judgement("fired", readings, None)
     if missing:
-        return Judgement("no_data", readings, "; ".join(missing))
+        return Judgement("no_data", readings, "; ".join(missing), thin=thin)
     return Judgement("healthy", readings, None)
+
+
+def _is_thin(side: WorkloadSample) -> bool:
+    """Answered, but with fewer requests than the guard needs (not an absent metric)."""
+    if side.requests is None or side.requests < 1:
+        return False  # nothing served at all: nothing to see, which is blindness
+    return side.reason is None or "fewer than the minimum" in side.reason
+
+
+def _significant_excess(
+    canary: WorkloadSample, baseline: WorkloadSample, limit_pp: float
+) -> tuple[bool, str]:
+    """Whether the canary's error rate exceeds baseline + limit with 99 % confidence, given the counts."""
+    if canary.requests is None or canary.error_rate is None or baseline.error_rate is None:
+        return True, "counts unknown: the plain rule applies"
+    bound = wilson_lower(canary.error_rate, canary.requests)
+    needed = baseline.error_rate + limit_pp / 100
+    evidence = (
+        f"{canary.requests:.0f} canary requests: its error rate is ≥ {bound * 100:.2f} % with 99 % "
+        f"confidence, the rule needs > {needed * 100:.2f} %"
+    )
+    return bound > needed + EPSILON / 100, evidence
 
 
 def soak_judge(

@@ -124,7 +124,9 @@ class AnalysisSample(EventBase):
     readings: list[RuleReading] = Field(default_factory=list)
     elapsed_s: float = 0.0
     window_s: float = 0.0
-    blind_intervals: int = 0
+    blind_intervals: int = 0  # consecutive intervals without data, this one included
+    blind_s: float | None = None  # how long metrics have been continuously missing
+    rollback_in_s: float | None = None  # paused blind: seconds left before the no-data rollback
 
 
 class HealthChecked(EventBase):
@@ -164,6 +166,7 @@ class Paused(EventBase):
 class Resumed(EventBase):
     type: Literal["resumed"] = "resumed"
     actor: str
+    blind_s: float | None = None  # set when the engine resumes by itself because data came back
 
 
 class DecisionRequired(EventBase):

@@ -104,6 +104,7 @@ async def open_session(
     pod_start_delay_s: float = 0.3,
     world: World | None = None,
     rollback_unfinished: bool = False,
+    prometheus_scrape_s: float = 1.0,
 ) -> Session:
     """Open the world (or reuse ``world``: tests restarting a driver on the same cluster), take the
     lease, and continue the plan's unfinished deploy if the cluster holds one (see `_resumable`)."""
@@ -127,6 +128,7 @@ async def open_session(
             use_prometheus,
             kubeconfig_dir,
             pod_start_delay_s,
+            prometheus_scrape_s,
         )
         notes.extend(sim_notes)
     else:
@@ -349,6 +351,7 @@ async def _sim_world(
     use_prometheus: bool,
     kubeconfig_dir: Path | None,
     pod_start_delay_s: float = 0.3,
+    prometheus_scrape_s: float = 1.0,
 ) -> tuple[World, str | None, list[str]]:
     from core.sim.scenarios import Scenario
     from core.sim.world import (
@@ -405,12 +408,14 @@ async def _sim_world(
         production = SimCluster(stable_image=old_image, replicas=prod_t.replicas or 10, clock=clock)
         traffic = production
     model = WorkloadModel(scenario, traffic, clock)
-    production = ObservedCluster(production, model.observe)
+    production = ObservedCluster(production, model.traffic_requested)
     metrics = SimMetrics(model, min_requests=plan.analysis.min_requests, seed=plan.seed)
     if use_prometheus:
         from core.sim.prometheus_demo import start_prometheus_metrics
 
-        real, note, closer = await start_prometheus_metrics(plan, scenario, traffic, clock)
+        real, note, closer = await start_prometheus_metrics(
+            plan, scenario, traffic, clock, scrape_interval_s=prometheus_scrape_s
+        )
         notes.append(note)
         if real is not None:
             metrics = real

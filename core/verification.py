@@ -110,15 +110,34 @@ async def check_error_rate(ctx: VerifyContext) -> GateResult:
             f"{source} {_pct(baseline.error_rate)} ({delta_pp:+.2f} pp, limit +{spec.max_error_delta_pp:.2f} pp)"
         )
         if delta_pp > spec.max_error_delta_pp:
-            problems.append(f"{delta_pp:+.2f} pp above the {source}")
+            if _surely_above(current, baseline.error_rate + spec.max_error_delta_pp / 100):
+                problems.append(f"{delta_pp:+.2f} pp above the {source}")
+            else:
+                parts.append(f"+{delta_pp:.2f} pp is not significant at {current.requests:.0f} requests")
     if slo_max is not None:
         parts.append(f"SLO ≤ {slo_max:.2f} %")
         if current.error_rate * 100 > slo_max:
-            problems.append(f"above the SLO maximum {slo_max:.2f} %")
+            if _surely_above(current, slo_max / 100):
+                problems.append(f"above the SLO maximum {slo_max:.2f} %")
+            else:
+                parts.append(f"over the SLO by chance at {current.requests:.0f} requests (not significant)")
     evidence = "; ".join(parts)
     if problems:
         return _result(ctx, gid, GateStatus.FAIL, f"{evidence}: {', '.join(problems)}")
     return _result(ctx, gid, GateStatus.PASS, evidence)
+
+
+def _surely_above(sample: WorkloadSample, limit: float) -> bool:
+    """Whether the error rate exceeds ``limit`` with 99 % confidence given the request count.
+
+    A verification window at a small service holds a few hundred requests: two unlucky 5xx must
+    not fail a healthy release (issue 14). Unknown counts fall back to the plain comparison.
+    """
+    from core.analysis import wilson_lower
+
+    if sample.requests is None or sample.error_rate is None:
+        return True
+    return wilson_lower(sample.error_rate, sample.requests) > limit
 
 
 # --- latency -------------------------------------------------------------------------

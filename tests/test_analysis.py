@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.analysis import TriggerState, judge, soak_judge
+from core.analysis import TriggerState, judge, soak_judge, wilson_lower
 from core.domain import CanaryMetrics, WorkloadSample
 from core.plan import AnalysisSpec, TriggersSpec
 
@@ -19,7 +19,7 @@ def metrics(
     base_err: float = 0.004,
     canary_p99: float = 0.2,
     base_p99: float = 0.2,
-    requests: float = 1000,
+    requests: float = 10**10,  # the exact boundaries hold where the counts leave no doubt
 ) -> CanaryMetrics:
     return CanaryMetrics(
         canary=WorkloadSample(requests=requests, error_rate=canary_err, p99=canary_p99),
@@ -110,3 +110,54 @@ def test_soak_limit_is_strict_below() -> None:
     assert (ok.fired, bad.fired) == (False, True)
     blind = soak_judge(WorkloadSample(requests=3, error_rate=0.0), base, 0.1, 50)
     assert blind.value is None and "no data" in blind.text
+
+
+# --- small canaries (issue 14, item 7): significance given the counts --------------------------
+
+
+def test_one_unlucky_error_among_sixty_requests_does_not_roll_back() -> None:
+    # 1 of 60 is 1.67 %: +1.27 pp over 0.40 %, but nowhere near significant
+    result = judge(metrics(canary_err=1 / 60, requests=60), None, SPEC, TriggerState())
+    reading = next(r for r in result.readings if r.rule == "error_rate")
+    assert not reading.fired and result.verdict == "healthy"
+    assert "not significant yet" in reading.text and "60 canary requests" in reading.text
+
+
+def test_a_real_regression_is_significant_with_a_few_hundred_requests() -> None:
+    # the bad-canary fault: 3.2 % vs 0.4 %
+    result = judge(metrics(canary_err=0.032, requests=400), None, SPEC, TriggerState())
+    assert [r.rule for r in result.fired] == ["error_rate"]
+
+
+def test_the_wilson_bound_is_sound_at_small_and_large_counts() -> None:
+    assert wilson_lower(0.0, 50) == pytest.approx(0.0, abs=1e-12)
+    assert wilson_lower(1 / 60, 60) < 0.009 < 1 / 60
+    assert 0.0090 < wilson_lower(0.0091, 10**10) < 0.0091
+    assert wilson_lower(0.032, 400) > 0.009
+
+
+def test_a_p99_needs_a_hundred_requests() -> None:
+    few = judge(metrics(canary_p99=0.5, requests=60), None, SPEC, TriggerState())
+    reading = next(r for r in few.readings if r.rule == "p99_latency")
+    assert not reading.fired and "waiting for 100 requests" in reading.text
+    enough = judge(metrics(canary_p99=0.5, requests=100), None, SPEC, TriggerState())
+    assert [r.rule for r in enough.fired] == ["p99_latency"]
+
+
+def test_too_few_requests_is_thin_not_blind_and_none_at_all_is_blind() -> None:
+    thin = judge(metrics(requests=12), None, SPEC, TriggerState())
+    assert thin.verdict == "no_data" and thin.thin
+    nothing = judge(metrics(requests=0), None, SPEC, TriggerState())
+    assert nothing.verdict == "no_data" and not nothing.thin
+    unreachable = judge(
+        CanaryMetrics(
+            canary=WorkloadSample(reason="unreachable"),
+            baseline=WorkloadSample(reason="unreachable"),
+            at=T0,
+            reason="prometheus unreachable",
+        ),
+        None,
+        SPEC,
+        TriggerState(),
+    )
+    assert unreachable.verdict == "no_data" and not unreachable.thin

@@ -34,8 +34,9 @@ def _metrics(
     canary_err: float, base_err: float, canary_p99: float = 0.2, base_p99: float = 0.2
 ) -> CanaryMetrics:
     return CanaryMetrics(
-        canary=WorkloadSample(requests=10_000, error_rate=canary_err, p99=canary_p99),
-        baseline=WorkloadSample(requests=10_000, error_rate=base_err, p99=base_p99),
+        # counts so large that the error-rate rule's significance guard (issue 14) is the plain rule
+        canary=WorkloadSample(requests=10**10, error_rate=canary_err, p99=canary_p99),
+        baseline=WorkloadSample(requests=10**10, error_rate=base_err, p99=base_p99),
         at=T0,
     )
 

@@ -52,7 +52,7 @@ _PHASE_GROUP: dict[Phase, GateGroup] = {
     Phase.VERIFY: GateGroup.POST_DEPLOY,
 }
 _LIVE_ACTIONS = frozenset(
-    {"rollback", "proceed", "sign_off", "pause_resume", "abort", "decide", "refresh_gates"}
+    {"rollback", "proceed", "promote_early", "sign_off", "pause_resume", "abort", "decide", "refresh_gates"}
 )
 
 
@@ -65,6 +65,7 @@ class DeckCommands(Provider):
         out: list[tuple[str, Callable[[], Any], str]] = [
             ("Roll back now", app.action_rollback, "canary to 0 %, stable restored (r)"),
             ("Proceed to the next step", app.action_proceed, "opens a confirmation (p)"),
+            ("Promote early: skip the rest of the 100 % bake", app.action_promote_early, "confirms (P)"),
             ("Sign off the selected gate", app.action_sign_off, "manual gates (s)"),
             ("Pause / resume", app.action_pause_resume, "(space)"),
             ("Abort the deploy", app.action_abort, "asks for a reason (a)"),
@@ -101,6 +102,7 @@ class DeployDeckApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "rollback", "Rollback", id="rollback"),
         Binding("p", "proceed", "Proceed", id="proceed"),
+        Binding("P", "promote_early", "Promote early", id="promote_early", show=False),
         Binding("s", "sign_off", "Sign", id="sign_off"),
         Binding("space", "pause_resume", "Pause", id="pause"),
         Binding("a", "abort", "Abort", id="abort"),
@@ -360,12 +362,37 @@ class DeployDeckApp(App[None]):
         pending = [r for r in self.rollout.pending_reasons() if not r.startswith("no analysis")]
         service = self.model.started.service if self.model.started else self.session.plan.service
         modal = ProceedModal(
-            target=target, passed=passed, pending=pending, service=service, needs_typing=next_weight == 100
+            target=target,
+            passed=passed,
+            pending=pending,
+            service=service,
+            needs_typing=next_weight == 100,
+            skipped=self.rollout.proceed_preview() or "",
         )
 
         def done(answer: object) -> None:
             if answer is True:
                 self._command("proceed", self.rollout.proceed(self.actor))
+
+        self.push_screen(modal, done)
+
+    def action_promote_early(self) -> None:
+        """Skip the rest of the final bake: its own key and its own dialog, saying what is skipped."""
+        allowed = self.rollout.allowed("promote_early")
+        preview = self.rollout.promote_early_preview()
+        if not allowed.ok or preview is None:
+            self.notify(f"cannot promote early: {allowed.reason}", severity="warning", timeout=8)
+            return
+        modal = ConfirmModal(
+            title="Promote early",
+            body=f"Promote {self.session.plan.version.to} to stable now and {preview}.\n"
+            "Post-deploy verification still runs in full.",
+            confirm="Promote early",
+        )
+
+        def done(answer: object) -> None:
+            if answer is True:
+                self._command("promote early", self.rollout.promote_early(self.actor))
 
         self.push_screen(modal, done)
 

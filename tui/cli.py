@@ -187,6 +187,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("deploydeck demo: --speed must be a positive number", file=sys.stderr)
         return EXIT_BAD_INPUT
     plan = demo_plan(args.scenario)
+    if args.prometheus:
+        from core.sim.prometheus_demo import prometheus_demo_speed
+
+        # Prometheus scrapes on the wall clock: the demo runs no faster than it can follow (issue 14)
+        try:
+            args.speed = prometheus_demo_speed(plan, args.speed)
+        except ValueError as exc:
+            print(f"deploydeck demo: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     approvals = [] if not args.headless else [m.id for m in plan.gates.manual]
     backend = args.backend or ("memory" if args.headless else "kube")
     return _launch(

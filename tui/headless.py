@@ -92,10 +92,16 @@ class ProgressPrinter:
                 meters = "  ".join(
                     r.text if r.value is not None else f"{r.rule}: no data" for r in event.readings
                 )
+                blind = ""
+                if event.verdict == "no_data":
+                    blind = f"  (blind {event.blind_intervals}, {format_duration(event.blind_s or 0)})"
+                    if event.rollback_in_s is not None:
+                        blind += f"; rollback in {format_duration(event.rollback_in_s)} unless data returns"
+                    remaining = max(0.0, event.window_s - event.elapsed_s)  # a blind window is held
                 self._line(
                     event,
                     f"  [{format_duration(event.elapsed_s)}/{format_duration(event.window_s)}, "
-                    f"{format_duration(remaining)} left] {event.verdict.upper():<8} {meters}",
+                    f"{format_duration(remaining)} left] {event.verdict.upper():<8} {meters}{blind}",
                 )
             case RollbackTriggered():
                 who = "automatic" if event.automatic else f"by {event.actor}"

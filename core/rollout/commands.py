@@ -5,6 +5,7 @@ from __future__ import annotations
 from core.domain import (
     Phase,
 )
+from core.durations import format_duration
 from core.events import (
     CommandRefused,
     GateOverridden,
@@ -63,6 +64,11 @@ class Commands(RolloutContext):
                     return CommandResult(ok=False, reason="; ".join(blockers))
                 return CommandResult(ok=True)
             if effective == Phase.CANARY and self.window is not None:
+                if self._at_last_step():
+                    return CommandResult(
+                        ok=False,
+                        reason="the 100 % bake ends by itself; promote early (P) skips the rest of it",
+                    )
                 if self.last_analysis is None or self.last_analysis.verdict != "healthy":
                     reason = "no healthy analysis sample in this step yet"
                     if self.last_analysis is not None and self.last_analysis.no_data_reason:
@@ -74,7 +80,44 @@ class Commands(RolloutContext):
                 ok=False,
                 reason="; ".join(reasons) if reasons else f"nothing to proceed to in {effective.value}",
             )
+        if command == "promote_early":
+            if phase == Phase.PAUSED:
+                return CommandResult(ok=False, reason="paused: resume first")
+            if effective != Phase.CANARY or self.window is None:
+                return CommandResult(ok=False, reason="promote early only skips the rest of the 100 % bake")
+            if not self._at_last_step():
+                return CommandResult(
+                    ok=False,
+                    reason="promote early only skips the 100 % bake; before it, press p to move one step",
+                )
+            if self.last_analysis is None or self.last_analysis.verdict != "healthy":
+                return CommandResult(ok=False, reason="no healthy analysis sample at 100 % yet")
+            return CommandResult(ok=True)
         return CommandResult(ok=False, reason=f"unknown command '{command}'")
+
+    def _at_last_step(self) -> bool:
+        return self.step_index is not None and self.step_index == len(self.plan.canary.steps) - 1
+
+    def proceed_preview(self) -> str | None:
+        """What a proceed in the middle of a canary window cuts short; None outside a window."""
+        if not self.allowed("proceed").ok or self.window is None or self.step_index is None:
+            return None
+        steps = self.plan.canary.steps
+        if self.step_index + 1 >= len(steps):
+            return None
+        here, following = steps[self.step_index], steps[self.step_index + 1]
+        left = max(0.0, (self.window.ends_at - self.clock.now()).total_seconds())
+        return (
+            f"skips the remaining {format_duration(left)} of the {here.weight} % window; "
+            f"{following.weight} % then gets its full {format_duration(following.observe)} window"
+        )
+
+    def promote_early_preview(self) -> str | None:
+        """What promoting early would skip, for the confirmation; None when it is not allowed now."""
+        if not self.allowed("promote_early").ok or self.window is None:
+            return None
+        left = max(0.0, (self.window.ends_at - self.clock.now()).total_seconds())
+        return f"skip the remaining {format_duration(left)} of the 100 % bake"
 
     async def _refused(self, command: str, actor: str) -> CommandResult | None:
         """The refusal (journaled) when the command makes no sense now; None when it may go ahead."""
@@ -125,7 +168,18 @@ class Commands(RolloutContext):
         if refused := await self._refused("proceed", actor):
             return refused
         self._proceed_requested = actor
+        self._proceed_step = self.step_index  # a proceed moves one step: the one it was given at
         await self._emit(LogLine, message=f"{actor} proceeds", source=actor)
+        self._wake.set()
+        return CommandResult(ok=True)
+
+    async def promote_early(self, actor: str) -> CommandResult:
+        """Skip the rest of the final (100 %) bake and promote now: explicit, never a proceed."""
+        if refused := await self._refused("promote_early", actor):
+            return refused
+        preview = self.promote_early_preview() or "skip the rest of the 100 % bake"
+        self._promote_early_requested = actor
+        await self._emit(LogLine, level="warning", message=f"{actor} promotes early: {preview}", source=actor)
         self._wake.set()
         return CommandResult(ok=True)
 

@@ -53,9 +53,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 class PrometheusServer:
     """A running Prometheus whose scrape targets tests can change at run time."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, *, scrape_interval_s: float = 1.0) -> None:
         self.binary = binary
         self.workdir = workdir
+        #: how often every target is scraped; the demo's speed is derived from it (issue 14)
+        self.scrape_interval_s = scrape_interval_s
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "prometheus.yml"
@@ -65,7 +67,11 @@ class PrometheusServer:
 
     def _write_config(self) -> None:
         config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
+            "global": {
+                "scrape_interval": f"{round(self.scrape_interval_s * 1000)}ms",
+                "evaluation_interval": f"{round(self.scrape_interval_s * 1000)}ms",
+                "scrape_timeout": f"{round(self.scrape_interval_s * 900)}ms",
+            },
             "scrape_configs": [{"job_name": "workload", "static_configs": [{"targets": list(self.targets)}]}]
             if self.targets
             else [],
@@ -168,7 +174,8 @@ class PrometheusServer:
 
     def wait_for_scrapes(self, target: str, count: int, timeout_s: float = 30.0) -> None:
         """Poll until ``target`` has ``count`` successful scrapes in the last ``count + 5`` seconds."""
-        promql = f'sum_over_time(up{{instance="{target}"}}[{count + 5}s]) >= {count}'
+        span = f"{round((count + 5) * self.scrape_interval_s * 1000)}ms"
+        promql = f'sum_over_time(up{{instance="{target}"}}[{span}]) >= {count}'
 
         def enough() -> bool:
             try:

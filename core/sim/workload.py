@@ -65,10 +65,13 @@ class SimWorkload:
         weight: Callable[[], int],
         clock: Clock,
         seed: int = 7,
+        tick_s: float = TICK_S,
     ) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.scenario = scenario
+        #: clock seconds between generator ticks; the Prometheus demo sets ~1/10 of a scrape
+        self.tick_s = tick_s
         self.service = service
         self.namespace = namespace
         self.versions: dict[Role, str] = {"stable": stable_version, "canary": canary_version}
@@ -92,6 +95,9 @@ class SimWorkload:
         self.base_url = ""
         #: clock time the canary first behaved differently from the baseline (benchmarks read it)
         self.first_fault_at: datetime | None = None
+        #: wall time (time.monotonic) of the first /metrics answer that held faulty requests:
+        #: the first bad scrape, from which the benchmark measures detection latency
+        self.first_bad_scrape_wall: float | None = None
         self.served: dict[Role, int] = {"stable": 0, "canary": 0}
         self.errors: dict[Role, int] = {"stable": 0, "canary": 0}
         self._runner: web.AppRunner | None = None
@@ -191,7 +197,7 @@ class SimWorkload:
     async def _generate(self) -> None:
         last = self.clock.now()
         while True:
-            await self.clock.sleep(TICK_S)
+            await self.clock.sleep(self.tick_s)
             now = self.clock.now()
             elapsed = max(0.0, (now - last).total_seconds())
             last = now
@@ -241,6 +247,10 @@ class SimWorkload:
         if self.metrics_down():
             return web.Response(status=503, text="metrics outage (scenario)\n")
         body = generate_latest(self.registry)
+        if self.first_fault_at is not None and self.first_bad_scrape_wall is None:
+            import time
+
+            self.first_bad_scrape_wall = time.monotonic()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def _health(self, request: web.Request, kind: str) -> tuple[Role | None, bool]:

@@ -168,20 +168,31 @@ class WorkloadModel:
         self._share = 0
         self._share_since: datetime = clock.now()
         self._canary_started: datetime | None = None
+        self._asked_at: datetime | None = None
         self.health_checks = 0
+
+    def traffic_requested(self) -> None:
+        """The engine just asked for a weight. On a real-ish cluster the share follows once pods are
+        ready, usually before the next read; that read attributes the change to this moment, not
+        to itself (issue 14: the first read of a step saw 0 canary requests)."""
+        self._asked_at = self.clock.now()
+        self.observe()
 
     def observe(self) -> tuple[int, float, float]:
         """(new-version share %, seconds at this share or above, seconds since the canary began)."""
         share = self.traffic.new_version_share()
         now = self.clock.now()
         if share != self._share:
-            if share < self._share or self._share == 0:
-                self._share_since = now
-            else:
-                # moving up a step: faults keyed on "weight >= N for T seconds" count from the new step
-                self._share_since = now
+            # faults keyed on "weight >= N for T seconds" count from the new step; a change first
+            # seen here happened when it was asked for, if that was after the previous change
+            asked = self._asked_at
+            since = asked if asked is not None and asked > self._share_since else now
+            self._share_since = since
             self._share = share
+            self._asked_at = None
             self.health_checks = 0
+            if share > 0 and self._canary_started is None:
+                self._canary_started = since
         if share > 0 and self._canary_started is None:
             self._canary_started = now
         since_canary = (now - self._canary_started).total_seconds() if self._canary_started else 0.0
@@ -256,7 +267,9 @@ class SimMetrics:
                 baseline=self._sample(stable, rps * window_s),
                 at=now,
             )
-        canary_span = min(window_s, at_share) if share > 0 else 0.0
+        # the canary has served since it started, whatever the step: a share that wobbles while
+        # pods come and go must not read as a window with no requests (issue 14)
+        canary_span = min(window_s, since_canary) if share > 0 else 0.0
         new = self._averaged("canary", share, at_share, window_s)
         stable = self._averaged("stable", share, at_share, window_s)
         return CanaryMetrics(

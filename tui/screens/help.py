@@ -15,7 +15,8 @@ from tui.widgets.glyphs import GATE_GLYPH, GATE_LABEL
 
 KEYS: list[tuple[str, str, str]] = [
     ("rollback", "r", "roll back now: one key, no dialog (POL-010: roll back if unsure)"),
-    ("proceed", "p", "promote to the next step (confirms; 100 % asks for the service name)"),
+    ("proceed", "p", "move one step: the next step gets its full window (confirms; 100 % asks for the name)"),
+    ("promote_early", "P", "at 100 %: skip the rest of the bake (confirms, saying what is skipped)"),
     ("sign_off", "s", "sign off the selected manual gate"),
     ("pause", "space", "pause / resume the rollout"),
     ("abort", "a", "abort the deploy (asks for a reason)"),

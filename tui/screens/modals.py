@@ -92,10 +92,18 @@ class ProceedModal(_Dialog):
     """Lists what passed and what is pending; promoting to 100 % asks for the service name."""
 
     def __init__(
-        self, *, target: str, passed: list[str], pending: list[str], service: str, needs_typing: bool
+        self,
+        *,
+        target: str,
+        passed: list[str],
+        pending: list[str],
+        service: str,
+        needs_typing: bool,
+        skipped: str = "",
     ) -> None:
         super().__init__()
         self.target = target
+        self.skipped = skipped  # what a proceed mid-window cuts short, said before it is pressed
         self.passed = passed
         self.pending = pending
         self.service = service
@@ -104,7 +112,9 @@ class ProceedModal(_Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="proceed-dialog") as box:
             box.border_title = "Proceed"
-            yield Label(Text.assemble(("Promote: ", "bold"), self.target))
+            yield Label(Text.assemble(("Proceed one step: ", "bold"), self.target))
+            if self.skipped:
+                yield Label(self.skipped, classes="dialog-warn", id="proceed-skipped")
             body = Text()
             for item in self.passed:
                 body.append("✔ ", style="green")

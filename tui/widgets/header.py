@@ -37,6 +37,9 @@ def header_text(model: DeckModel, now: datetime, driver: str, *, read_only: bool
         line2.append(
             f"  outcome: {model.finished.outcome.value}", style=OUTCOME_STYLE[model.finished.outcome]
         )
+        restore = model.restore_summary()
+        if restore:
+            line2.append(f" — {restore}", style="bold yellow" if "unknown" in restore else "bold")
     elif model.rollback is not None:
         who = "automatic" if model.rollback.automatic else f"started by {model.rollback.actor}"
         line2.append(f"  rolling back — {who}", style="bold white on red")
@@ -45,10 +48,16 @@ def header_text(model: DeckModel, now: datetime, driver: str, *, read_only: bool
     elif model.paused_by:
         line2.append(f"  paused by {model.paused_by}", style="bold magenta")
     window = model.window
-    if window is not None and model.finished is None:
-        left = (window.ends_at - now).total_seconds()
+    rollback_in = model.blind_rollback_in(now)
+    blind = model.blind_sample()
+    if rollback_in is not None and blind is not None and model.finished is None:
+        # paused blind: the countdown that matters is the engine's no-data rollback (POL-010)
+        line2.append(f"   no data · rollback in {countdown(rollback_in)}", style="bold red")
+        line2.append(f" unless data returns (blind {blind.blind_intervals})", style="yellow")
+    elif window is not None and model.finished is None:
+        _, left, frozen = model.window_progress(now)
         line2.append(f"   ◔ {countdown(left)} left", style="bold")
-        line2.append(f" in {window.name}", style="dim")
+        line2.append(f" in {window.name}" + (" (held)" if frozen else ""), style="dim")
     line2.append(f"   driver {driver}", style="")
     if read_only:
         line2.append(" (read-only)", style="bold yellow")

@@ -45,12 +45,12 @@ def ladder_text(model: DeckModel, now: datetime) -> Text:
     text.append(f"{100 - model.weight:>3} %", style="bold")
     window = model.window
     if window is not None and model.finished is None:
-        elapsed = window.duration_s - max(0.0, (window.ends_at - now).total_seconds())
-        elapsed = min(max(elapsed, 0.0), window.duration_s)
+        elapsed, left, frozen = model.window_progress(now)
         text.append(f"\n{window.name}: ", style="dim")
-        text.append(f"{countdown(elapsed)} / {countdown(window.duration_s)} ")
+        # held (paused or blind): the time with data, as the engine counts it
+        text.append(f"{countdown(elapsed)} / {countdown(window.duration_s)}{' with data' if frozen else ''} ")
         text.append_text(bar(elapsed / window.duration_s if window.duration_s else 1.0, 20, "cyan"))
-        text.append(f" {countdown(window.duration_s - elapsed)} left", style="bold")
+        text.append(f" {countdown(left)} left" + (" (held)" if frozen else ""), style="bold")
     elif model.finished is not None:
         text.append(f"   finished: {model.finished.outcome.value}", style="bold")
     elif model.phase in {Phase.PREFLIGHT, Phase.MIGRATIONS, Phase.STAGING, Phase.PENDING}:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from core.domain import Phase
 from core.events import RuleReading
 from tui.widgets.ladder import bar
 from tui.widgets.model import DeckModel
@@ -76,7 +77,11 @@ def meters_text(model: DeckModel) -> Text:
     if sample is None or not sample.readings:
         return Text("rollback rules appear with the first analysis sample", style="dim italic")
     lines = [meter_line(r) for r in sample.readings]
-    if sample.verdict == "no_data":
+    if sample.verdict == "no_data" and sample.blind_intervals == 0 and sample.phase != Phase.STAGING:
+        lines.append(
+            Text(f"… waiting for requests: {sample.no_data_reason or ''} (the window waits)", style="cyan")
+        )
+    elif sample.verdict == "no_data":
         lines.append(
             Text(
                 f"▲ no data: {sample.no_data_reason or 'metrics unavailable'} "

@@ -198,7 +198,10 @@ class DeckModel:
             case AnalysisSample():
                 self._sample(event)
                 changed |= {"charts", "meters", "ladder", "verify"}
-                if event.verdict == "no_data":
+                if event.verdict == "no_data" and event.blind_intervals == 0 and event.phase != Phase.STAGING:
+                    # the metrics answered with too few requests: the window waits, nothing is wrong
+                    self._log(event.ts, "info", f"waiting for requests: {event.no_data_reason or ''}")
+                elif event.verdict == "no_data":
                     self._log(
                         event.ts, "warning", f"no data: {event.no_data_reason or 'metrics unavailable'}"
                     )
@@ -337,6 +340,50 @@ class DeckModel:
             if members:
                 out.append((group, members))
         return out
+
+    def restore_summary(self) -> str | None:
+        """After a rollback, what its verification established, to sit beside the outcome."""
+        verify = next((s for s in reversed(self.rollback_steps) if s.action == "verify"), None)
+        if verify is None:
+            return None
+        if verify.ok:
+            return None  # the outcome says it: rolled back and verified
+        if verify.detail.startswith("traffic restored"):
+            return verify.detail.replace(" (canary 0 %)", "").split(" (", 1)[0]
+        return "SERVICE NOT RESTORED"
+
+    def blind_sample(self) -> AnalysisSample | None:
+        """The last sample, when it says the metrics are missing in the current window."""
+        sample = self.last_analysis
+        # a window never ends while blind, so a blind last sample belongs to the current window
+        if sample is None or sample.verdict != "no_data" or self.window is None:
+            return None
+        return sample
+
+    def blind_rollback_in(self, now: datetime) -> float | None:
+        """Paused blind: seconds left before the engine rolls back for no data (its own countdown)."""
+        sample = self.blind_sample()
+        if sample is None or sample.rollback_in_s is None or self.phase != Phase.PAUSED:
+            return None
+        return max(0.0, sample.rollback_in_s - (now - sample.ts).total_seconds())
+
+    def window_progress(self, now: datetime) -> tuple[float, float, bool]:
+        """(seconds observed with data, seconds left, frozen) of the current window.
+
+        Running, it follows the clock to the window's end. Paused or blind, the window does not
+        advance: it shows the time that had data, as the engine counts it, not wall time.
+        """
+        window = self.window
+        if window is None:
+            return 0.0, 0.0, False
+        sample = self.last_analysis
+        same_window = sample is not None and sample.window_s == window.duration_s
+        if self.phase == Phase.PAUSED or self.blind_sample() is not None:
+            observed = sample.elapsed_s if same_window and sample is not None else 0.0
+            return observed, max(0.0, window.duration_s - observed), True
+        left = max(0.0, (window.ends_at - now).total_seconds())
+        elapsed = min(max(window.duration_s - left, 0.0), window.duration_s)
+        return elapsed, window.duration_s - elapsed, False
 
     @property
     def in_flight(self) -> bool:

@@ -49,9 +49,20 @@ class CanaryStep(RolloutContext):
                     "canary", plan.targets.production.rollout_timeout, self._progress("canary rollout")
                 )
             self.last_analysis = None
-            await self._observe(f"canary {step.weight} %", step.observe, Phase.CANARY)
-            if not plan.canary.auto_promote and self.interactive and index < len(plan.canary.steps) - 1:
+            ended_by_person = await self._observe(f"canary {step.weight} %", step.observe, Phase.CANARY)
+            last = index == len(plan.canary.steps) - 1
+            if not plan.canary.auto_promote and self.interactive and not last and not ended_by_person:
+                # a proceed given in the window's last interval is this wait's answer
                 await self._wait_for_proceed(f"step {step.weight} % observed; proceed to the next step")
+            elif self._proceed_requested is not None:
+                # it came as the window ended by itself: the step moves on anyway, and the request
+                # dies here so it can never end the next step's window (issue 14)
+                await self._emit(
+                    LogLine,
+                    message=f"{self._proceed_requested}'s proceed at {step.weight} % came as its window "
+                    "ended; the next step gets its full window",
+                )
+                self._proceed_requested = None
             await self._mark(f"canary.step.{index}", f"{step.weight} % observed")
         if not self._done("canary.promote"):
             await self._persist(pending="canary.promote")

@@ -94,7 +94,10 @@ class RollbackProcedure(RolloutContext):
             )
         verified, detail = await self._verify_restored()
         await self._emit(RollbackStep, action="verify", ok=verified, detail=detail)
-        if not verified:
+        if detail.startswith(METRICS_UNKNOWN):
+            # say what is known: traffic is back and health is green; the error rate cannot be seen
+            await self._emit(LogLine, level="warning", message=f"rolled back: {detail}; keep watching")
+        elif not verified:
             await self._emit(LogLine, level="error", message=f"SERVICE NOT RESTORED: {detail}; keep watching")
         await self._set_phase(Phase.ROLLED_BACK, self._stop.reason if self._stop else "rolled back")
         await self._communicate(ok=verified, detail=detail)
@@ -130,6 +133,12 @@ class RollbackProcedure(RolloutContext):
                 )
             last = f"health {'failing' if health is False else 'ok'}; error rate {'no data' if err is None else f'{err:.2f} %'}"
             if self.clock.now() >= deadline:
+                if health is not False and err is None and self.weight == 0:
+                    why = metrics.reason if metrics is not None and metrics.reason else "no metrics"
+                    return False, (
+                        f"{METRICS_UNKNOWN} (error rate no data after "
+                        f"{format_duration(spec.restore_timeout)}: {why})"
+                    )
                 return False, f"not restored after {format_duration(spec.restore_timeout)}: {last}"
             await self.clock.sleep(self.plan.analysis.interval)
 
@@ -185,4 +194,7 @@ class RollbackProcedure(RolloutContext):
 
 
 _ROLLBACK_ALARM_AFTER = 5
+#: a rollback whose traffic and health are back but whose error rate cannot be read (issue 14):
+#: neither "restored" (unproven) nor "not restored" (nothing says so)
+METRICS_UNKNOWN = "traffic restored (canary 0 %), health green, metrics unknown"
 _ROLLBACK_MAX_DELAY_S = 30.0
