@@ -154,6 +154,13 @@ def resolve_deploy_id(ids: Iterable[str], wanted: str) -> str:
     return matches[0]
 
 
+def _identity_note(identity: str, groups: list[str]) -> str:
+    # an auditor must see whether a name was checked by anyone or only typed in
+    if identity == "self-declared":
+        return " (self-declared)"
+    return f" (authenticated; groups: {', '.join(groups)})" if groups else " (authenticated)"
+
+
 def load_deploy(path: str | Path | JournalRead, deploy_id: str) -> list[Event]:
     """One deploy's events; deploy_id may be any unique prefix of the id."""
     read = _read(path)
@@ -414,12 +421,11 @@ def export_deploy(events: Sequence[Event], fmt: Literal["md", "json"] = "md", *,
     if not approvals:
         out.append("None.")
     for e in approvals:
+        who = f"**{e.actor}**" + _identity_note(e.identity, e.groups)
         if isinstance(e, GateSignedOff):
-            out.append(
-                f"- {_ts(e.ts)} {e.gate_id} signed off by **{e.actor}**" + (f": {e.note}" if e.note else "")
-            )
+            out.append(f"- {_ts(e.ts)} {e.gate_id} signed off by {who}" + (f": {e.note}" if e.note else ""))
         else:
-            out.append(f"- {_ts(e.ts)} {e.gate_id} **overridden** by **{e.actor}**: {e.reason}")
+            out.append(f"- {_ts(e.ts)} {e.gate_id} **overridden** by {who}: {e.reason}")
     out += [
         "",
         "## Traffic changes",
