@@ -222,3 +222,34 @@ def test_pglog_fetches_once_per_command(postgres_dsn: str) -> None:
     sql(postgres_dsn, "DELETE FROM deploydeck_journal")
     assert len(log.read().events) == 4  # the same snapshot for the whole command
     assert not PgLog(postgres_dsn).exists()
+
+
+# --- the engine writes through it -----------------------------------------------------------------
+
+
+async def test_a_rollout_journals_into_postgres_and_log_reads_it_back(
+    postgres_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.engine_helpers import sim_session
+
+    session = await sim_session(tmp_path, "bad-canary")
+    journal = PgJournal(postgres_dsn, clock=session.clock)
+    session.rollout.journal = journal  # the Journal port: the engine cannot tell the stores apart
+    try:
+        outcome = await asyncio.wait_for(session.rollout.run(), 60)
+        check = await journal.verify()
+        read = await journal.read()
+    finally:
+        await journal.close()
+        await session.close()
+    assert outcome == Outcome.ROLLED_BACK
+    assert check.ok and check.lines == len(read.events) > 10
+    types = [e.type for e in read.events]
+    assert types[0] == "deploy_started" and types[-1] == "finished"
+    trigger = next(e for e in read.events if e.type == "rollback_triggered")
+    assert trigger.rule == "error_rate"  # type: ignore[union-attr]
+    assert not (tmp_path / "deployments.jsonl").exists()  # nothing went to the file
+
+    assert await asyncio.to_thread(run_log, ["log", "dora", "--database", postgres_dsn, "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["checkout"]["rolled_back"] == 1 and figures["checkout"]["change_failure_rate"] == 1.0

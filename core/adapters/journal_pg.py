@@ -18,6 +18,7 @@ row is only visible against a copy kept elsewhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 from collections.abc import Awaitable, Callable
@@ -86,8 +87,11 @@ class PgJournal:
     ``append`` returns after the commit: a state change is in the database before it is acted on.
     """
 
-    def __init__(self, dsn: str | None = None, *, connect_timeout: float = 10.0) -> None:
+    def __init__(self, dsn: str | None = None, *, connect_timeout: float = 10.0, clock: Any = None) -> None:
         self._dsn = resolve_dsn(dsn)
+        # a VirtualClock must not jump ahead while a round trip to the database is in flight
+        # (the file journal writes synchronously for the same reason); hold() keeps it still
+        self._clock = clock
         self.label, secrets = describe_dsn(self._dsn)
         register(secrets | ({self._dsn} if secrets else set()))
         self._connect_timeout = connect_timeout
@@ -127,7 +131,15 @@ class PgJournal:
         self._conn = conn
         return conn
 
+    def _hold(self) -> contextlib.AbstractContextManager[Any]:
+        hold = getattr(self._clock, "hold", None)
+        return hold() if callable(hold) else contextlib.nullcontext()
+
     async def _retrying(self, what: str, work: Callable[[Any], Awaitable[_T]]) -> _T:
+        with self._hold():
+            return await self._retrying_held(what, work)
+
+    async def _retrying_held(self, what: str, work: Callable[[Any], Awaitable[_T]]) -> _T:
         psycopg = _import_psycopg()
         for attempt in (1, 2):
             conn = await self._connect()
