@@ -55,6 +55,7 @@ class FakeDeployRunApi:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get(f"{PREFIX}/deployruns", self.handle)
+        app.router.add_get(f"{PREFIX}/namespaces/{{namespace}}/deployruns", self.handle)
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -68,12 +69,10 @@ class FakeDeployRunApi:
         if request.query.get("watch") in {"1", "true"}:
             return await self.watch(request)
         self.lists += 1
+        namespace = request.match_info.get("namespace")
+        items = [r for (ns, _), r in self.runs.items() if namespace in {None, ns}]
         return web.json_response(
-            {
-                "kind": "DeployRunList",
-                "metadata": {"resourceVersion": str(self.rv)},
-                "items": list(self.runs.values()),
-            }
+            {"kind": "DeployRunList", "metadata": {"resourceVersion": str(self.rv)}, "items": items}
         )
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
@@ -87,9 +86,10 @@ class FakeDeployRunApi:
             await response.write_eof()
             return response
         deadline = asyncio.get_running_loop().time() + float(request.query.get("timeoutSeconds", "5"))
+        namespace = request.match_info.get("namespace")
         while True:
             for rv, event in self.history:
-                if rv > since:
+                if rv > since and namespace in {None, event["object"]["metadata"]["namespace"]}:
                     await response.write(json.dumps(event).encode() + b"\n")
                     since = rv
             left = deadline - asyncio.get_running_loop().time()
@@ -144,11 +144,13 @@ async def kube_api(url: str) -> Any:
 async def world() -> AsyncIterator[Any]:
     opened: list[Any] = []
 
-    async def open_world(runs: list[dict[str, Any]], **kwargs: Any) -> tuple[FakeDeployRunApi, Agent, str]:
+    async def open_world(
+        runs: list[dict[str, Any]], namespaces: list[str] | None = None, **kwargs: Any
+    ) -> tuple[FakeDeployRunApi, Agent, str]:
         fake = FakeDeployRunApi(runs, **kwargs)
         api_runner, api_url = await start(fake.app())
         api = await kube_api(api_url)
-        agent = Agent(api, None)
+        agent = Agent(api, namespaces)
         for watcher in agent.watchers:
             watcher.watch_timeout_s = 2
             watcher.retry_s = 0.1
@@ -372,3 +374,22 @@ async def test_stop_ends_a_watch_loop_that_swallowed_one_cancellation() -> None:
     await asyncio.wait_for(agent.stop(), 5)
     assert agent.tasks[0].cancelled()
     await agent.api.close()
+
+
+async def test_agent_watches_only_the_namespaces_it_is_given(world: Any) -> None:
+    elsewhere = plan_run("other-team", {"phase": "canary"})
+    elsewhere["metadata"]["namespace"] = "payments"
+    fake, agent, url = await world(
+        [plan_run("a", {"phase": "staging"}), elsewhere], namespaces=["shop", "search"]
+    )
+    agent.start()
+    await eventually(lambda: _ready(url), "both namespaces listed")
+    assert [w.namespace for w in agent.watchers] == ["shop", "search"]
+    assert await in_flight(url) == {'{phase="staging"}': 1.0}  # payments is not watched
+    moved = json.loads(json.dumps(elsewhere))
+    moved["status"] = {"phase": "verify"}
+    await fake.put("MODIFIED", moved)
+    await fake.put("ADDED", plan_run("b", {"phase": "canary"}))
+    await eventually(
+        lambda: _is(in_flight(url), {'{phase="staging"}': 1.0, '{phase="canary"}': 1.0}), "shop only"
+    )

@@ -253,3 +253,15 @@ async def test_a_rollout_journals_into_postgres_and_log_reads_it_back(
     assert await asyncio.to_thread(run_log, ["log", "dora", "--database", postgres_dsn, "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["checkout"]["rolled_back"] == 1 and figures["checkout"]["change_failure_rate"] == 1.0
+
+
+async def test_password_from_pgpassword_env_works_and_is_not_in_the_label(
+    postgres_server, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without = postgres_dsn.replace(f":{postgres_server.password}@", "@")
+    assert postgres_server.password not in without
+    monkeypatch.setenv("PGPASSWORD", postgres_server.password)
+    async with PgJournal(without) as journal:
+        await journal.append(three_deploys()[0].model_dump(mode="json"))
+        assert (await journal.verify()).ok
+        assert postgres_server.password not in journal.label
