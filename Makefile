@@ -20,12 +20,19 @@ $(TEST_STAMP): $(STAMP) pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/deploydeck demo $(ARGS)
 
-# Real Prometheus and Alertmanager for the tests, from Debian's packages when missing.
+# Real Prometheus, Alertmanager and PostgreSQL for the tests, from Debian's packages when missing.
+# PostgreSQL's binaries live off the PATH (/usr/lib/postgresql/<major>/bin); tests/real_servers.py
+# looks there and in /usr/local/bin. The package's own cluster is not used: the tests initdb their own.
 real-deps:
 	@if ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -q && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus prometheus-alertmanager; \
+	fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! [ -x /usr/local/bin/initdb ]; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
 	fi
 
 lint: $(TEST_STAMP)

@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from core.domain import GateResult, Outcome, Phase
 
+#: how an actor's name is known: typed by the person (--as, $USER, the sign-off dialog) in the
+#: embedded mode, or returned by a TokenReview when the agent authenticated the caller. A line
+#: written before this field existed parses as self-declared, which is what it was.
+IdentitySource = Literal["self-declared", "authenticated"]
+
 
 class EventBase(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -34,6 +39,8 @@ class DeployStarted(EventBase):
     change_class: str
     security_sensitive: bool = False
     actor: str
+    identity: IdentitySource = "self-declared"
+    groups: list[str] = Field(default_factory=list)  # authenticated only
     plan_path: str = ""
     steps: list[int] = Field(default_factory=list)  # canary weights
     scenario: str | None = None
@@ -54,6 +61,8 @@ class GateSignedOff(EventBase):
     type: Literal["gate_signed_off"] = "gate_signed_off"
     gate_id: str
     actor: str
+    identity: IdentitySource = "self-declared"
+    groups: list[str] = Field(default_factory=list)  # authenticated only
     note: str = ""
     complete: bool = True  # False: the gate needs another signer
 
@@ -62,6 +71,8 @@ class GateOverridden(EventBase):
     type: Literal["gate_overridden"] = "gate_overridden"
     gate_id: str
     actor: str
+    identity: IdentitySource = "self-declared"
+    groups: list[str] = Field(default_factory=list)  # authenticated only
     reason: str
 
 
@@ -69,6 +80,8 @@ class CommandRefused(EventBase):
     type: Literal["command_refused"] = "command_refused"
     command: str
     actor: str
+    identity: IdentitySource = "self-declared"
+    groups: list[str] = Field(default_factory=list)  # authenticated only
     reason: str
 
 

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from core.adapters.journal import read_journal
+from core.adapters.journal import JournalRead, read_journal
 from core.domain import Outcome, Phase
 from core.durations import format_duration
 from core.events import (
@@ -132,9 +132,14 @@ def summarize(events: Sequence[Event]) -> DeploySummary | None:
     return summary
 
 
-def list_deploys(path: str | Path) -> list[DeploySummary]:
+def _read(source: str | Path | JournalRead) -> JournalRead:
+    # a JournalRead: lines already fetched from another store (the PostgreSQL log)
+    return source if isinstance(source, JournalRead) else read_journal(source)
+
+
+def list_deploys(path: str | Path | JournalRead) -> list[DeploySummary]:
     """Every deploy in the journal, oldest first. Damaged lines are skipped (see read_journal)."""
-    read = read_journal(path)
+    read = _read(path)
     out = [s for s in (summarize(evs) for evs in group_by_deploy(read.events).values()) if s]
     return sorted(out, key=lambda s: s.started)
 
@@ -152,9 +157,16 @@ def resolve_deploy_id(ids: Iterable[str], wanted: str) -> str:
     return matches[0]
 
 
-def load_deploy(path: str | Path, deploy_id: str) -> list[Event]:
+def _identity_note(identity: str, groups: list[str]) -> str:
+    # an auditor must see whether a name was checked by anyone or only typed in
+    if identity == "self-declared":
+        return " (self-declared)"
+    return f" (authenticated; groups: {', '.join(groups)})" if groups else " (authenticated)"
+
+
+def load_deploy(path: str | Path | JournalRead, deploy_id: str) -> list[Event]:
     """One deploy's events; deploy_id may be any unique prefix of the id."""
-    read = read_journal(path)
+    read = _read(path)
     if not read.exists:
         raise HistoryError(f"{path}: no such journal")
     groups = group_by_deploy(read.events)
@@ -423,12 +435,11 @@ def export_deploy(events: Sequence[Event], fmt: Literal["md", "json"] = "md", *,
     if not approvals:
         out.append("None.")
     for e in approvals:
+        who = f"**{e.actor}**" + _identity_note(e.identity, e.groups)
         if isinstance(e, GateSignedOff):
-            out.append(
-                f"- {_ts(e.ts)} {e.gate_id} signed off by **{e.actor}**" + (f": {e.note}" if e.note else "")
-            )
+            out.append(f"- {_ts(e.ts)} {e.gate_id} signed off by {who}" + (f": {e.note}" if e.note else ""))
         else:
-            out.append(f"- {_ts(e.ts)} {e.gate_id} **overridden** by **{e.actor}**: {e.reason}")
+            out.append(f"- {_ts(e.ts)} {e.gate_id} **overridden** by {who}: {e.reason}")
     out += [
         "",
         "## Traffic changes",

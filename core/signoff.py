@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from core.agent.identity import is_blank, same_person
 from core.domain import GateResult, GateStatus, SignOff
 from core.plan import Plan
 from core.policy import GateDef
@@ -37,7 +38,8 @@ class LedgerRecord(BaseModel):
 
 
 def _same(a: str, b: str) -> bool:
-    return a.strip().lower() == b.strip().lower()
+    # case, spaces, zero-width characters and look-alike letters do not make one person two
+    return same_person(a, b)
 
 
 class SignOffLedger:
@@ -66,7 +68,7 @@ class SignOffLedger:
     # --- commands ------------------------------------------------------------------
 
     def _people_problem(self, gate: GateDef, actor: str, kind: Kind) -> str:
-        if not actor.strip():
+        if is_blank(actor):
             return "a sign-off needs a person's name (--as NAME)"
         if not gate.author_may_sign and self.author and _same(actor, self.author):
             return f"{actor} is the change author and cannot {'sign off' if kind == 'sign' else 'override'} {gate.id}"

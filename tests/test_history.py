@@ -312,7 +312,7 @@ def test_export_markdown_is_the_audit_record(journal_path: Path) -> None:
     assert "# Deploy audit record: checkout 1.4.0 → 1.5.0" in md
     assert "| ci-green | POL-015 | pre_deploy | pass | 5/5 required checks green |" in md
     assert "lint success" in md  # gate detail evidence
-    assert "rollback-plan signed off by **alice**: runbook ok" in md
+    assert "rollback-plan signed off by **alice** (self-declared): runbook ok" in md
     assert "| 5 % | 5 % | engine |" in md and "| 25 % | 25 % | engine |" in md
     assert "| 50 % |" not in md.split("## Trigger evaluations")[0]  # never reached 50 %
     assert "error_rate FIRED: canary 3.10 % vs baseline 0.40 %" in md

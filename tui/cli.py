@@ -41,7 +41,7 @@ def _common_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tui.commands import log_cmd, status_cmd, watch_cmd
+    from tui.commands import agent_cmd, log_cmd, status_cmd, watch_cmd
 
     parser = argparse.ArgumentParser(
         prog="deploydeck",
@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     log_cmd.register(sub)
     watch_cmd.register(sub)
     status_cmd.register(sub)
+    agent_cmd.register(sub)
     return parser
 
 

@@ -244,6 +244,12 @@ def verify_journal(path: str | Path) -> JournalCheck:
     except OSError as exc:
         return JournalCheck(ok=False, lines=0, problem=f"{path}: cannot read: {exc.strerror or exc}")
     lines, truncated = _split_lines(data)
+    return verify_lines(lines, truncated)
+
+
+def verify_lines(lines: list[bytes], truncated: bool = False) -> JournalCheck:
+    """The chain check over lines from any store (the file, PostgreSQL): each line's exact bytes,
+    in order, without newlines; ``truncated``: the store ends in the middle of the last line."""
     findings: list[tuple[int, str]] = []
     prev = GENESIS
     expected_seq = 1
@@ -275,6 +281,11 @@ def read_journal(path: str | Path) -> JournalRead:
     except OSError as exc:
         return JournalRead(events=[], problems=[(0, f"cannot read {path}: {exc.strerror or exc}")], lines=0)
     lines, truncated = _split_lines(data)
+    return parse_lines(lines, truncated)
+
+
+def parse_lines(lines: list[bytes], truncated: bool = False) -> JournalRead:
+    """Every event that parses from lines of any store; damaged lines are listed by number."""
     events: list[Event] = []
     problems: list[tuple[int, str]] = []
     for index, raw in enumerate(lines):

@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.adapters.journal import default_journal_path, read_journal, verify_journal
+from core.adapters.journal_pg import DatabaseError
+from core.adapters.log_source import LogSource, open_log
 from core.durations import format_duration
 from core.history import (
     DeploySummary,
@@ -37,14 +39,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     log.add_argument(
         "--journal", type=Path, default=None, help="journal file (default: %(default)s → state dir)"
     )
+    log.add_argument(
+        "--database",
+        metavar="URL",
+        default=None,
+        help="the team's log in PostgreSQL (postgresql://USER@HOST/DB; default: $DEPLOYDECK_DATABASE_URL "
+        "when no --journal is given; put the password in $PGPASSWORD or that variable, not here)",
+    )
     log.add_argument("--json", action="store_true", help="one JSON object per deploy")
-    log.set_defaults(func=cmd_list)
+    log.set_defaults(func=_guarded(cmd_list))
     sub = log.add_subparsers(dest="log_command", metavar="{show,export,verify,dora}")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         parser = sub.add_parser(name, help=help_text)
         # SUPPRESS: a value given before the sub-command (`log --journal X show`) is kept.
         parser.add_argument("--journal", type=Path, default=argparse.SUPPRESS, help="journal file")
+        parser.add_argument("--database", metavar="URL", default=argparse.SUPPRESS, help="PostgreSQL log")
         return parser
 
     show = add("show", "one deploy's timeline")
@@ -52,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "deploy_id", nargs="?", default=None, help="deploy id or a unique prefix (default: the latest)"
     )
     show.add_argument("--all", action="store_true", help="include every healthy analysis sample")
-    show.set_defaults(func=cmd_show)
+    show.set_defaults(func=_guarded(cmd_show))
 
     export = add("export", "audit record of one deploy")
     export.add_argument("deploy_id", help="deploy id or a unique prefix of it")
@@ -60,32 +70,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     export.add_argument(
         "-o", "--output", type=Path, default=None, help="write to this file instead of stdout"
     )
-    export.set_defaults(func=cmd_export)
+    export.set_defaults(func=_guarded(cmd_export))
 
     verify = add("verify", "check the hash chain: exit 1 on an edited, removed or truncated line")
-    verify.set_defaults(func=cmd_verify)
+    verify.set_defaults(func=_guarded(cmd_verify))
 
     dora_p = add("dora", "deployment frequency, change failure rate, time to restore per service")
     dora_p.add_argument("--days", type=float, default=28.0, help="window ending now (default 28)")
     dora_p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
-    dora_p.set_defaults(func=cmd_dora)
+    dora_p.set_defaults(func=_guarded(cmd_dora))
 
 
-def _journal(args: argparse.Namespace) -> Path:
-    path = getattr(args, "journal", None)
-    return Path(path) if path else default_journal_path()
+def _journal(args: argparse.Namespace) -> LogSource:
+    return open_log(getattr(args, "journal", None), getattr(args, "database", None))
+
+
+def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    # an unreachable or misconfigured database is bad input (exit 2), said in one redacted line
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except DatabaseError as exc:
+            _err(str(exc))
+            return EXIT_BAD_INPUT
+
+    return run
 
 
 def _err(text: str) -> None:
     print(f"deploydeck log: {text}", file=sys.stderr)
 
 
-def _warn_damaged(path: Path) -> None:
-    problems = read_journal(path).problems
+def _warn_damaged(path: LogSource) -> None:
+    problems = path.read().problems
     for line, problem in problems[:10]:
-        _err(f"{path}: line {line}: {problem} (skipped)")
+        _err(f"{path.label}: line {line}: {problem} (skipped)")
     if len(problems) > 10:
-        _err(f"{path}: {len(problems) - 10} more damaged lines skipped")
+        _err(f"{path.label}: {len(problems) - 10} more damaged lines skipped")
 
 
 def _row(s: DeploySummary) -> tuple[str, ...]:
@@ -106,33 +127,36 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not path.exists():
         if args.json:
             return EXIT_OK
-        print(f"no deploys recorded yet ({path} does not exist)")
+        print(f"no deploys recorded yet ({path.label} does not exist)")
         return EXIT_OK
     _warn_damaged(path)
-    deploys = list_deploys(path)
+    deploys = list_deploys(path.read())
     if args.json:
         for d in deploys:
             print(json.dumps(d.model_dump(mode="json") | {"restore_s": d.restore_s}, ensure_ascii=False))
         return EXIT_OK
     if not deploys:
-        print(f"no deploys recorded yet in {path}")
+        print(f"no deploys recorded yet in {path.label}")
         return EXIT_OK
     header = ("id", "started (UTC)", "service", "versions", "outcome", "duration", "sign-offs")
     print(format_table([header, *(_row(d) for d in deploys)]))
     return EXIT_OK
 
 
-def _load(args: argparse.Namespace) -> tuple[Path, list] | None:  # type: ignore[type-arg]
+def _load(args: argparse.Namespace) -> tuple[LogSource, list] | None:  # type: ignore[type-arg]
     path = _journal(args)
     wanted = getattr(args, "deploy_id", None)
     if wanted is None:
-        deploys = list_deploys(path)
+        deploys = list_deploys(path.read())
         if not deploys:
-            _err(f"no deploys recorded yet in {path}")
+            _err(f"no deploys recorded yet in {path.label}")
             return None
         wanted = deploys[-1].deploy_id  # oldest first: the latest is last
+    if not path.exists():
+        _err(f"{path.label}: no such journal")
+        return None
     try:
-        events = load_deploy(path, wanted)
+        events = load_deploy(path.read(), wanted)
     except HistoryError as exc:
         _err(str(exc))
         return None
@@ -157,7 +181,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_BAD_INPUT
     path, events = loaded
-    check = verify_journal(path)
+    check = path.verify()
     integrity = check.message()
     try:
         text = export_deploy(events, args.fmt, integrity=integrity)
@@ -180,33 +204,33 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     path = _journal(args)
     if not path.exists():
-        _err(f"{path}: no such journal")
+        _err(f"{path.label}: no such journal")
         return EXIT_BAD_INPUT
-    check = verify_journal(path)
+    check = path.verify()
     if check.ok:
-        deploys = len(group_by_deploy(read_journal(path).events))
-        print(f"{path}: ok: {check.lines} lines, {deploys} deploys, hash chain intact")
+        deploys = len(group_by_deploy(path.read().events))
+        print(f"{path.label}: ok: {check.lines} lines, {deploys} deploys, hash chain intact")
         return EXIT_OK
     for line, problem in check.problems[:20]:
-        print(f"{path}: line {line}: {problem}")
+        print(f"{path.label}: line {line}: {problem}")
     if len(check.problems) > 20:
-        print(f"{path}: {len(check.problems) - 20} more problems")
+        print(f"{path.label}: {len(check.problems) - 20} more problems")
     return EXIT_TAMPERED
 
 
 def cmd_dora(args: argparse.Namespace) -> int:
     path = _journal(args)
     if not path.exists():
-        _err(f"{path}: no such journal")
+        _err(f"{path.label}: no such journal")
         return EXIT_BAD_INPUT
     if args.days <= 0:
         _err("--days must be positive")
         return EXIT_BAD_INPUT
     _warn_damaged(path)
-    figures = dora(list_deploys(path), datetime.now(UTC), window_days=args.days)
+    figures = dora(list_deploys(path.read()), datetime.now(UTC), window_days=args.days)
     if getattr(args, "json", False):
         print(json.dumps({k: v.model_dump(mode="json") for k, v in figures.items()}, indent=2))
         return EXIT_OK
-    print(f"DORA figures, last {args.days:g} days ({path})")
+    print(f"DORA figures, last {args.days:g} days ({path.label})")
     print(format_dora(figures))
     return EXIT_OK
