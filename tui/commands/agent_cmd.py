@@ -67,12 +67,13 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     from core.adapters.kubernetes.api import KubeApi
-    from core.adapters.kubernetes.cluster import _load_config
+    from core.adapters.kubernetes.credentials import load
     from core.agent.runner import run_agent
     from core.clock import SystemClock
 
-    client = await _load_config(str(args.kubeconfig) if args.kubeconfig else None, args.context)
-    api = KubeApi(client, SystemClock())
+    # the loader is kept (credentials): exec-plugin and OIDC tokens are renewed, a 401 retried once
+    client, credentials = await load(str(args.kubeconfig) if args.kubeconfig else None, args.context)
+    api = KubeApi(client, SystemClock(), credentials=credentials)
     main = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # a Pod is stopped with SIGTERM: leave cleanly
