@@ -11,19 +11,19 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from functools import partial
+from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 
 from core.domain import GateGroup, GateStatus, Outcome, Phase
 from core.events import DecisionRequired, Event, Finished
+from tui.palette import DeckCommands
 from tui.screens.gate_detail import GateDetailScreen
 from tui.screens.help import HelpScreen
 from tui.screens.log import LogScreen
@@ -54,43 +54,28 @@ _PHASE_GROUP: dict[Phase, GateGroup] = {
 _LIVE_ACTIONS = frozenset(
     {"rollback", "proceed", "sign_off", "pause_resume", "abort", "decide", "refresh_gates"}
 )
+#: everything that changes the rollout (or, in the demo, starts another one): what --read-only refuses
+_STEERING = _LIVE_ACTIONS | {"switch_scenario"}
 
 
-class DeckCommands(Provider):
-    """Command palette entries: every key's action, and 'switch scenario' in the demo."""
+def steering(action: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Mark a method as steering: it runs only if :meth:`DeployDeckApp.read_only_refuses` lets it.
 
-    def _commands(self) -> list[tuple[str, Callable[[], Any], str]]:
-        app = self.app
-        assert isinstance(app, DeployDeckApp)
-        out: list[tuple[str, Callable[[], Any], str]] = [
-            ("Roll back now", app.action_rollback, "canary to 0 %, stable restored (r)"),
-            ("Proceed to the next step", app.action_proceed, "opens a confirmation (p)"),
-            ("Sign off the selected gate", app.action_sign_off, "manual gates (s)"),
-            ("Pause / resume", app.action_pause_resume, "(space)"),
-            ("Abort the deploy", app.action_abort, "asks for a reason (a)"),
-            ("Re-check the gates now", app.action_refresh_gates, "automated gates of this step (g)"),
-            ("Show the full event log", app.action_show_log, "(l)"),
-            ("Show deploy history", app.action_history, "(h)"),
-            ("Show post-deploy verification", app.action_verification, "(v)"),
-            ("Help", app.action_help, "keys and glyphs (?)"),
-        ]
-        if app.reopen is not None:
-            from core.sim.scenarios import SCENARIOS
+    Keys, the palette, the mouse and dialog results all end in these methods, so the mode is
+    decided in that one place whichever way the person reached them.
+    """
 
-            for name, scenario in SCENARIOS.items():
-                out.append((f"Switch scenario: {name}", partial(app.switch_scenario, name), scenario.title))
-        return out
+    def wrap(method: Callable[..., None]) -> Callable[..., None]:
+        @wraps(method)
+        def guarded(self: DeployDeckApp, *args: Any, **kwargs: Any) -> None:
+            if self.read_only_refuses(action):
+                self.notify(f"read-only: {action.replace('_', ' ')} is not available", severity="warning")
+                return
+            method(self, *args, **kwargs)
 
-    async def discover(self) -> Hits:
-        for title, callback, help_text in self._commands():
-            yield DiscoveryHit(title, callback, help=help_text)
+        return guarded
 
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for title, callback, help_text in self._commands():
-            score = matcher.match(title)
-            if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+    return wrap
 
 
 class DeployDeckApp(App[None]):
@@ -218,7 +203,7 @@ class DeployDeckApp(App[None]):
     def _on_event(self, event: Event) -> None:
         # called synchronously by the engine: fold now, paint on the next turn of the loop
         self._mark(self.model.apply(event))
-        if isinstance(event, DecisionRequired) and not self.read_only:
+        if isinstance(event, DecisionRequired) and not self.read_only_refuses("decide"):
             self.call_later(self._ask_decision, event)
         if isinstance(event, Finished):
             self.outcome = event.outcome
@@ -229,9 +214,11 @@ class DeployDeckApp(App[None]):
         self._dirty |= changed
         if not self._flush_pending:
             self._flush_pending = True
-            self.call_later(self._flush)
+            self.call_later(self._paint_dirty)
 
-    def _flush(self) -> None:
+    # not `_flush`: Textual's App._flush(stderr=...) is called whenever stdout is flushed while it runs,
+    # and shadowing it made every such flush (and quitting) end in a TypeError traceback
+    def _paint_dirty(self) -> None:
         self._flush_pending = False
         changed = set(self._dirty)  # a copy: the in-place -= below would empty it too
         if "charts" in changed and time.monotonic() - self._charts_drawn_at < CHART_PERIOD_S:
@@ -284,9 +271,18 @@ class DeployDeckApp(App[None]):
 
     # --- key checks -------------------------------------------------------------
 
+    def read_only_refuses(self, action: str) -> bool:
+        """The one place the --read-only mode is decided: True if `action` may not run now."""
+        if not self.read_only or action not in _STEERING:
+            return False
+        # rolling back is the safe direction: an observer may keep that key when asked to
+        return not (action == "rollback" and self.allow_rollback)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action not in _LIVE_ACTIONS:
             return True
+        if self.read_only_refuses(action):
+            return False
         if self.session is None:
             return False  # still starting: nothing to steer yet
         live = getattr(self.screen, "live_commands", None)
@@ -294,7 +290,7 @@ class DeployDeckApp(App[None]):
             return False  # nothing left to steer: hide the commands rather than grey them
         if action == "rollback":
             # rolling back is the safe direction: it works from dialogs too, never from a replay
-            if live is False or (self.read_only and not self.allow_rollback):
+            if live is False:
                 return False
             return True if self.rollout.allowed("rollback").ok else None
         if self.read_only or not live or isinstance(self.screen, ModalScreen):
@@ -313,9 +309,17 @@ class DeployDeckApp(App[None]):
 
     # --- commands -----------------------------------------------------------------
 
-    def _command(self, what: str, call: Coroutine[Any, Any, CommandResult]) -> None:
+    def _command(self, action: str, make: Callable[[], Coroutine[Any, Any, CommandResult]]) -> None:
+        """Send one command to the engine; every command, from every path, passes here last."""
+        if self.read_only_refuses(action):
+            # a dialog's result arriving after all (opened before a mode change, or by a path not
+            # yet guarded) stops here, before the command is even built
+            self.notify(f"read-only: {action.replace('_', ' ')} refused", severity="error")
+            return
+        what = action.replace("_", "-")
+
         async def send() -> None:
-            result = await call
+            result = await make()
             if not result.ok:
                 self.notify(f"{what} refused: {result.reason}", severity="error", timeout=8)
                 if what == "rollback":
@@ -326,10 +330,12 @@ class DeployDeckApp(App[None]):
 
         self.run_worker(send(), group="commands", exit_on_error=False)
 
+    @steering("refresh_gates")
     def action_refresh_gates(self) -> None:
         if self.check_action("refresh_gates", ()) is True:
-            self._command("re-check", self.rollout.refresh_gates(self.actor))
+            self._command("refresh_gates", lambda: self.rollout.refresh_gates(self.actor))
 
+    @steering("rollback")
     def action_rollback(self) -> None:
         if self.check_action("rollback", ()) is not True:
             self.notify(f"cannot roll back: {self.rollout.allowed('rollback').reason}", severity="warning")
@@ -340,8 +346,11 @@ class DeployDeckApp(App[None]):
             LogEntry(ts=self.now(), level="error", text=f"rollback requested by {self.actor} (r)")
         )
         self._paint({"header", "log"})
-        self._command("rollback", self.rollout.rollback(self.actor, f"manual rollback by {self.actor}"))
+        self._command(
+            "rollback", lambda: self.rollout.rollback(self.actor, f"manual rollback by {self.actor}")
+        )
 
+    @steering("proceed")
     def action_proceed(self) -> None:
         allowed = self.rollout.allowed("proceed")
         if not allowed.ok:
@@ -365,7 +374,7 @@ class DeployDeckApp(App[None]):
 
         def done(answer: object) -> None:
             if answer is True:
-                self._command("proceed", self.rollout.proceed(self.actor))
+                self._command("proceed", lambda: self.rollout.proceed(self.actor))
 
         self.push_screen(modal, done)
 
@@ -396,6 +405,7 @@ class DeployDeckApp(App[None]):
                 return view.result.gate_id
         return None
 
+    @steering("sign_off")
     def action_sign_off(self, gate_id: str | None = None) -> None:
         gate_id = gate_id or self._gate_to_sign()
         if gate_id is None:
@@ -407,18 +417,21 @@ class DeployDeckApp(App[None]):
 
         def done(answer: object) -> None:
             if isinstance(answer, SignOffResult):
-                self._command("sign-off", self.rollout.sign_off(gate_id, answer.signer, answer.note))
+                self._command("sign_off", lambda: self.rollout.sign_off(gate_id, answer.signer, answer.note))
 
         self.push_screen(SignOffModal(view, self.actor, signers_needed=needed), done)
 
+    @steering("pause_resume")
     def action_pause_resume(self) -> None:
         if self.model.phase == Phase.PAUSED:
-            self._command("resume", self.rollout.resume(self.actor))
+            self._command("pause_resume", lambda: self.rollout.resume(self.actor))
         else:
             self._command(
-                "pause", self.rollout.pause(self.actor, f"paused from the dashboard by {self.actor}")
+                "pause_resume",
+                lambda: self.rollout.pause(self.actor, f"paused from the dashboard by {self.actor}"),
             )
 
+    @steering("abort")
     def action_abort(self) -> None:
         weight = self.model.weight
         body = (
@@ -428,7 +441,7 @@ class DeployDeckApp(App[None]):
 
         def done(answer: object) -> None:
             if isinstance(answer, str):
-                self._command("abort", self.rollout.abort(self.actor, answer))
+                self._command("abort", lambda: self.rollout.abort(self.actor, answer))
 
         self.push_screen(
             ConfirmModal(
@@ -440,10 +453,12 @@ class DeployDeckApp(App[None]):
             done,
         )
 
+    @steering("decide")
     def action_decide(self) -> None:
         if self.model.decision is not None:
             self._ask_decision(self.model.decision)
 
+    @steering("decide")
     def _ask_decision(self, event: DecisionRequired) -> None:
         if self._decision_shown is event or self.model.decision is not event:
             return
@@ -452,7 +467,7 @@ class DeployDeckApp(App[None]):
         def done(answer: object) -> None:
             self._decision_shown = None
             if isinstance(answer, str):
-                self._command("decision", self.rollout.decide(answer, self.actor))
+                self._command("decide", lambda: self.rollout.decide(answer, self.actor))
 
         self.push_screen(
             DecisionModal(question=event.question, options=event.options, recommended=event.recommended), done
@@ -462,7 +477,7 @@ class DeployDeckApp(App[None]):
         view = self.model.gates.get(gate_id)
         if view is None:
             return
-        can_sign = not self.read_only and view.result.status == GateStatus.NEEDS_SIGN_OFF
+        can_sign = not self.read_only_refuses("sign_off") and view.result.status == GateStatus.NEEDS_SIGN_OFF
 
         def done(answer: object) -> None:
             if answer == "sign":
@@ -525,6 +540,7 @@ class DeployDeckApp(App[None]):
 
     # --- demo: switch scenario -----------------------------------------------------
 
+    @steering("switch_scenario")
     def switch_scenario(self, name: str) -> None:
         if self.reopen is None:
             return
