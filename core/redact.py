@@ -6,8 +6,14 @@ environment variables whose names look secret (``*TOKEN*``, ``*SECRET*``, ...).
 Redaction is by value, so a secret is hidden wherever it ends up: inside a URL path
 or query string, inside a longer string, JSON-escaped or percent-encoded.
 
-Writers call :func:`redact` (text) or :func:`redact_obj` (a JSON-like record); the CLI
-wraps stdout and stderr in :class:`RedactingStream` so nothing printed escapes it.
+Where it is applied, so that nothing the tool writes or draws can go around it:
+
+* every engine event is redacted when it is made (``core.events.EventBase``), so the journal,
+  ``--json``, the readable progress, ``log show``/``export``, incident records, notifications
+  and the dashboard (which draws only from events) never hold a secret;
+* the CLI wraps stdout and stderr in :class:`RedactingStream`, so every print (``check``'s
+  checklist, error messages, notes) passes here too;
+* ``PlanError`` redacts its messages, for callers that never print them.
 """
 
 from __future__ import annotations
@@ -87,23 +93,32 @@ def reset_for_tests() -> None:
         _rebuild()
 
 
-def redact(text: str) -> str:
+def redact(text: str, forms: tuple[str, ...] | None = None) -> str:
     if not text:
         return text
-    for form in secrets():
+    for form in secrets() if forms is None else forms:
         if form in text:
             text = text.replace(form, MASK)
     return text
 
 
-def redact_obj(value: Any) -> Any:
-    """A JSON-like value with every string (keys too) redacted."""
+def redact_obj(value: Any, forms: tuple[str, ...] | None = None) -> Any:
+    """A JSON-like value with every string (keys too) redacted; models come back as dicts
+    only when something in them was masked (the caller re-validates those)."""
+    forms = secrets() if forms is None else forms
+    if not forms:
+        return value
     if isinstance(value, str):
-        return redact(value)
+        return redact(value, forms)
     if isinstance(value, Mapping):
-        return {redact_obj(k): redact_obj(v) for k, v in value.items()}
+        return {redact_obj(k, forms): redact_obj(v, forms) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact_obj(v) for v in value]
+        return [redact_obj(v, forms) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):  # a nested pydantic model (a GateResult, a RuleReading)
+        plain = dump()
+        masked = redact_obj(plain, forms)
+        return value if masked == plain else masked
     return value
 
 
