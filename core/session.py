@@ -92,6 +92,7 @@ async def open_session(
     kubeconfig_dir: Path | None = None,
 ) -> Session:
     from core.adapters.journal import FileJournal, default_journal_path
+    from core.adapters.journal_anchor import HeadQuotingNotifier
 
     clock = clock or SystemClock()
     scenario = scenario or plan.scenario
@@ -109,11 +110,14 @@ async def open_session(
         world = await _real_world(plan, clock)
     await _check_traffic_split(world, plan, plan_path)
     lease = await _take_lease(world, plan, actor, clock)
+    journal = FileJournal(journal_file)
+    # every notification quotes the journal's head, so the channel can prove the log's end
+    world.notifier = HeadQuotingNotifier(world.notifier, journal)
     rollout = Rollout(
         plan,
         world,
         actor=actor,
-        journal=FileJournal(journal_file),
+        journal=journal,
         interactive=interactive,
         approvals=approvals or [],
         decision_default=decision_default,

@@ -62,7 +62,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     export.set_defaults(func=cmd_export)
 
-    verify = add("verify", "check the hash chain: exit 1 on an edited, removed or truncated line")
+    verify = add(
+        "verify",
+        "check the hash chain and the log's end: exit 1 on an edited, removed, forged or truncated line",
+    )
+    verify.add_argument(
+        "--head",
+        default=None,
+        metavar="LINE:HASH",
+        help="a head recorded outside this machine (every notification quotes one): the log must contain it",
+    )
     verify.set_defaults(func=cmd_verify)
 
     dora_p = add("dora", "deployment frequency, change failure rate, time to restore per service")
@@ -182,15 +191,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not path.exists():
         _err(f"{path}: no such journal")
         return EXIT_BAD_INPUT
-    check = verify_journal(path)
+    try:
+        check = verify_journal(path, expect_head=args.head)
+    except ValueError as exc:  # a malformed --head
+        _err(str(exc))
+        return EXIT_BAD_INPUT
     if check.ok:
         deploys = len(group_by_deploy(read_journal(path).events))
         print(f"{path}: ok: {check.lines} lines, {deploys} deploys, hash chain intact")
+        for note in check.notes:
+            print(f"{path}: {note}")
         return EXIT_OK
     for line, problem in check.problems[:20]:
         print(f"{path}: line {line}: {problem}")
     if len(check.problems) > 20:
         print(f"{path}: {len(check.problems) - 20} more problems")
+    for note in check.notes:
+        print(f"{path}: note: {note}")
     return EXIT_TAMPERED
 
 
