@@ -278,3 +278,17 @@ def test_a_notification_is_redacted_whatever_built_it() -> None:
     )
     assert leaks(note.model_dump_json()) == []
     assert note.fields["change"] == "CHG-***"
+
+
+async def test_a_notification_edited_with_model_copy_is_masked_on_its_way_out(tmp_path: Path) -> None:
+    from core.adapters.journal_anchor import HeadQuotingNotifier
+    from core.domain import Notification
+    from core.sim.world import SimNotifier
+
+    parse_plan(PLAN, "secrets.yaml", env={**CANARIES, **PUBLIC})
+    inner = SimNotifier()
+    note = Notification(title="rollback", text="x").model_copy(
+        update={"text": f"NOT RESTORED: {CANARIES['DB_PASS']}"}
+    )
+    await HeadQuotingNotifier(inner, journal=None).notify(note)
+    assert leaks(repr(inner.sent)) == [] and inner.sent[0].text == "NOT RESTORED: ***"

@@ -258,8 +258,10 @@ class HeadQuotingNotifier:
 
     async def notify(self, message: Any) -> Any:
         head = getattr(self._journal, "head", None)
-        if head is not None:
-            message = message.model_copy(update={"fields": {**message.fields, "journal head": head.head}})
+        fields = {**message.fields, **({"journal head": head.head} if head is not None else {})}
+        # rebuilt, not model_copy'd: building a Notification masks secrets, and a caller's
+        # model_copy(update=...) on the way here skipped that
+        message = type(message).model_validate({**message.model_dump(), "fields": fields})
         return await self._inner.notify(message)
 
     def __getattr__(self, name: str) -> Any:  # the simulated notifier's .sent, an adapter's close()
