@@ -9,6 +9,7 @@ dashboard runs to the end under a Textual pilot. Not one canary may appear in an
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -93,6 +94,12 @@ def cli(*args: str, state: Path, timeout: float = 120) -> subprocess.CompletedPr
         timeout=timeout,
         check=False,
     )
+
+
+def screen_text(app) -> str:  # type: ignore[no-untyped-def]
+    """What the screen shows, as text: the SVG screenshot's text runs, joined."""
+    svg = app.export_screenshot()
+    return html.unescape("".join(re.findall(r">([^<]*)</text>", svg))).replace("\xa0", " ")
 
 
 def files_text(directory: Path) -> str:
@@ -239,14 +246,14 @@ async def test_no_secret_on_the_screen_or_in_notifications(tmp_path: Path) -> No
         await drive(app, pilot, completed, timeout_s=120)
         app.refresh_now()
         await pilot.pause()
-        screens.append(app.export_screenshot())
+        screens.append(screen_text(app))
         app.push_screen(LogScreen(app.model, app._header()))
         await pilot.pause()
-        screens.append(app.export_screenshot())
+        screens.append(screen_text(app))
         app.pop_screen()
         app.push_screen(VerificationScreen(app.model, app._header(), app.now, plan.verification.slo))
         await pilot.pause()
-        screens.append(app.export_screenshot())
+        screens.append(screen_text(app))
         toasts = [n.message for n in app._notifications]
     await session.close()
     sent = [repr(m) for m in session.world.notifier.sent]  # type: ignore[attr-defined]
@@ -292,3 +299,23 @@ async def test_a_notification_edited_with_model_copy_is_masked_on_its_way_out(tm
     )
     await HeadQuotingNotifier(inner, journal=None).notify(note)
     assert leaks(repr(inner.sent)) == [] and inner.sent[0].text == "NOT RESTORED: ***"
+
+
+async def test_an_error_drawn_on_the_screen_is_masked() -> None:
+    from tui.app import DeployDeckApp
+
+    parse_plan(PLAN, "secrets.yaml", env={**CANARIES, **PUBLIC})
+    secret_url = f"https://prom.example/api/{CANARIES['HC_SEG']}/query?token={CANARIES['PROBE_TOK']}"
+
+    async def opener():  # type: ignore[no-untyped-def]
+        raise RuntimeError(f"cannot reach {secret_url}")
+
+    app = DeployDeckApp(None, actor="alice", cursor_blink=False, opener=opener)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause(0.2)
+        app.notify(f"webhook {CANARIES['NOTIFY_URL']} refused")
+        await pilot.pause()
+        screen = screen_text(app)
+        toasts = [str(n.message) for n in app._notifications]
+    assert "could not start" in screen and "query?token=***" in screen
+    assert leaks(screen) == [] and leaks(repr(toasts)) == []

@@ -11,7 +11,6 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,6 +22,7 @@ from textual.screen import ModalScreen
 
 from core.domain import GateGroup, GateStatus, Outcome, Phase
 from core.events import DecisionRequired, Event, Finished
+from core.redact import redact
 from tui.palette import DeckCommands
 from tui.screens.gate_detail import GateDetailScreen
 from tui.screens.help import HelpScreen
@@ -31,6 +31,7 @@ from tui.screens.main import MainScreen
 from tui.screens.modals import ConfirmModal, DecisionModal, ProceedModal, SignOffModal, SignOffResult
 from tui.screens.starting import StartingScreen
 from tui.screens.verification import VerificationScreen
+from tui.steering import LIVE_ACTIONS, STEERING, steering
 from tui.widgets.dashboard import ALL_PANELS
 from tui.widgets.gates import GateChecklist
 from tui.widgets.header import HeaderBar
@@ -51,31 +52,6 @@ _PHASE_GROUP: dict[Phase, GateGroup] = {
     Phase.STAGING: GateGroup.STAGING,
     Phase.VERIFY: GateGroup.POST_DEPLOY,
 }
-_LIVE_ACTIONS = frozenset(
-    {"rollback", "proceed", "sign_off", "pause_resume", "abort", "decide", "refresh_gates"}
-)
-#: everything that changes the rollout (or, in the demo, starts another one): what --read-only refuses
-_STEERING = _LIVE_ACTIONS | {"switch_scenario"}
-
-
-def steering(action: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Mark a method as steering: it runs only if :meth:`DeployDeckApp.read_only_refuses` lets it.
-
-    Keys, the palette, the mouse and dialog results all end in these methods, so the mode is
-    decided in that one place whichever way the person reached them.
-    """
-
-    def wrap(method: Callable[..., None]) -> Callable[..., None]:
-        @wraps(method)
-        def guarded(self: DeployDeckApp, *args: Any, **kwargs: Any) -> None:
-            if self.read_only_refuses(action):
-                self.notify(f"read-only: {action.replace('_', ' ')} is not available", severity="warning")
-                return
-            method(self, *args, **kwargs)
-
-        return guarded
-
-    return wrap
 
 
 class DeployDeckApp(App[None]):
@@ -160,7 +136,7 @@ class DeployDeckApp(App[None]):
 
             self.outcome = Outcome.BLOCKED if isinstance(exc, DriverConflict) else Outcome.ERROR
             if isinstance(self.screen, StartingScreen):
-                self.screen.failed(str(exc))
+                self.screen.failed(redact(str(exc)))
             return
         self.session = session
         self._owned.append(session)
@@ -193,9 +169,10 @@ class DeployDeckApp(App[None]):
             outcome = await rollout.run()
         except Exception as exc:  # the engine failed: say so on screen instead of a traceback
             self.outcome = Outcome.ERROR
-            self.model.log.append(LogEntry(ts=self.now(), level="error", text=f"engine stopped: {exc}"))
+            why = redact(f"engine stopped: {exc}")  # not an event: masked here, like events are
+            self.model.log.append(LogEntry(ts=self.now(), level="error", text=why))
             self._mark({"log", "header"})
-            self.notify(f"engine stopped: {exc}", severity="error", timeout=30)
+            self.notify(why, severity="error", timeout=30)
             return
         if rollout is self.rollout:
             self.outcome = outcome
@@ -254,7 +231,7 @@ class DeployDeckApp(App[None]):
 
     def _refresh_keys(self) -> None:
         """Recompose the Footer only when a key's availability changed: it is the costliest repaint."""
-        signature = (id(self.screen), *(self.check_action(a, ()) for a in sorted(_LIVE_ACTIONS)))
+        signature = (id(self.screen), *(self.check_action(a, ()) for a in sorted(LIVE_ACTIONS)))
         if signature != self._keys_signature:
             self._keys_signature = signature
             self.refresh_bindings()
@@ -269,17 +246,22 @@ class DeployDeckApp(App[None]):
                 screen.tick()  # type: ignore[attr-defined]
         self.refresh_bindings()
 
+    def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:  # type: ignore[override]
+        """Every toast (screens' too: Widget.notify lands here) passes core.redact: it can quote an
+        error, a URL, a reason."""
+        super().notify(redact(str(message)), title=redact(title), **kwargs)
+
     # --- key checks -------------------------------------------------------------
 
     def read_only_refuses(self, action: str) -> bool:
         """The one place the --read-only mode is decided: True if `action` may not run now."""
-        if not self.read_only or action not in _STEERING:
+        if not self.read_only or action not in STEERING:
             return False
         # rolling back is the safe direction: an observer may keep that key when asked to
         return not (action == "rollback" and self.allow_rollback)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action not in _LIVE_ACTIONS:
+        if action not in LIVE_ACTIONS:
             return True
         if self.read_only_refuses(action):
             return False
