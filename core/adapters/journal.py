@@ -43,6 +43,7 @@ from core.adapters.journal_anchor import (
     log_key,
     read_anchor,
     sign_head,
+    sync_anchor,
     write_anchor,
 )
 from core.events import Event, parse_event
@@ -179,11 +180,13 @@ class FileJournal:
         line = encode_line(record, tail.last_hash, tail.next_seq, self._key)
         fh.write(line + b"\n")
         fh.flush()
+        # the anchor follows the line at once, before the (slow) fsyncs: a process killed between
+        # the two leaves one line past the anchor, and that window is two syscalls wide
+        self.head = Anchor(tail.next_seq, _sha(line), str(record.get("deploy_id", "")))
+        write_anchor(self.path, self.head, self._key, durable=False)
         if self._fsync and durable:
             os.fsync(fh.fileno())
-        # the anchor follows the line: a crash between the two leaves one line past the anchor
-        self.head = Anchor(tail.next_seq, _sha(line), str(record.get("deploy_id", "")))
-        write_anchor(self.path, self.head, self._key, durable=self._fsync and durable)
+            sync_anchor(self.path)
         return _Tail(tail.size + len(line) + 1, _sha(line), tail.next_seq + 1)
 
     def _quarantine(self, fh: BinaryIO, tail: _Tail, record: dict[str, object]) -> _Tail:

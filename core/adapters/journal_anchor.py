@@ -126,6 +126,15 @@ def write_anchor(journal: Path, anchor: Anchor, key: bytes | None, *, durable: b
         os.close(fd)
 
 
+def sync_anchor(journal: Path) -> None:
+    """Make the anchor durable (after the journal line it records is)."""
+    fd = os.open(anchor_path(journal), os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def read_anchor(journal: Path) -> Anchor | str | None:
     """The anchor; None if there is none; a string saying why it cannot be read."""
     path = anchor_path(journal)
@@ -236,7 +245,7 @@ def _against(
         return [
             (
                 extra[0].number,
-                f"{name}: {len(extra)} line(s) appended after the anchored end (line {seq}) outside deploydeck",
+                f"{name}: {len(extra)} line(s) appended after the anchored end (line {seq}) outside deploydeck (or a process killed between writing a line and its anchor)",
             )
         ]
     return []
