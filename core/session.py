@@ -92,7 +92,7 @@ async def open_session(
     kubeconfig_dir: Path | None = None,
 ) -> Session:
     from core.adapters.journal import FileJournal, default_journal_path
-    from core.adapters.journal_anchor import HeadQuotingNotifier
+    from core.adapters.journal_anchor import quote_journal_head
 
     clock = clock or SystemClock()
     scenario = scenario or plan.scenario
@@ -112,7 +112,7 @@ async def open_session(
     lease = await _take_lease(world, plan, actor, clock)
     journal = FileJournal(journal_file)
     # every notification quotes the journal's head, so the channel can prove the log's end
-    world.notifier = HeadQuotingNotifier(world.notifier, journal)
+    quote_journal_head(world.notifier, journal)
     rollout = Rollout(
         plan,
         world,

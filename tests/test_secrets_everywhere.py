@@ -288,7 +288,7 @@ def test_a_notification_is_redacted_whatever_built_it() -> None:
 
 
 async def test_a_notification_edited_with_model_copy_is_masked_on_its_way_out(tmp_path: Path) -> None:
-    from core.adapters.journal_anchor import HeadQuotingNotifier
+    from core.adapters.journal_anchor import quote_journal_head
     from core.domain import Notification
     from core.sim.world import SimNotifier
 
@@ -297,7 +297,8 @@ async def test_a_notification_edited_with_model_copy_is_masked_on_its_way_out(tm
     note = Notification(title="rollback", text="x").model_copy(
         update={"text": f"NOT RESTORED: {CANARIES['DB_PASS']}"}
     )
-    await HeadQuotingNotifier(inner, journal=None).notify(note)
+    quote_journal_head(inner, journal=None)
+    await inner.notify(note)
     assert leaks(repr(inner.sent)) == [] and inner.sent[0].text == "NOT RESTORED: ***"
 
 

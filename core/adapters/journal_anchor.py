@@ -254,24 +254,22 @@ def _against(
 # --- the head in every notification ---------------------------------------------------------
 
 
-class HeadQuotingNotifier:
-    """Adds the journal's head (``N:HASH``) to every notification the rollout sends.
+def quote_journal_head(notifier: Any, journal: Any) -> None:
+    """Make every notification `notifier` sends carry the journal's head (``N:HASH``).
 
     The team channel keeps it where nobody with write access to this machine can change it:
-    ``log verify --head N:HASH`` then proves the log still reaches that line, unchanged.
+    ``log verify --head N:HASH`` then proves the log still reaches that line, unchanged. The
+    notifier keeps its type (tests and callers look at a SimNotifier's ``sent``): its ``notify``
+    is wrapped in place.
     """
+    inner = notifier.notify
 
-    def __init__(self, inner: Any, journal: Any) -> None:
-        self._inner = inner
-        self._journal = journal  # a FileJournal: its .head is the last line it wrote
-
-    async def notify(self, message: Any) -> Any:
-        head = getattr(self._journal, "head", None)
+    async def notify(message: Any) -> Any:
+        head = getattr(journal, "head", None)  # a FileJournal: the last line it wrote
         fields = {**message.fields, **({"journal head": head.head} if head is not None else {})}
         # rebuilt, not model_copy'd: building a Notification masks secrets, and a caller's
         # model_copy(update=...) on the way here skipped that
         message = type(message).model_validate({**message.model_dump(), "fields": fields})
-        return await self._inner.notify(message)
+        return await inner(message)
 
-    def __getattr__(self, name: str) -> Any:  # the simulated notifier's .sent, an adapter's close()
-        return getattr(self._inner, name)
+    notifier.notify = notify
