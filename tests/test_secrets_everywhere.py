@@ -320,3 +320,12 @@ async def test_an_error_drawn_on_the_screen_is_masked() -> None:
         toasts = [str(n.message) for n in app._notifications]
     assert "could not start" in screen and "query?token=***" in screen
     assert leaks(screen) == [] and leaks(repr(toasts)) == []
+
+
+def test_a_secret_looking_query_parameter_written_into_the_plan_is_masked_too() -> None:
+    # not interpolated (the plan's author pasted it in), but its name says what it is
+    text = "probe https://svc.example/health/live?verbose=1&api_key=pasted123&Token=abc9999#frag failed"
+    assert (
+        redact.redact(text)
+        == "probe https://svc.example/health/live?verbose=1&api_key=***&Token=***#frag failed"
+    )
