@@ -41,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     log.set_defaults(func=cmd_list)
     sub = log.add_subparsers(dest="log_command", metavar="{show,export,verify,dora}")
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=help_text)
+    def add(name: str, help_text: str, description: str | None = None) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help_text, description=description)
         # SUPPRESS: a value given before the sub-command (`log --journal X show`) is kept.
         parser.add_argument("--journal", type=Path, default=argparse.SUPPRESS, help="journal file")
         return parser
@@ -65,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     verify = add(
         "verify",
         "check the hash chain and the log's end: exit 1 on an edited, removed, forged or truncated line",
+        description="Walk the hash chain, then prove the end against the anchor file beside the journal, "
+        "the HMAC signatures (when DEPLOYDECK_LOG_KEY is set) and --head. Each finding names what caught it. "
+        "A torn last line from a crash is reported as a crash, not as corruption.",
     )
     verify.add_argument(
         "--head",
