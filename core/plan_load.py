@@ -7,7 +7,8 @@ integers have at most ``MAX_INT_DIGITS`` digits. Every refusal is a :class:`Plan
 naming file:line, exit 2.
 
 ``${VAR}`` takes VAR from the environment and makes its value a secret (registered
-with :mod:`core.redact`); ``${VAR:public}`` marks a value that may be shown;
+with :mod:`core.redact`); ``${VAR:public}``, or VAR listed under the plan's top-level
+``public_env:``, marks a value that may be shown;
 ``${VAR:-default}`` falls back to a default written in the plan (not a secret).
 In a command field (``staging.e2e.command`` and the others in ``COMMAND_FIELDS``) a
 variable is never spliced into the text: the text keeps ``${VAR}``, and VAR goes to
