@@ -266,3 +266,67 @@ def test_a_torn_line_is_quarantined_on_the_next_append_and_appends_continue(jour
     assert any("recovered from a crash" in note for note in check.notes)
     code, out = verify_cli(journal)
     assert code == 0 and "recovered from a crash" in out
+
+
+# --- the evidence outlives the next append --------------------------------------------------------
+
+
+def _forge_append(path: Path) -> None:
+    import hashlib
+
+    lines = lines_of(path)
+    last = json.loads(lines[-1])
+    forged = {
+        "ts": last["ts"],
+        "phase": last["phase"],
+        "deploy_id": last["deploy_id"],
+        "step": None,
+        "type": "log",
+        "level": "info",
+        "source": "engine",
+        "message": "all good",
+    }
+    put(path, [*lines, encode_line(forged, hashlib.sha256(lines[-1]).hexdigest(), int(last["seq"]) + 1)])
+
+
+def test_a_forged_append_is_still_caught_after_deploydeck_appends_again(journal: Path) -> None:
+    forged_at = len(lines_of(journal)) + 1
+    _forge_append(journal)
+    write(journal, ["d3"])  # the next deploy moves the anchor on
+    check = verify_journal(journal)
+    assert not check.ok
+    assert check.first_bad_line == forged_at + 1  # the line the writer journaled about it
+    assert check.problem.startswith(
+        "journal: tampered: found before appending: anchor file: 1 line(s) appended"
+    )
+
+
+def test_a_truncation_is_still_caught_after_deploydeck_appends_again(journal: Path) -> None:
+    lines = lines_of(journal)
+    put(journal, lines[:-3])
+    write(journal, ["d3"])
+    check = verify_journal(journal)
+    assert (
+        not check.ok
+        and "tampered: found before appending: anchor file: truncated: 3 line(s)" in check.problem
+    )
+
+
+def test_with_the_key_a_kill_between_line_and_anchor_is_a_recovered_crash(
+    tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    monkeypatch.setenv("DEPLOYDECK_LOG_KEY", KEY.decode())
+    path = tmp_path / "j.jsonl"
+    write(path, ["d1"])
+    lines = lines_of(path)
+    last = json.loads(lines[-1])
+    record = {k: v for k, v in last.items() if k not in {"prev", "seq", "mac", "h"}}
+    # the line made it to the file, its anchor did not (the process died in between)
+    put(path, [*lines, encode_line(record, hashlib.sha256(lines[-1]).hexdigest(), int(last["seq"]) + 1, KEY)])
+    assert not verify_journal(path).ok  # before anyone appends: one line past the anchor
+    write(path, ["d2"])
+    check = verify_journal(path)
+    assert check.ok, check.problems
+    assert any("were written but not anchored" in note for note in check.notes)

@@ -168,10 +168,17 @@ class FileJournal:
             try:
                 size = fh.seek(0, os.SEEK_END)
                 tail = self._tail
+                found: list[str] = []
                 if tail is None or tail.size != size:
                     tail = _read_tail(self.path)
+                    # first write of this process (or after another's): does the file still end
+                    # where the anchor says? If not, say so in the log itself before the anchor
+                    # moves on, so the evidence outlives this append
+                    found = _audit(self.path, self._key, tail.torn_at)
                 if tail.torn_at is not None:
                     tail = self._quarantine(fh, tail, record)
+                for message in found:
+                    tail = self._write(fh, tail, _journal_line(record, message), durable=True)
                 self._tail = self._write(fh, tail, record, durable)
             finally:
                 _unlock_file(fh)
@@ -212,17 +219,68 @@ class FileJournal:
             f"line {clean.next_seq} was torn ({len(torn)} bytes, sha256 {_sha(torn)[:16]}); "
             f"moved to {torn_file.name}"
         )
-        recovery: dict[str, object] = {
-            "ts": record.get("ts"),
-            "phase": record.get("phase", "pending"),
-            "deploy_id": owner.group(1).decode() if owner else record.get("deploy_id", ""),
-            "step": None,
-            "type": "log",
-            "level": "error" if cut else "warning",
-            "source": "journal",
-            "message": note,
-        }
+        recovery = _journal_line(record, note, deploy_id=owner.group(1).decode() if owner else None)
         return self._write(fh, clean, recovery, durable=True)
+
+
+def _journal_line(record: dict[str, object], message: str, deploy_id: str | None = None) -> dict[str, object]:
+    """A line the journal writes about itself, stamped with the time of the record it precedes."""
+    return {
+        "ts": record.get("ts"),
+        "phase": record.get("phase", "pending"),
+        "deploy_id": deploy_id if deploy_id is not None else record.get("deploy_id", ""),
+        "step": None,
+        "type": "log",
+        "level": "warning" if message.startswith(RECOVERED) else "error",
+        "source": "journal",
+        "message": message,
+    }
+
+
+def _whole_lines(data: bytes) -> list[tuple[bytes, Line]]:
+    """Each complete line with what the end checks need of it (a torn tail left out)."""
+    lines, torn = _split_lines(data)
+    if torn:
+        lines = lines[:-1]
+    out: list[tuple[bytes, Line]] = []
+    for number, raw in enumerate(lines, start=1):
+        record: object = None
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            record = json.loads(raw)
+        fields = record if isinstance(record, dict) else {}
+        seq = fields.get("seq")
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        out.append((raw, Line(number, seq, _sha(raw), str(fields.get("deploy_id", "")))))
+    return out
+
+
+def _audit(path: Path, key: bytes | None, torn_at: int | None) -> list[str]:
+    """What the writer finds wrong with the file's end before appending (journaled as 'tampered').
+
+    With the key, lines past the anchor that are all signed are a process killed between a
+    line and its anchor (a recovered crash); without it nobody can tell that from a forgery.
+    """
+    anchor = read_anchor(path)
+    if anchor is None and torn_at == 0:
+        return []
+    data = path.read_bytes()
+    whole = _whole_lines(data)
+    if not whole and anchor is None:
+        return []  # a new log
+    if isinstance(anchor, Anchor) and key is not None and whole:
+        after = [(raw, line) for raw, line in whole if line.seq is not None and line.seq > anchor.seq]
+        at = next((line for _, line in whole if line.seq == anchor.seq), None)
+        if (
+            after
+            and at is not None
+            and at.hash == anchor.hash
+            and all(check_mac(raw[: raw.rfind(b',"h":')], key) is None for raw, _ in after)
+        ):
+            return [
+                f"{RECOVERED}: {len(after)} signed line(s) after line {anchor.seq} were written but not anchored"
+            ]
+    findings, _ = check_end(path, [line for _, line in whole], key)
+    return [f"tampered: found before appending: {problem}" for _, problem in findings]
 
 
 #: how a recovery line begins; `log verify` reports such lines as recovered crashes
