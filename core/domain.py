@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Phase(StrEnum):
@@ -165,6 +165,14 @@ class Notification(Frozen):
     text: str
     level: Literal["info", "warning", "critical"] = "info"
     fields: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _redacted(cls, data: Any) -> Any:
+        # leaves the process for a webhook: masked like an event (core.redact), whatever built it
+        from core import redact
+
+        return redact.redact_obj(data)
 
 
 class NotifyResult(Frozen):

@@ -7,10 +7,11 @@ Every event carries ``ts``, ``type`` and ``phase``; the union is discriminated o
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from core import redact
 from core.domain import GateResult, Outcome, Phase
 
 #: how an actor's name is known: typed by the person (--as, $USER, the sign-off dialog) in the
@@ -21,6 +22,13 @@ IdentitySource = Literal["self-declared", "authenticated"]
 
 class EventBase(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _redacted(cls, data: Any) -> Any:
+        # The redaction point for everything the engine says: an event is masked the moment it
+        # is made, before the journal, a printer, the dashboard or a notification can see it.
+        return redact.redact_obj(data)
 
     ts: datetime
     phase: Phase

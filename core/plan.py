@@ -10,7 +10,7 @@ import datetime as dt
 import itertools
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -486,6 +486,11 @@ class Plan(Model):
     journal: JournalSpec = Field(default_factory=JournalSpec)
     scenario: str | None = None  # cluster.kind sim: which scripted world to run
     seed: int = Field(default=7, ge=0, le=2**63 - 1)
+    # variables whose ${VAR} values may be shown as they are (like ${VAR:public}); every other
+    # interpolated value is a secret (core.plan_load reads this list before it interpolates)
+    public_env: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=list, max_length=256
+    )
 
     # filled by the loader: the interpolated values not marked public (core.redact masks them)
     # and the variables command fields read from their environment (never spliced into the text)

@@ -7,7 +7,8 @@ integers have at most ``MAX_INT_DIGITS`` digits. Every refusal is a :class:`Plan
 naming file:line, exit 2.
 
 ``${VAR}`` takes VAR from the environment and makes its value a secret (registered
-with :mod:`core.redact`); ``${VAR:public}`` marks a value that may be shown;
+with :mod:`core.redact`); ``${VAR:public}``, or VAR listed under the plan's top-level
+``public_env:``, marks a value that may be shown;
 ``${VAR:-default}`` falls back to a default written in the plan (not a secret).
 In a command field (``staging.e2e.command`` and the others in ``COMMAND_FIELDS``) a
 variable is never spliced into the text: the text keeps ``${VAR}``, and VAR goes to
@@ -196,8 +197,11 @@ class _Interpolation:
     """Fills ``${VAR}`` in place, once per node (an aliased node is shared, and a value
     that itself contains ``${...}`` must never be expanded a second time)."""
 
-    def __init__(self, env: dict[str, str], where: str, problems: list[str]) -> None:
+    def __init__(
+        self, env: dict[str, str], where: str, problems: list[str], public: frozenset[str] = frozenset()
+    ) -> None:
         self.env = env
+        self.public = public  # the plan's public_env: names whose values may be shown
         self.where = where
         self.problems = problems
         self.secrets: set[str] = set()
@@ -224,7 +228,7 @@ class _Interpolation:
             name, public, default = match.group(1), match.group(2), match.group(3)
             if name in self.env:
                 value = self.env[name]
-                if not public:
+                if not public and name not in self.public:
                     self.secrets.add(value)
                 if is_command:
                     self.command_env[name] = value
@@ -244,6 +248,24 @@ class _Interpolation:
             # a plain scalar is typed by what it says once filled in (`weight: ${W}` is a number)
             node.tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))
         node.value = value
+
+
+def _public_env(root: yaml.MappingNode) -> frozenset[str]:
+    """The names listed under a top-level ``public_env:``, read before anything is interpolated.
+
+    Only plain names count here; anything else stays a secret and the model reports it
+    (file:line: public_env...) when it validates the list.
+    """
+    for key, value in root.value:
+        if key.value == "public_env" and isinstance(value, yaml.SequenceNode):
+            return frozenset(
+                item.value
+                for item in value.value
+                if isinstance(item, yaml.ScalarNode)
+                and isinstance(item.value, str)
+                and "${" not in item.value
+            )
+    return frozenset()
 
 
 def _check_duplicate_keys(node: yaml.Node, where: str, problems: list[str], path: str = "") -> None:
@@ -298,7 +320,7 @@ def parse_plan(text: str, where: str = "<plan>", env: dict[str, str] | None = No
         raise PlanError([f"{where}:{root.start_mark.line + 1}: a plan must be a mapping of fields"])
     problems: list[str] = []
     _check_duplicate_keys(root, where, problems)
-    fill = _Interpolation(env, where, problems)
+    fill = _Interpolation(env, where, problems, _public_env(root))
     fill.walk(root, "")
     # registered before any message can quote them, even when the plan is refused
     redact.register(fill.secrets)

@@ -6,14 +6,21 @@ environment variables whose names look secret (``*TOKEN*``, ``*SECRET*``, ...).
 Redaction is by value, so a secret is hidden wherever it ends up: inside a URL path
 or query string, inside a longer string, JSON-escaped or percent-encoded.
 
-Writers call :func:`redact` (text) or :func:`redact_obj` (a JSON-like record); the CLI
-wraps stdout and stderr in :class:`RedactingStream` so nothing printed escapes it.
+Where it is applied, so that nothing the tool writes or draws can go around it:
+
+* every engine event is redacted when it is made (``core.events.EventBase``), so the journal,
+  ``--json``, the readable progress, ``log show``/``export``, incident records, notifications
+  and the dashboard (which draws only from events) never hold a secret;
+* the CLI wraps stdout and stderr in :class:`RedactingStream`, so every print (``check``'s
+  checklist, error messages, notes) passes here too;
+* ``PlanError`` redacts its messages, for callers that never print them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
@@ -25,10 +32,16 @@ MASK = "***"
 MIN_SECRET_LEN = 4
 _SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "WEBHOOK", "CREDENTIAL", "AUTH")
 
+#: a URL query parameter whose name says it holds a credential: masked even when the value was
+#: written into the plan as is (not interpolated), so `check` never prints it
+_SECRET_QUERY = re.compile(
+    r"([?&][^=&\s#]*(?:token|key|sig|secret|pass|auth|credential)[^=&\s#]*=)([^&\s#\"']+)", re.IGNORECASE
+)
+
 _lock = threading.Lock()
 _registered: set[str] = set()
 _forms: tuple[str, ...] = ()  # every spelling of every secret, longest first
-_env_seen: dict[str, str] | None = None
+_env_seen: dict[object, object] | None = None  # os.environ's raw data when last read
 
 
 def looks_secret(name: str) -> bool:
@@ -66,12 +79,15 @@ def register(values: Iterable[str]) -> None:
 
 
 def _refresh_env() -> None:
-    # os.environ can change under a running test; re-read it only when it did
+    # os.environ can change under a running test; re-read it only when it did. This runs for
+    # every event made, so the check compares the raw environment (a C-level dict compare)
+    # instead of decoding a copy of it each time.
     global _env_seen
-    current = dict(os.environ)
-    if current != _env_seen:
-        _env_seen = current
-        register(secret_env_values(current))
+    raw = getattr(os.environ, "_data", None)
+    if raw is not None and raw == _env_seen:
+        return
+    _env_seen = dict(raw) if raw is not None else None
+    register(secret_env_values(dict(os.environ)))
 
 
 def secrets() -> tuple[str, ...]:
@@ -87,23 +103,49 @@ def reset_for_tests() -> None:
         _rebuild()
 
 
-def redact(text: str) -> str:
+def redact(text: str, forms: tuple[str, ...] | None = None) -> str:
     if not text:
         return text
-    for form in secrets():
+    for form in secrets() if forms is None else forms:
         if form in text:
             text = text.replace(form, MASK)
+    if "=" in text:
+        text = _SECRET_QUERY.sub(lambda m: m.group(1) + MASK, text)
     return text
 
 
-def redact_obj(value: Any) -> Any:
-    """A JSON-like value with every string (keys too) redacted."""
+def redact_obj(value: Any, forms: tuple[str, ...] | None = None) -> Any:
+    """A JSON-like value with every string (keys too) redacted; models come back as dicts
+    only when something in them was masked (the caller re-validates those)."""
+    forms = secrets() if forms is None else forms
+    # every event passes here: one C-speed scan of the whole value first, and the walk only
+    # when a secret (in any of its spellings) or a credential-looking query could be in it
+    try:
+        blob = json.dumps(value, ensure_ascii=False, default=_plain)
+    except (TypeError, ValueError):
+        blob = None
+    if blob is not None and not any(form in blob for form in forms) and not _SECRET_QUERY.search(blob):
+        return value
+    return _walk(value, forms)
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    return dump() if callable(dump) else str(value)
+
+
+def _walk(value: Any, forms: tuple[str, ...]) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return redact(value, forms)
     if isinstance(value, Mapping):
-        return {redact_obj(k): redact_obj(v) for k, v in value.items()}
+        return {_walk(k, forms): _walk(v, forms) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact_obj(v) for v in value]
+        return [_walk(v, forms) for v in value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):  # a nested pydantic model (a GateResult, a RuleReading)
+        plain = dump()
+        masked = _walk(plain, forms)
+        return value if masked == plain else masked
     return value
 
 

@@ -109,6 +109,7 @@ async def open_session(
     """Open the world (or reuse ``world``: tests restarting a driver on the same cluster), take the
     lease, and continue the plan's unfinished deploy if the cluster holds one (see `_resumable`)."""
     from core.adapters.journal import FileJournal, default_journal_path
+    from core.adapters.journal_anchor import quote_journal_head
 
     clock = clock or SystemClock()
     scenario = scenario or plan.scenario
@@ -160,11 +161,14 @@ async def open_session(
             f"resuming unfinished deploy {resume.deploy_id} of {plan.service} {plan.version.to} "
             f"(left by {resume.driver or 'unknown'} in {resume.phase}, canary at {resume.weight} %)"
         )
+    journal = FileJournal(journal_file)
+    # every notification quotes the journal's head, so the channel can prove the log's end
+    quote_journal_head(world.notifier, journal)
     rollout = Rollout(
         plan,
         world,
         actor=actor,
-        journal=FileJournal(journal_file),
+        journal=journal,
         interactive=interactive,
         approvals=approvals or [],
         decision_default=decision_default,

@@ -11,19 +11,19 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 
 from core.domain import GateGroup, GateStatus, Outcome, Phase
 from core.events import DecisionRequired, Event, Finished
+from core.redact import redact
+from tui.palette import DeckCommands
 from tui.screens.gate_detail import GateDetailScreen
 from tui.screens.help import HelpScreen
 from tui.screens.log import LogScreen
@@ -31,6 +31,7 @@ from tui.screens.main import MainScreen
 from tui.screens.modals import ConfirmModal, DecisionModal, ProceedModal, SignOffModal, SignOffResult
 from tui.screens.starting import StartingScreen
 from tui.screens.verification import VerificationScreen
+from tui.steering import LIVE_ACTIONS, STEERING, steering
 from tui.widgets.dashboard import ALL_PANELS
 from tui.widgets.gates import GateChecklist
 from tui.widgets.header import HeaderBar
@@ -51,47 +52,6 @@ _PHASE_GROUP: dict[Phase, GateGroup] = {
     Phase.STAGING: GateGroup.STAGING,
     Phase.VERIFY: GateGroup.POST_DEPLOY,
 }
-_LIVE_ACTIONS = frozenset(
-    {"rollback", "proceed", "promote_early", "sign_off", "pause_resume", "abort", "decide", "refresh_gates"}
-)
-
-
-class DeckCommands(Provider):
-    """Command palette entries: every key's action, and 'switch scenario' in the demo."""
-
-    def _commands(self) -> list[tuple[str, Callable[[], Any], str]]:
-        app = self.app
-        assert isinstance(app, DeployDeckApp)
-        out: list[tuple[str, Callable[[], Any], str]] = [
-            ("Roll back now", app.action_rollback, "canary to 0 %, stable restored (r)"),
-            ("Proceed to the next step", app.action_proceed, "opens a confirmation (p)"),
-            ("Promote early: skip the rest of the 100 % bake", app.action_promote_early, "confirms (P)"),
-            ("Sign off the selected gate", app.action_sign_off, "manual gates (s)"),
-            ("Pause / resume", app.action_pause_resume, "(space)"),
-            ("Abort the deploy", app.action_abort, "asks for a reason (a)"),
-            ("Re-check the gates now", app.action_refresh_gates, "automated gates of this step (g)"),
-            ("Show the full event log", app.action_show_log, "(l)"),
-            ("Show deploy history", app.action_history, "(h)"),
-            ("Show post-deploy verification", app.action_verification, "(v)"),
-            ("Help", app.action_help, "keys and glyphs (?)"),
-        ]
-        if app.reopen is not None:
-            from core.sim.scenarios import SCENARIOS
-
-            for name, scenario in SCENARIOS.items():
-                out.append((f"Switch scenario: {name}", partial(app.switch_scenario, name), scenario.title))
-        return out
-
-    async def discover(self) -> Hits:
-        for title, callback, help_text in self._commands():
-            yield DiscoveryHit(title, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for title, callback, help_text in self._commands():
-            score = matcher.match(title)
-            if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)
 
 
 class DeployDeckApp(App[None]):
@@ -177,7 +137,7 @@ class DeployDeckApp(App[None]):
 
             self.outcome = Outcome.BLOCKED if isinstance(exc, DriverConflict) else Outcome.ERROR
             if isinstance(self.screen, StartingScreen):
-                self.screen.failed(str(exc))
+                self.screen.failed(redact(str(exc)))
             return
         self.session = session
         self._owned.append(session)
@@ -210,9 +170,10 @@ class DeployDeckApp(App[None]):
             outcome = await rollout.run()
         except Exception as exc:  # the engine failed: say so on screen instead of a traceback
             self.outcome = Outcome.ERROR
-            self.model.log.append(LogEntry(ts=self.now(), level="error", text=f"engine stopped: {exc}"))
+            why = redact(f"engine stopped: {exc}")  # not an event: masked here, like events are
+            self.model.log.append(LogEntry(ts=self.now(), level="error", text=why))
             self._mark({"log", "header"})
-            self.notify(f"engine stopped: {exc}", severity="error", timeout=30)
+            self.notify(why, severity="error", timeout=30)
             return
         if rollout is self.rollout:
             self.outcome = outcome
@@ -220,7 +181,7 @@ class DeployDeckApp(App[None]):
     def _on_event(self, event: Event) -> None:
         # called synchronously by the engine: fold now, paint on the next turn of the loop
         self._mark(self.model.apply(event))
-        if isinstance(event, DecisionRequired) and not self.read_only:
+        if isinstance(event, DecisionRequired) and not self.read_only_refuses("decide"):
             self.call_later(self._ask_decision, event)
         if isinstance(event, Finished):
             self.outcome = event.outcome
@@ -231,9 +192,11 @@ class DeployDeckApp(App[None]):
         self._dirty |= changed
         if not self._flush_pending:
             self._flush_pending = True
-            self.call_later(self._flush)
+            self.call_later(self._paint_dirty)
 
-    def _flush(self) -> None:
+    # not `_flush`: Textual's App._flush(stderr=...) is called whenever stdout is flushed while it runs,
+    # and shadowing it made every such flush (and quitting) end in a TypeError traceback
+    def _paint_dirty(self) -> None:
         self._flush_pending = False
         changed = set(self._dirty)  # a copy: the in-place -= below would empty it too
         if "charts" in changed and time.monotonic() - self._charts_drawn_at < CHART_PERIOD_S:
@@ -269,7 +232,7 @@ class DeployDeckApp(App[None]):
 
     def _refresh_keys(self) -> None:
         """Recompose the Footer only when a key's availability changed: it is the costliest repaint."""
-        signature = (id(self.screen), *(self.check_action(a, ()) for a in sorted(_LIVE_ACTIONS)))
+        signature = (id(self.screen), *(self.check_action(a, ()) for a in sorted(LIVE_ACTIONS)))
         if signature != self._keys_signature:
             self._keys_signature = signature
             self.refresh_bindings()
@@ -284,11 +247,25 @@ class DeployDeckApp(App[None]):
                 screen.tick()  # type: ignore[attr-defined]
         self.refresh_bindings()
 
+    def notify(self, message: str, *, title: str = "", **kwargs: Any) -> None:  # type: ignore[override]
+        """Every toast (screens' too: Widget.notify lands here) passes core.redact: it can quote an
+        error, a URL, a reason."""
+        super().notify(redact(str(message)), title=redact(title), **kwargs)
+
     # --- key checks -------------------------------------------------------------
 
+    def read_only_refuses(self, action: str) -> bool:
+        """The one place the --read-only mode is decided: True if `action` may not run now."""
+        if not self.read_only or action not in STEERING:
+            return False
+        # rolling back is the safe direction: an observer may keep that key when asked to
+        return not (action == "rollback" and self.allow_rollback)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action not in _LIVE_ACTIONS:
+        if action not in LIVE_ACTIONS:
             return True
+        if self.read_only_refuses(action):
+            return False
         if self.session is None:
             return False  # still starting: nothing to steer yet
         live = getattr(self.screen, "live_commands", None)
@@ -296,7 +273,7 @@ class DeployDeckApp(App[None]):
             return False  # nothing left to steer: hide the commands rather than grey them
         if action == "rollback":
             # rolling back is the safe direction: it works from dialogs too, never from a replay
-            if live is False or (self.read_only and not self.allow_rollback):
+            if live is False:
                 return False
             return True if self.rollout.allowed("rollback").ok else None
         if self.read_only or not live or isinstance(self.screen, ModalScreen):
@@ -315,9 +292,17 @@ class DeployDeckApp(App[None]):
 
     # --- commands -----------------------------------------------------------------
 
-    def _command(self, what: str, call: Coroutine[Any, Any, CommandResult]) -> None:
+    def _command(self, action: str, make: Callable[[], Coroutine[Any, Any, CommandResult]]) -> None:
+        """Send one command to the engine; every command, from every path, passes here last."""
+        if self.read_only_refuses(action):
+            # a dialog's result arriving after all (opened before a mode change, or by a path not
+            # yet guarded) stops here, before the command is even built
+            self.notify(f"read-only: {action.replace('_', ' ')} refused", severity="error")
+            return
+        what = action.replace("_", "-")
+
         async def send() -> None:
-            result = await call
+            result = await make()
             if not result.ok:
                 self.notify(f"{what} refused: {result.reason}", severity="error", timeout=8)
                 if what == "rollback":
@@ -328,10 +313,12 @@ class DeployDeckApp(App[None]):
 
         self.run_worker(send(), group="commands", exit_on_error=False)
 
+    @steering("refresh_gates")
     def action_refresh_gates(self) -> None:
         if self.check_action("refresh_gates", ()) is True:
-            self._command("re-check", self.rollout.refresh_gates(self.actor))
+            self._command("refresh_gates", lambda: self.rollout.refresh_gates(self.actor))
 
+    @steering("rollback")
     def action_rollback(self) -> None:
         if self.check_action("rollback", ()) is not True:
             self.notify(f"cannot roll back: {self.rollout.allowed('rollback').reason}", severity="warning")
@@ -342,8 +329,11 @@ class DeployDeckApp(App[None]):
             LogEntry(ts=self.now(), level="error", text=f"rollback requested by {self.actor} (r)")
         )
         self._paint({"header", "log"})
-        self._command("rollback", self.rollout.rollback(self.actor, f"manual rollback by {self.actor}"))
+        self._command(
+            "rollback", lambda: self.rollout.rollback(self.actor, f"manual rollback by {self.actor}")
+        )
 
+    @steering("proceed")
     def action_proceed(self) -> None:
         allowed = self.rollout.allowed("proceed")
         if not allowed.ok:
@@ -372,10 +362,11 @@ class DeployDeckApp(App[None]):
 
         def done(answer: object) -> None:
             if answer is True:
-                self._command("proceed", self.rollout.proceed(self.actor))
+                self._command("proceed", lambda: self.rollout.proceed(self.actor))
 
         self.push_screen(modal, done)
 
+    @steering("promote_early")
     def action_promote_early(self) -> None:
         """Skip the rest of the final bake: its own key and its own dialog, saying what is skipped."""
         allowed = self.rollout.allowed("promote_early")
@@ -392,7 +383,7 @@ class DeployDeckApp(App[None]):
 
         def done(answer: object) -> None:
             if answer is True:
-                self._command("promote early", self.rollout.promote_early(self.actor))
+                self._command("promote_early", lambda: self.rollout.promote_early(self.actor))
 
         self.push_screen(modal, done)
 
@@ -423,6 +414,7 @@ class DeployDeckApp(App[None]):
                 return view.result.gate_id
         return None
 
+    @steering("sign_off")
     def action_sign_off(self, gate_id: str | None = None) -> None:
         gate_id = gate_id or self._gate_to_sign()
         if gate_id is None:
@@ -434,18 +426,21 @@ class DeployDeckApp(App[None]):
 
         def done(answer: object) -> None:
             if isinstance(answer, SignOffResult):
-                self._command("sign-off", self.rollout.sign_off(gate_id, answer.signer, answer.note))
+                self._command("sign_off", lambda: self.rollout.sign_off(gate_id, answer.signer, answer.note))
 
         self.push_screen(SignOffModal(view, self.actor, signers_needed=needed), done)
 
+    @steering("pause_resume")
     def action_pause_resume(self) -> None:
         if self.model.phase == Phase.PAUSED:
-            self._command("resume", self.rollout.resume(self.actor))
+            self._command("pause_resume", lambda: self.rollout.resume(self.actor))
         else:
             self._command(
-                "pause", self.rollout.pause(self.actor, f"paused from the dashboard by {self.actor}")
+                "pause_resume",
+                lambda: self.rollout.pause(self.actor, f"paused from the dashboard by {self.actor}"),
             )
 
+    @steering("abort")
     def action_abort(self) -> None:
         weight = self.model.weight
         body = (
@@ -455,7 +450,7 @@ class DeployDeckApp(App[None]):
 
         def done(answer: object) -> None:
             if isinstance(answer, str):
-                self._command("abort", self.rollout.abort(self.actor, answer))
+                self._command("abort", lambda: self.rollout.abort(self.actor, answer))
 
         self.push_screen(
             ConfirmModal(
@@ -467,10 +462,12 @@ class DeployDeckApp(App[None]):
             done,
         )
 
+    @steering("decide")
     def action_decide(self) -> None:
         if self.model.decision is not None:
             self._ask_decision(self.model.decision)
 
+    @steering("decide")
     def _ask_decision(self, event: DecisionRequired) -> None:
         if self._decision_shown is event or self.model.decision is not event:
             return
@@ -479,7 +476,7 @@ class DeployDeckApp(App[None]):
         def done(answer: object) -> None:
             self._decision_shown = None
             if isinstance(answer, str):
-                self._command("decision", self.rollout.decide(answer, self.actor))
+                self._command("decide", lambda: self.rollout.decide(answer, self.actor))
 
         self.push_screen(
             DecisionModal(question=event.question, options=event.options, recommended=event.recommended), done
@@ -489,7 +486,7 @@ class DeployDeckApp(App[None]):
         view = self.model.gates.get(gate_id)
         if view is None:
             return
-        can_sign = not self.read_only and view.result.status == GateStatus.NEEDS_SIGN_OFF
+        can_sign = not self.read_only_refuses("sign_off") and view.result.status == GateStatus.NEEDS_SIGN_OFF
 
         def done(answer: object) -> None:
             if answer == "sign":
@@ -552,6 +549,7 @@ class DeployDeckApp(App[None]):
 
     # --- demo: switch scenario -----------------------------------------------------
 
+    @steering("switch_scenario")
     def switch_scenario(self, name: str) -> None:
         if self.reopen is None:
             return

@@ -431,6 +431,10 @@ async def _sim_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from core.redact import install_on_std_streams
+
+    # every line printed from here on (checklists, errors, notes) passes the one redaction point
+    install_on_std_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

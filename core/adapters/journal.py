@@ -8,9 +8,14 @@ Each line is an event's ``model_dump(mode="json")`` plus three fields:
 * ``h``: SHA-256 hex of this line's bytes up to (not including) ``,"h":``, so an edit of
   the *last* line, which no following ``prev`` covers, is still caught.
 
-Nothing here is a secret-keyed MAC: the chain catches accidents and casual edits, not a
-forger who rewrites every later line. A removed final line is only detectable against a
-copy kept elsewhere; a truncated final line (crash mid-write) is detected.
+With ``DEPLOYDECK_LOG_KEY`` set, a fourth field ``mac`` (HMAC-SHA256 of the line up to it)
+sits before ``h``. The chain proves the middle; core.adapters.journal_anchor proves the end
+(an anchor file beside the journal, the key, a head quoted in notifications).
+
+A crash mid-write leaves a torn last line (no newline). The next writer moves it to
+``<journal>.torn``, cuts the file back to the last whole line and journals that it did, so
+the chain goes on and ``log verify`` reports a recovered crash, not corruption. A torn line
+the anchor had recorded whole was cut by someone, not by a crash; the recovery line says so.
 """
 
 from __future__ import annotations
@@ -21,12 +26,27 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import ValidationError
 
+from core.adapters.journal_anchor import (
+    KEY_ENV,
+    Anchor,
+    Line,
+    check_end,
+    check_mac,
+    is_signed,
+    log_key,
+    read_anchor,
+    sign_head,
+    sync_anchor,
+    write_anchor,
+)
 from core.events import Event, parse_event
 
 GENESIS = "0" * 64
@@ -55,13 +75,13 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def encode_line(record: dict[str, object], prev: str, seq: int) -> bytes:
-    """The exact bytes of one journal line (without its newline)."""
-    body = {k: v for k, v in record.items() if k not in {"prev", "seq", "h"}}
+def encode_line(record: dict[str, object], prev: str, seq: int, key: bytes | None = None) -> bytes:
+    """The exact bytes of one journal line (without its newline); signed when a key is given."""
+    body = {k: v for k, v in record.items() if k not in {"prev", "seq", "mac", "h"}}
     body["prev"] = prev
     body["seq"] = seq
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=_json_default)
-    head = text[:-1].encode("utf-8")  # without the closing brace
+    head = sign_head(text[:-1].encode("utf-8"), key)  # without the closing brace
     return head + b',"h":"' + _sha(head).encode() + b'"}'
 
 
@@ -70,7 +90,7 @@ class _Tail:
     size: int  # file size this tail was read at
     last_hash: str
     next_seq: int
-    needs_newline: bool
+    torn_at: int | None = None  # where a torn last line (no newline: a crash mid-write) starts
 
 
 def _read_tail(path: Path) -> _Tail:
@@ -80,13 +100,15 @@ def _read_tail(path: Path) -> _Tail:
     except FileNotFoundError:
         return _Tail(0, GENESIS, 1, False)
     if size == 0:
-        return _Tail(0, GENESIS, 1, False)
+        return _Tail(0, GENESIS, 1)
     with path.open("rb") as fh:
         fh.seek(size - 1)
-        ends_with_newline = fh.read(1) == b"\n"
-        end = size - 1 if ends_with_newline else size
+        if fh.read(1) != b"\n":
+            # torn: the whole lines end at the last newline; the writer quarantines the rest
+            start = _line_start(fh, size)
+            return _Tail(size, GENESIS, 1, torn_at=start)
         buf = b""
-        pos = end
+        pos = size - 1
         while pos > 0 and b"\n" not in buf:
             step = min(65536, pos)
             pos -= step
@@ -100,7 +122,21 @@ def _read_tail(path: Path) -> _Tail:
             # The last line is damaged: count lines instead so numbering stays true.
             fh.seek(0)
             seq = sum(1 for _ in fh)
-    return _Tail(size, _sha(last), seq + 1, not ends_with_newline)
+    return _Tail(size, _sha(last), seq + 1)
+
+
+def _line_start(fh: BinaryIO, end: int) -> int:
+    """Offset just after the last newline before `end` (0 if there is none)."""
+    pos = end
+    while pos > 0:
+        step = min(65536, pos)
+        pos -= step
+        fh.seek(pos)
+        chunk = fh.read(step)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            return pos + cut + 1
+    return 0
 
 
 class FileJournal:
@@ -117,6 +153,8 @@ class FileJournal:
         self._fsync = fsync
         self._lock = asyncio.Lock()
         self._tail: _Tail | None = None
+        self._key = log_key()
+        self.head: Anchor | None = None  # the last line written by this writer (for notifications)
 
     async def append(self, record: dict[str, object], *, durable: bool = True) -> None:
         """Write one line. ``durable=False`` (observations, not state changes) skips the fsync;
@@ -131,17 +169,123 @@ class FileJournal:
             try:
                 size = fh.seek(0, os.SEEK_END)
                 tail = self._tail
+                found: list[str] = []
                 if tail is None or tail.size != size:
                     tail = _read_tail(self.path)
-                line = encode_line(record, tail.last_hash, tail.next_seq)
-                data = (b"\n" if tail.needs_newline else b"") + line + b"\n"
-                fh.write(data)
-                fh.flush()
-                if self._fsync and durable:
-                    os.fsync(fh.fileno())
-                self._tail = _Tail(size + len(data), _sha(line), tail.next_seq + 1, False)
+                    # first write of this process (or after another's): does the file still end
+                    # where the anchor says? If not, say so in the log itself before the anchor
+                    # moves on, so the evidence outlives this append
+                    found = _audit(self.path, self._key, tail.torn_at)
+                if tail.torn_at is not None:
+                    tail = self._quarantine(fh, tail, record)
+                for message in found:
+                    tail = self._write(fh, tail, _journal_line(record, message), durable=True)
+                self._tail = self._write(fh, tail, record, durable)
             finally:
                 _unlock_file(fh)
+
+    def _write(self, fh: BinaryIO, tail: _Tail, record: dict[str, object], durable: bool) -> _Tail:
+        line = encode_line(record, tail.last_hash, tail.next_seq, self._key)
+        fh.write(line + b"\n")
+        fh.flush()
+        # the anchor follows the line at once, before the (slow) fsyncs: a process killed between
+        # the two leaves one line past the anchor, and that window is two syscalls wide
+        self.head = Anchor(tail.next_seq, _sha(line), str(record.get("deploy_id", "")))
+        write_anchor(self.path, self.head, self._key, durable=False)
+        if self._fsync and durable:
+            os.fsync(fh.fileno())
+            sync_anchor(self.path)
+        return _Tail(tail.size + len(line) + 1, _sha(line), tail.next_seq + 1)
+
+    def _quarantine(self, fh: BinaryIO, tail: _Tail, record: dict[str, object]) -> _Tail:
+        """Move a torn last line aside, cut the file back to whole lines, journal that."""
+        assert tail.torn_at is not None
+        with self.path.open("rb") as reader:
+            reader.seek(tail.torn_at)
+            torn = reader.read()
+        torn_file = self.path.with_name(self.path.name + ".torn")
+        with torn_file.open("ab") as out:
+            out.write(torn + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        fh.truncate(tail.torn_at)
+        fh.flush()
+        clean = _read_tail(self.path)
+        anchor = read_anchor(self.path)
+        # a line the anchor had recorded whole did not tear in a crash: someone cut it
+        cut = isinstance(anchor, Anchor) and anchor.seq >= clean.next_seq
+        owner = re.search(rb'"deploy_id":"([0-9A-Za-z_-]{1,64})"', torn)
+        note = (
+            f"{'tampered: a line the anchor recorded whole was cut' if cut else RECOVERED}: "
+            f"line {clean.next_seq} was torn ({len(torn)} bytes, sha256 {_sha(torn)[:16]}); "
+            f"moved to {torn_file.name}"
+        )
+        recovery = _journal_line(record, note, deploy_id=owner.group(1).decode() if owner else None)
+        return self._write(fh, clean, recovery, durable=True)
+
+
+def _journal_line(record: dict[str, object], message: str, deploy_id: str | None = None) -> dict[str, object]:
+    """A line the journal writes about itself, stamped with the time of the record it precedes."""
+    return {
+        "ts": record.get("ts"),
+        "phase": record.get("phase", "pending"),
+        "deploy_id": deploy_id if deploy_id is not None else record.get("deploy_id", ""),
+        "step": None,
+        "type": "log",
+        "level": "warning" if message.startswith(RECOVERED) else "error",
+        "source": "journal",
+        "message": message,
+    }
+
+
+def _whole_lines(data: bytes) -> list[tuple[bytes, Line]]:
+    """Each complete line with what the end checks need of it (a torn tail left out)."""
+    lines, torn = _split_lines(data)
+    if torn:
+        lines = lines[:-1]
+    out: list[tuple[bytes, Line]] = []
+    for number, raw in enumerate(lines, start=1):
+        record: object = None
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            record = json.loads(raw)
+        fields = record if isinstance(record, dict) else {}
+        seq = fields.get("seq")
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        out.append((raw, Line(number, seq, _sha(raw), str(fields.get("deploy_id", "")))))
+    return out
+
+
+def _audit(path: Path, key: bytes | None, torn_at: int | None) -> list[str]:
+    """What the writer finds wrong with the file's end before appending (journaled as 'tampered').
+
+    With the key, lines past the anchor that are all signed are a process killed between a
+    line and its anchor (a recovered crash); without it nobody can tell that from a forgery.
+    """
+    anchor = read_anchor(path)
+    if anchor is None and torn_at == 0:
+        return []
+    data = path.read_bytes()
+    whole = _whole_lines(data)
+    if not whole and anchor is None:
+        return []  # a new log
+    if isinstance(anchor, Anchor) and key is not None and whole:
+        after = [(raw, line) for raw, line in whole if line.seq is not None and line.seq > anchor.seq]
+        at = next((line for _, line in whole if line.seq == anchor.seq), None)
+        if (
+            after
+            and at is not None
+            and at.hash == anchor.hash
+            and all(check_mac(raw[: raw.rfind(b',"h":')], key) is None for raw, _ in after)
+        ):
+            return [
+                f"{RECOVERED}: {len(after)} signed line(s) after line {anchor.seq} were written but not anchored"
+            ]
+    findings, _ = check_end(path, [line for _, line in whole], key)
+    return [f"tampered: found before appending: {problem}" for _, problem in findings]
+
+
+#: how a recovery line begins; `log verify` reports such lines as recovered crashes
+RECOVERED = "recovered from a crash"
 
 
 def _lock_file(fh: object) -> None:
@@ -170,10 +314,11 @@ class JournalCheck:
     first_bad_line: int | None = None
     problem: str = ""
     problems: list[tuple[int, str]] = field(default_factory=list)  # every finding, in line order
+    notes: list[str] = field(default_factory=list)  # recovered crashes, what proved the end
 
     def message(self) -> str:
         if self.ok:
-            return f"ok: {self.lines} lines, hash chain intact"
+            return "; ".join([f"ok: {self.lines} lines, hash chain intact", *self.notes])
         return f"line {self.first_bad_line}: {self.problem}"
 
 
@@ -196,14 +341,20 @@ def _split_lines(data: bytes) -> tuple[list[bytes], bool]:
     return lines, truncated
 
 
+@dataclass
+class _Signing:
+    """Per-line HMAC state while walking the file (only when a key is set)."""
+
+    key: bytes
+    seen_signed: bool = False
+
+
 def _check_line(
-    raw: bytes, expected_seq: int, expected_prev: str, last: bool, truncated: bool
-) -> tuple[list[str], int | None]:
+    raw: bytes, expected_seq: int, expected_prev: str, signing: _Signing | None
+) -> tuple[list[str], dict[str, object] | None]:
     try:
         record = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        if last and truncated:
-            return ["truncated: the last line is incomplete (no newline, not valid JSON)"], None
         return ["corrupt: not valid JSON"], None
     if not isinstance(record, dict):
         return ["corrupt: not a JSON object"], None
@@ -217,10 +368,16 @@ def _check_line(
         )
     elif _sha(raw[: match.start()]) != match.group(1).decode():
         problems.append("edited: the line's content does not match its hash")
+    if signing is not None and match is not None:
+        wrong = check_mac(raw[: match.start()], signing.key)
+        if wrong == "mismatch":
+            problems.append(f"HMAC key: forged: the line's signature does not match {KEY_ENV}")
+        elif wrong == "unsigned" and signing.seen_signed:
+            problems.append("HMAC key: forged: an unsigned line after signed ones")
+        signing.seen_signed |= wrong is None
     seq = record.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool):
         problems.append("corrupt: no line number ('seq')")
-        seq = None
     elif seq > expected_seq:
         gap = seq - expected_seq
         problems.append(f"missing: {gap} line(s) removed before this one (it says it is line {seq})")
@@ -229,45 +386,89 @@ def _check_line(
     if record.get("prev") != expected_prev:
         if not problems:
             problems.append("chain broken: 'prev' does not match the hash of the line before it")
-    if last and truncated and not problems:
-        problems.append("truncated: the last line has no newline")
-    return problems, seq
+    return problems, record
 
 
-def verify_journal(path: str | Path) -> JournalCheck:
-    """Walk the hash chain; the first bad line is the earliest line that was edited or removed."""
+def verify_journal(
+    path: str | Path, *, key: bytes | None = None, expect_head: str | None = None
+) -> JournalCheck:
+    """Walk the hash chain, then prove the end against the anchor file (and the key, and a head
+    quoted elsewhere). The first bad line is the earliest line that was edited or removed.
+
+    ``key`` defaults to ``$DEPLOYDECK_LOG_KEY``; ``expect_head`` is ``N:HASH`` as notifications
+    quote it. A torn last line (a crash mid-write) and lines that record a recovered crash are
+    notes, not findings, unless the anchor shows the torn line had been whole.
+    """
     path = Path(path)
+    key = key if key is not None else log_key()
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return JournalCheck(ok=False, lines=0, first_bad_line=None, problem=f"{path}: no such file")
     except OSError as exc:
         return JournalCheck(ok=False, lines=0, problem=f"{path}: cannot read: {exc.strerror or exc}")
-    lines, truncated = _split_lines(data)
-    return verify_lines(lines, truncated)
+    lines, torn = _split_lines(data)
+    return verify_lines(lines, torn, key=key, end=lambda whole: check_end(path, whole, key, expect_head))
 
 
-def verify_lines(lines: list[bytes], truncated: bool = False) -> JournalCheck:
+def verify_lines(
+    lines: list[bytes],
+    truncated: bool = False,
+    *,
+    key: bytes | None = None,
+    end: Callable[[list[Line]], tuple[list[tuple[int, str]], list[str]]] | None = None,
+) -> JournalCheck:
     """The chain check over lines from any store (the file, PostgreSQL): each line's exact bytes,
-    in order, without newlines; ``truncated``: the store ends in the middle of the last line."""
+    in order, without newlines; ``truncated``: the store ends in the middle of the last line (a
+    torn write); ``key`` defaults to ``$DEPLOYDECK_LOG_KEY``; ``end`` proves the store's end (the
+    file's anchor) from the whole lines."""
+    key = key if key is not None else log_key()
+    notes: list[str] = []
+    if truncated:
+        notes.append(f"line {len(lines)} is torn (a crash mid-write); the next writer moves it aside")
+        lines = lines[:-1]
     findings: list[tuple[int, str]] = []
+    whole: list[Line] = []
+    signing = _Signing(key) if key is not None else None
     prev = GENESIS
     expected_seq = 1
     for index, raw in enumerate(lines):
         number = index + 1
-        is_last = number == len(lines)
-        problems, seq = _check_line(raw, expected_seq, prev, is_last, truncated)
+        problems, record = _check_line(raw, expected_seq, prev, signing)
         findings.extend((number, problem) for problem in problems)
+        seq = record.get("seq") if record else None
+        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+        whole.append(Line(number, seq, _sha(raw), str((record or {}).get("deploy_id", ""))))
+        if record and record.get("type") == "log" and record.get("source") == "journal":
+            message = str(record.get("message", ""))
+            if message.startswith(RECOVERED):
+                notes.append(f"line {number}: {message}")
+            elif message.startswith("tampered"):
+                findings.append((number, f"journal: {message}"))
         prev = _sha(raw)
         # Follow the line's own numbering so one removed line is reported once, not on every later line.
         expected_seq = (seq if seq is not None else expected_seq) + 1
+    if signing is not None and whole and not signing.seen_signed:
+        findings.append((1, f"HMAC key: no line is signed with {KEY_ENV}: written without it, or re-chained"))
+    elif signing is None and any(is_signed(raw[: raw.rfind(b',"h":')]) for raw in lines[-1:]):
+        notes.append(f"lines are signed, but {KEY_ENV} is not set here: signatures not checked")
+    if end is not None:
+        end_findings, end_notes = end(whole)
+        findings.extend(end_findings)
+        notes.extend(end_notes)
     # An edit of line N leaves line N's own hash wrong and line N+1's prev wrong; the
     # self-hash finding on N comes first, so the report points at the edited line.
+    findings.sort(key=lambda f: f[0])
     if not findings:
-        return JournalCheck(ok=True, lines=len(lines))
+        return JournalCheck(ok=True, lines=len(lines), notes=notes)
     first_line, first_problem = findings[0]
     return JournalCheck(
-        ok=False, lines=len(lines), first_bad_line=first_line, problem=first_problem, problems=findings
+        ok=False,
+        lines=len(lines),
+        first_bad_line=first_line,
+        problem=first_problem,
+        problems=findings,
+        notes=notes,
     )
 
 

@@ -20,7 +20,7 @@ class LogSource(Protocol):
 
     def read(self) -> JournalRead: ...
 
-    def verify(self) -> JournalCheck: ...
+    def verify(self, expect_head: str | None = None) -> JournalCheck: ...
 
 
 class FileLog:
@@ -34,8 +34,8 @@ class FileLog:
     def read(self) -> JournalRead:
         return read_journal(self.path)
 
-    def verify(self) -> JournalCheck:
-        return verify_journal(self.path)
+    def verify(self, expect_head: str | None = None) -> JournalCheck:
+        return verify_journal(self.path, expect_head=expect_head)
 
 
 def open_log(journal: Path | None, database: str | None) -> LogSource:

@@ -50,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     log.set_defaults(func=_guarded(cmd_list))
     sub = log.add_subparsers(dest="log_command", metavar="{show,export,verify,dora}")
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=help_text)
+    def add(name: str, help_text: str, description: str | None = None) -> argparse.ArgumentParser:
+        parser = sub.add_parser(name, help=help_text, description=description)
         # SUPPRESS: a value given before the sub-command (`log --journal X show`) is kept.
         parser.add_argument("--journal", type=Path, default=argparse.SUPPRESS, help="journal file")
         parser.add_argument("--database", metavar="URL", default=argparse.SUPPRESS, help="PostgreSQL log")
@@ -72,7 +72,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     export.set_defaults(func=_guarded(cmd_export))
 
-    verify = add("verify", "check the hash chain: exit 1 on an edited, removed or truncated line")
+    verify = add(
+        "verify",
+        "check the hash chain and the log's end: exit 1 on an edited, removed, forged or truncated line",
+        description="Walk the hash chain, then prove the end against the anchor file beside the journal, "
+        "the HMAC signatures (when DEPLOYDECK_LOG_KEY is set) and --head. Each finding names what caught it. "
+        "A torn last line from a crash is reported as a crash, not as corruption.",
+    )
+    verify.add_argument(
+        "--head",
+        default=None,
+        metavar="LINE:HASH",
+        help="a head recorded outside this machine (every notification quotes one): the log must contain it",
+    )
     verify.set_defaults(func=_guarded(cmd_verify))
 
     dora_p = add("dora", "deployment frequency, change failure rate, time to restore per service")
@@ -206,15 +218,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not path.exists():
         _err(f"{path.label}: no such journal")
         return EXIT_BAD_INPUT
-    check = path.verify()
+    try:
+        check = path.verify(expect_head=args.head)
+    except ValueError as exc:  # a malformed --head
+        _err(str(exc))
+        return EXIT_BAD_INPUT
     if check.ok:
         deploys = len(group_by_deploy(path.read().events))
         print(f"{path.label}: ok: {check.lines} lines, {deploys} deploys, hash chain intact")
+        for note in check.notes:
+            print(f"{path.label}: {note}")
         return EXIT_OK
     for line, problem in check.problems[:20]:
         print(f"{path.label}: line {line}: {problem}")
     if len(check.problems) > 20:
         print(f"{path.label}: {len(check.problems) - 20} more problems")
+    for note in check.notes:
+        print(f"{path.label}: note: {note}")
     return EXIT_TAMPERED
 
 
