@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from core.adapters.journal import read_journal
+from core.adapters.journal import default_journal_path, read_journal
 from core.domain import Outcome, Phase
 from core.durations import format_duration
 from core.events import (
@@ -35,6 +35,12 @@ from core.events import (
     TrafficChanged,
     WindowStarted,
 )
+
+
+def simulated_journal_path() -> Path:
+    """Where simulated runs (demos, `--sim`) are journaled: beside the real log, never in it, so a
+    demo never counts as a deploy in `log` or DORA. Their incident records go beside it too."""
+    return default_journal_path().parent / "simulated" / "deployments.jsonl"
 
 
 class HistoryError(Exception):
@@ -67,6 +73,11 @@ class DeploySummary(BaseModel):
     max_weight: int = 0  # highest effective canary weight reached
     scenario: str | None = None
     events: int = 0
+
+    @property
+    def simulated(self) -> bool:
+        """A run on the simulated world (its DeployStarted names a scenario): not a real deploy."""
+        return self.scenario is not None
 
     @property
     def short_id(self) -> str:
@@ -129,10 +140,15 @@ def summarize(events: Sequence[Event]) -> DeploySummary | None:
     return summary
 
 
-def list_deploys(path: str | Path) -> list[DeploySummary]:
-    """Every deploy in the journal, oldest first. Damaged lines are skipped (see read_journal)."""
+def list_deploys(path: str | Path, *, simulated: bool | None = None) -> list[DeploySummary]:
+    """Every deploy in the journal, oldest first. Damaged lines are skipped (see read_journal).
+
+    simulated: False only real deploys, True only simulated runs, None both.
+    """
     read = read_journal(path)
     out = [s for s in (summarize(evs) for evs in group_by_deploy(read.events).values()) if s]
+    if simulated is not None:
+        out = [s for s in out if s.simulated == simulated]
     return sorted(out, key=lambda s: s.started)
 
 
@@ -307,15 +323,27 @@ def describe_event(event: Event) -> str:
             return f"health {event.url}: {'ok' if event.ok else 'FAIL'} {event.detail}".rstrip()
 
 
-def timeline(events: Sequence[Event], *, include_samples: bool = True) -> list[tuple[datetime, str, str]]:
-    """(time, phase, text) rows; healthy analysis samples can be left out for brevity."""
+def timeline(
+    events: Sequence[Event], *, include_samples: bool = True, simulated: bool = False
+) -> list[tuple[datetime, str, str]]:
+    """(time, phase, text) rows; healthy analysis samples can be left out for brevity.
+
+    simulated: the run's clock was the simulated world's (scaled or virtual): its duration says so.
+    """
     rows = []
     for event in events:
         if not include_samples and isinstance(event, AnalysisSample) and event.verdict == "healthy":
             continue
         if isinstance(event, LogLine) and event.level == "debug":
             continue
-        rows.append((event.ts, str(event.phase), describe_event(event)))
+        text = describe_event(event)
+        if simulated and isinstance(event, Finished):
+            text = text.replace(
+                f"after {format_duration(event.duration_s)}",
+                f"after {format_duration(event.duration_s)} (simulated time)",
+                1,
+            )
+        rows.append((event.ts, str(event.phase), text))
     return rows
 
 

@@ -24,6 +24,7 @@ from textual.screen import ModalScreen
 
 from core.domain import GateGroup, GateStatus, Outcome, Phase
 from core.events import DecisionRequired, Event, Finished
+from tui.lifecycle import exit_on_hangup
 from tui.screens.gate_detail import GateDetailScreen
 from tui.screens.help import HelpScreen
 from tui.screens.log import LogScreen
@@ -594,5 +595,6 @@ async def run_dashboard(
         opener=opener,
         starting=starting,
     )
-    await app.run_async()
+    with exit_on_hangup(app):
+        await app.run_async()
     return app.outcome

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -196,8 +197,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     if plan is None:
         return EXIT_BAD_INPUT
     return _launch(
-        args, plan, plan_path=str(args.plan), approvals=args.approve, backend="kube", scenario=args.scenario
+        args,
+        plan,
+        plan_path=str(args.plan),
+        approvals=args.approve,
+        backend="kube",
+        scenario=_sim_scenario(args, plan),
     )
+
+
+def _sim_scenario(args: argparse.Namespace, plan: Any) -> str | None:
+    """The scenario a simulated run records: it is also the mark that keeps it out of real history."""
+    if not plan.is_sim:
+        return args.scenario
+    return args.scenario or plan.scenario or "healthy"
+
+
+def _journal_for(args: argparse.Namespace, plan: Any) -> Path | None:
+    """--journal, else (simulated world) the simulated runs' own log, else the plan's or the default."""
+    if args.journal is not None or not plan.is_sim:
+        return args.journal
+    from core.history import simulated_journal_path
+
+    return simulated_journal_path()
 
 
 def _plan_for(args: argparse.Namespace) -> Any:
@@ -271,7 +293,7 @@ async def _launch_async(
             actor=actor,
             clock=_clock(args),
             scenario=scn,
-            journal_path=args.journal,
+            journal_path=_journal_for(args, the_plan),
             use_prometheus=use_prometheus,
             plan_path=plan_path,
             interactive=not args.headless,
@@ -395,11 +417,33 @@ async def _sim_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class HangUp(KeyboardInterrupt):
+    """The terminal closed (SIGHUP)."""
+
+
+def _end_on_hangup() -> None:
+    """A closed terminal ends deploydeck the way Ctrl-C does, through every `finally`.
+
+    By default SIGHUP kills the process on the spot: no session.close(), so the Prometheus it
+    started (which takes SIGHUP as "reload its configuration") and the temporary folders outlived
+    it. Raised as a KeyboardInterrupt, asyncio cancels the main task and the sessions close.
+    """
+
+    def hang_up(signum: int, frame: object) -> None:
+        raise HangUp
+
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, hang_up)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _end_on_hangup()
     try:
         return int(args.func(args))
+    except HangUp:
+        return 129  # 128 + SIGHUP, as a shell reports it
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +30,15 @@ class _PrometheusDemo:
         await self.workload.stop()  # type: ignore[attr-defined]
         await asyncio.to_thread(self.server.stop)  # type: ignore[attr-defined]
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _sweep_orphaned_workdirs() -> None:
+    """Remove the Prometheus folders of demos that were killed outright (their Prometheus died
+    with them, see monitoring.die_with_parent; a SIGKILL leaves no chance to clean up)."""
+    for folder in Path(tempfile.gettempdir()).glob("deploydeck-prom-*-*"):
+        pid = folder.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and sys.platform.startswith("linux"):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 async def start_prometheus_metrics(
@@ -56,7 +67,8 @@ async def start_prometheus_metrics(
         seed=plan.seed,
     )
     await workload.start()
-    workdir = Path(tempfile.mkdtemp(prefix="deploydeck-prom-"))
+    _sweep_orphaned_workdirs()
+    workdir = Path(tempfile.mkdtemp(prefix=f"deploydeck-prom-{os.getpid()}-"))
     server = PrometheusServer(binary, workdir)
     server.targets = [workload.target]
     try:

@@ -24,6 +24,8 @@ from core.history import (
     group_by_deploy,
     list_deploys,
     load_deploy,
+    simulated_journal_path,
+    summarize,
     timeline,
 )
 
@@ -38,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--journal", type=Path, default=None, help="journal file (default: %(default)s → state dir)"
     )
     log.add_argument("--json", action="store_true", help="one JSON object per deploy")
+    log.add_argument(
+        "--sim", action="store_true", help="the simulated runs (demos, --sim), journaled apart from deploys"
+    )
     log.set_defaults(func=cmd_list)
     sub = log.add_subparsers(dest="log_command", metavar="{show,export,verify,dora}")
 
@@ -45,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         parser = sub.add_parser(name, help=help_text)
         # SUPPRESS: a value given before the sub-command (`log --journal X show`) is kept.
         parser.add_argument("--journal", type=Path, default=argparse.SUPPRESS, help="journal file")
+        parser.add_argument("--sim", action="store_true", default=argparse.SUPPRESS, help="simulated runs")
         return parser
 
     show = add("show", "one deploy's timeline")
@@ -73,7 +79,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def _journal(args: argparse.Namespace) -> Path:
     path = getattr(args, "journal", None)
-    return Path(path) if path else default_journal_path()
+    if path:
+        return Path(path)
+    return simulated_journal_path() if _sim(args) else default_journal_path()
+
+
+def _sim(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "sim", False))
+
+
+def _deploys(args: argparse.Namespace, path: Path, *, dora: bool = False) -> list[DeploySummary]:
+    """Real deploys, or with --sim the simulated runs: a demo never shows up as a deploy in the
+    default log (nor ever in DORA), even in a log written before simulated runs were journaled
+    apart. A log named with --journal is listed whole, simulated runs marked."""
+    if getattr(args, "journal", None) and not dora and not _sim(args):
+        return list_deploys(path)
+    return list_deploys(path, simulated=_sim(args))
+
+
+def _sim_hint(args: argparse.Namespace) -> str:
+    if _sim(args) or not simulated_journal_path().exists():
+        return ""
+    return "; simulated runs (demos, --sim): deploydeck log --sim"
 
 
 def _err(text: str) -> None:
@@ -96,9 +123,16 @@ def _row(s: DeploySummary) -> tuple[str, ...]:
         s.service,
         f"{s.from_version} → {s.to_version}",
         str(s.outcome) if s.outcome else "unfinished",
-        format_duration(s.duration_s) if s.duration_s is not None else "-",
+        _duration(s),
         signers,
     )
+
+
+def _duration(s: DeploySummary) -> str:
+    if s.duration_s is None:
+        return "-"
+    # a simulated run's clock is scaled or virtual: its duration is not a deploy's lead time
+    return format_duration(s.duration_s) + (" (simulated)" if s.simulated else "")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -106,16 +140,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not path.exists():
         if args.json:
             return EXIT_OK
-        print(f"no deploys recorded yet ({path} does not exist)")
+        print(f"no deploys recorded yet ({path} does not exist){_sim_hint(args)}")
         return EXIT_OK
     _warn_damaged(path)
-    deploys = list_deploys(path)
+    deploys = _deploys(args, path)
     if args.json:
         for d in deploys:
             print(json.dumps(d.model_dump(mode="json") | {"restore_s": d.restore_s}, ensure_ascii=False))
         return EXIT_OK
+    hidden = 0 if _sim(args) or getattr(args, "journal", None) else len(list_deploys(path, simulated=True))
+    if hidden:
+        print(f"({hidden} simulated runs in this log are not listed: --sim lists them)")
     if not deploys:
-        print(f"no deploys recorded yet in {path}")
+        print(f"no deploys recorded yet in {path}{_sim_hint(args)}")
         return EXIT_OK
     header = ("id", "started (UTC)", "service", "versions", "outcome", "duration", "sign-offs")
     print(format_table([header, *(_row(d) for d in deploys)]))
@@ -126,7 +163,7 @@ def _load(args: argparse.Namespace) -> tuple[Path, list] | None:  # type: ignore
     path = _journal(args)
     wanted = getattr(args, "deploy_id", None)
     if wanted is None:
-        deploys = list_deploys(path)
+        deploys = _deploys(args, path)
         if not deploys:
             _err(f"no deploys recorded yet in {path}")
             return None
@@ -146,10 +183,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     path, events = loaded
     _warn_damaged(path)
     first = events[0].ts
-    for when, phase, text in timeline(events, include_samples=args.all):
+    for when, phase, text in timeline(events, include_samples=args.all, simulated=_simulated(events)):
         offset = format_duration((when - first).total_seconds())
         print(f"{when:%Y-%m-%d %H:%M:%S}  +{offset:>7}  {phase:<12}  {text}")
     return EXIT_OK
+
+
+def _simulated(events: list) -> bool:  # type: ignore[type-arg]
+    summary = summarize(events)
+    return summary is not None and summary.simulated
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -203,7 +245,7 @@ def cmd_dora(args: argparse.Namespace) -> int:
         _err("--days must be positive")
         return EXIT_BAD_INPUT
     _warn_damaged(path)
-    figures = dora(list_deploys(path), datetime.now(UTC), window_days=args.days)
+    figures = dora(_deploys(args, path, dora=True), datetime.now(UTC), window_days=args.days)
     if getattr(args, "json", False):
         print(json.dumps({k: v.model_dump(mode="json") for k, v in figures.items()}, indent=2))
         return EXIT_OK
