@@ -285,7 +285,16 @@ class DeployDeckApp(App[None]):
 
     # --- key checks -------------------------------------------------------------
 
+    def on_key(self, event: events.Key) -> None:
+        # a key that reaches the app from the screen under a dialog was typed as the dialog opened
+        dialog = self.screen
+        if getattr(dialog, "dialog", False) and not getattr(event, "seen_by_dialog", False):
+            if dialog.take_stray(event):  # type: ignore[attr-defined]
+                event.prevent_default()
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if getattr(self.screen, "dialog", False) and action != "rollback":
+            return False  # a dialog's footer shows the dialog's keys (and rollback, never blocked)
         if action not in _LIVE_ACTIONS:
             return True
         if self.session is None:
