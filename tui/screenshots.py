@@ -107,6 +107,7 @@ async def demo_app(
     humans: bool = True,
     promote: bool = False,
     deploy_id: str | None = None,
+    notifications: bool = False,
 ) -> AsyncIterator[tuple[DeployDeckApp, Pilot[None]]]:
     """A dashboard on a fresh simulated session, running headless; closes everything after.
 
@@ -132,7 +133,7 @@ async def demo_app(
             start=False,
         )
         try:
-            async with app.run_test(size=size) as pilot:
+            async with app.run_test(size=size, notifications=notifications) as pilot:
                 if theme:
                     app.theme = theme
                 if freeze_at is not None:

@@ -53,13 +53,18 @@ def header_text(model: DeckModel, now: datetime, driver: str, *, read_only: bool
     if read_only:
         line2.append(" (read-only)", style="bold yellow")
     line2.append(f"   {now.strftime('%H:%M:%S')} UTC", style="dim")
-    return Text("\n").join([line1, line2])
+    both = Text("\n").join([line1, line2])
+    # each line is cut, never wrapped: a wrapped first line pushed the phase line out of the bar
+    both.no_wrap = True
+    both.overflow = "ellipsis"
+    return both
 
 
 class HeaderBar(Static):
     """Two lines; refreshed on every event and once a second for the countdown."""
 
-    DEFAULT_CSS = "HeaderBar { height: 2; }"
+    # each line is cut, never wrapped: a wrapped first line pushed the phase line out of the bar
+    DEFAULT_CSS = "HeaderBar { height: 2; text-wrap: nowrap; text-overflow: ellipsis; }"
 
     def __init__(
         self,
