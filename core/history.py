@@ -25,6 +25,8 @@ from core.events import (
     GateEvaluated,
     GateOverridden,
     GateSignedOff,
+    HealthChecked,
+    LeaseLost,
     LogLine,
     NotificationSent,
     Paused,
@@ -319,8 +321,12 @@ def describe_event(event: Event) -> str:
         case Finished():
             why = f": {event.reason}" if event.reason else ""
             return f"finished: {event.outcome} after {format_duration(event.duration_s)}{why}"
-        case _:  # HealthChecked
+        case LeaseLost():
+            return f"LEASE LOST at {event.weight} %, stopped acting: {event.reason}"
+        case HealthChecked():
             return f"health {event.url}: {'ok' if event.ok else 'FAIL'} {event.detail}".rstrip()
+        case _:  # an event type newer than this describer: its name, never a crash
+            return str(getattr(event, "type", type(event).__name__)).replace("_", " ")
 
 
 def timeline(

@@ -86,7 +86,7 @@ RUN_MINIMAL = (
 
 #: headless commands: exit code and a text the output must show
 HEADLESS: dict[str, tuple[int, str]] = {
-    f"{DD} demo --headless --scenario slow-canary": (3, "ROLLBACK (automatic) rule p99_latency"),
+    f"{DD} demo --headless --scenario slow-canary": (3, "ROLLBACK (automatic) p99 latency"),
     f"{DD} demo --headless --scenario bad-canary --json": (3, '"outcome":"rolled_back"'),
     f"{DD} check examples/minimal.yaml --sim": (0, "sim://checkout-staging/health/ready: HTTP 200"),
     RUN_MINIMAL: (0, '"outcome":"completed"'),

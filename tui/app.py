@@ -11,20 +11,19 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import events
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 
 from core.domain import GateGroup, GateStatus, Outcome, Phase
 from core.events import DecisionRequired, Event, Finished
 from tui.lifecycle import exit_on_hangup
+from tui.palette import DeckCommands
 from tui.screens.gate_detail import GateDetailScreen
 from tui.screens.help import HelpScreen
 from tui.screens.log import LogScreen
@@ -32,6 +31,7 @@ from tui.screens.main import MainScreen
 from tui.screens.modals import ConfirmModal, DecisionModal, ProceedModal, SignOffModal, SignOffResult
 from tui.screens.starting import StartingScreen
 from tui.screens.verification import VerificationScreen
+from tui.widgets import words
 from tui.widgets.dashboard import ALL_PANELS
 from tui.widgets.gates import GateChecklist
 from tui.widgets.header import HeaderBar
@@ -52,46 +52,17 @@ _PHASE_GROUP: dict[Phase, GateGroup] = {
     Phase.STAGING: GateGroup.STAGING,
     Phase.VERIFY: GateGroup.POST_DEPLOY,
 }
+_STEERING_KEYS = {
+    "r": "roll back",
+    "g": "re-check",
+    "a": "abort",
+    "p": "proceed",
+    "s": "sign off",
+    "space": "pause",
+}
 _LIVE_ACTIONS = frozenset(
     {"rollback", "proceed", "sign_off", "pause_resume", "abort", "decide", "refresh_gates"}
 )
-
-
-class DeckCommands(Provider):
-    """Command palette entries: every key's action, and 'switch scenario' in the demo."""
-
-    def _commands(self) -> list[tuple[str, Callable[[], Any], str]]:
-        app = self.app
-        assert isinstance(app, DeployDeckApp)
-        out: list[tuple[str, Callable[[], Any], str]] = [
-            ("Roll back now", app.action_rollback, "canary to 0 %, stable restored (r)"),
-            ("Proceed to the next step", app.action_proceed, "opens a confirmation (p)"),
-            ("Sign off the selected gate", app.action_sign_off, "manual gates (s)"),
-            ("Pause / resume", app.action_pause_resume, "(space)"),
-            ("Abort the deploy", app.action_abort, "asks for a reason (a)"),
-            ("Re-check the gates now", app.action_refresh_gates, "automated gates of this step (g)"),
-            ("Show the full event log", app.action_show_log, "(l)"),
-            ("Show deploy history", app.action_history, "(h)"),
-            ("Show post-deploy verification", app.action_verification, "(v)"),
-            ("Help", app.action_help, "keys and glyphs (?)"),
-        ]
-        if app.reopen is not None:
-            from core.sim.scenarios import SCENARIOS
-
-            for name, scenario in SCENARIOS.items():
-                out.append((f"Switch scenario: {name}", partial(app.switch_scenario, name), scenario.title))
-        return out
-
-    async def discover(self) -> Hits:
-        for title, callback, help_text in self._commands():
-            yield DiscoveryHit(title, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for title, callback, help_text in self._commands():
-            score = matcher.match(title)
-            if score > 0:
-                yield Hit(score, matcher.highlight(title), callback, help=help_text)
 
 
 class DeployDeckApp(App[None]):
@@ -224,7 +195,9 @@ class DeployDeckApp(App[None]):
         if isinstance(event, Finished):
             self.outcome = event.outcome
             severity = "information" if event.outcome == Outcome.COMPLETED else "error"
-            self.call_later(self.notify, f"deploy finished: {event.outcome.value}", severity=severity)
+            self.call_later(
+                self.notify, f"deploy finished: {words.outcome(event.outcome)}", severity=severity
+            )
 
     def _mark(self, changed: set[str]) -> None:
         self._dirty |= changed
@@ -291,6 +264,16 @@ class DeployDeckApp(App[None]):
         if getattr(dialog, "dialog", False) and not getattr(event, "seen_by_dialog", False):
             if dialog.take_stray(event):  # type: ignore[attr-defined]
                 event.prevent_default()
+            return
+        finished = self.model.finished
+        if finished is not None and event.key in _STEERING_KEYS and not getattr(dialog, "dialog", False):
+            # the steering keys are hidden once the deploy is over; a press still gets an answer
+            self.notify(
+                f"{_STEERING_KEYS[event.key]}: the deploy has finished ({words.outcome(finished.outcome)}); "
+                "h history, q quit",
+                severity="warning",
+            )
+            event.prevent_default()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if getattr(self.screen, "dialog", False) and action != "rollback":

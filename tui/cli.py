@@ -320,6 +320,8 @@ async def _launch_async(
         return 0 if outcome is None else EXIT_CODES[outcome]
     try:
         session = await make_session(scenario)
+        if args.command == "demo" and approvals:
+            session.rollout.approval_note = "signed by the headless demo: nobody is at the keyboard"
     except (PortError, PlanError) as exc:
         from core.session import DriverConflict
 

@@ -17,6 +17,7 @@ from textual.widgets import Footer, Static
 from core.domain import GateGroup, Phase
 from core.events import AnalysisSample
 from core.plan import SloSpec
+from tui.widgets import words
 from tui.widgets.chart import BrailleChart, Series
 from tui.widgets.glyphs import BASELINE_STYLE, CANARY_STYLE, GATE_GLYPH, GATE_LABEL, LIMIT_STYLE
 from tui.widgets.header import HeaderBar
@@ -92,7 +93,7 @@ def window_text(model: DeckModel, now: datetime) -> Text:
         text.append_text(bar(elapsed / window.duration_s if window.duration_s else 1.0, 24, "cyan"))
         text.append(f"  ◔ {countdown(window.duration_s - elapsed)} left", style="bold")
     elif model.verify_samples:
-        state = model.finished.outcome.value if model.finished else model.phase.value
+        state = words.outcome(model.finished.outcome) if model.finished else words.phase(model.phase)
         text.append(f"verification over · {state}", style="bold")
     else:
         text.append("verification starts once the canary holds 100 % of traffic", style="dim italic")

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from core.domain import Phase
+from tui.widgets import words
 from tui.widgets.glyphs import OUTCOME_STYLE, PHASE_STYLE
 from tui.widgets.model import DeckModel, countdown
 
@@ -35,7 +36,7 @@ def header_text(model: DeckModel, now: datetime, driver: str, *, read_only: bool
         line2.append(f" step {model.step + 1}/{len(model.steps)} · canary {model.weight} %", style="bold")
     if model.finished is not None:
         line2.append(
-            f"  outcome: {model.finished.outcome.value}", style=OUTCOME_STYLE[model.finished.outcome]
+            f"  outcome: {words.outcome(model.finished.outcome)}", style=OUTCOME_STYLE[model.finished.outcome]
         )
     elif model.rollback is not None:
         who = "automatic" if model.rollback.automatic else f"started by {model.rollback.actor}"
@@ -52,7 +53,9 @@ def header_text(model: DeckModel, now: datetime, driver: str, *, read_only: bool
     line2.append(f"   driver {driver}", style="")
     if read_only:
         line2.append(" (read-only)", style="bold yellow")
-    line2.append(f"   {now.strftime('%H:%M:%S')} UTC", style="dim")
+    # a simulated run's clock is scaled or virtual: never pass it off as the time of day
+    simulated = started is not None and started.scenario is not None
+    line2.append(f"   {now.strftime('%H:%M:%S')} {'simulated' if simulated else 'UTC'}", style="dim")
     both = Text("\n").join([line1, line2])
     # each line is cut, never wrapped: a wrapped first line pushed the phase line out of the bar
     both.no_wrap = True

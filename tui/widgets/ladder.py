@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from core.domain import Phase
+from tui.widgets import words
 from tui.widgets.model import DeckModel, countdown
 
 _PAST_CANARY = {Phase.VERIFY, Phase.COMPLETE}
@@ -20,6 +21,31 @@ def bar(fraction: float, width: int, style: str) -> Text:
     text = Text()
     text.append("━" * full, style=style)
     text.append("━" * (width - full), style="bright_black")
+    return text
+
+
+def split_text(model: DeckModel) -> Text:
+    """Who serves the traffic, by version. Once the canary held 100 % the new version is the
+    stable one: VERIFY and COMPLETE both say "1.5.0 100 % serving" (the engine's canary weight
+    goes back to 0 there, which read as if the deploy had been undone)."""
+    text = Text()
+    started = model.started
+    new = started.to_version if started else "new"
+    old = started.from_version if started else "old"
+    promoted = model.phase in _PAST_CANARY or (
+        model.finished is not None and model.rollback is None and model.finished.outcome.value == "completed"
+    )
+    if promoted:
+        text.append(f"{new} 100 % serving", style="bold")
+        text.append("  (promoted to stable)", style="dim")
+    elif model.rollback is not None and model.finished is not None:
+        text.append(f"{old} 100 % serving", style="bold")
+        text.append(f"  ({new} rolled back)", style="dim")
+    else:
+        text.append(f"canary {new} ", style="dim")
+        text.append(f"{model.weight:>3} %", style="bold")
+        text.append(f"  stable {old} ", style="dim")
+        text.append(f"{100 - model.weight:>3} %", style="bold")
     return text
 
 
@@ -39,10 +65,7 @@ def ladder_text(model: DeckModel, now: datetime) -> Text:
         else:
             text.append(f"○ {weight} %", style="dim")
     text.append("\n")
-    text.append("canary ", style="dim")
-    text.append(f"{model.weight:>3} %", style="bold")
-    text.append("  stable ", style="dim")
-    text.append(f"{100 - model.weight:>3} %", style="bold")
+    text.append_text(split_text(model))
     window = model.window
     if window is not None and model.finished is None:
         elapsed = window.duration_s - max(0.0, (window.ends_at - now).total_seconds())
@@ -52,7 +75,7 @@ def ladder_text(model: DeckModel, now: datetime) -> Text:
         text.append_text(bar(elapsed / window.duration_s if window.duration_s else 1.0, 20, "cyan"))
         text.append(f" {countdown(window.duration_s - elapsed)} left", style="bold")
     elif model.finished is not None:
-        text.append(f"   finished: {model.finished.outcome.value}", style="bold")
+        text.append(f"   {words.outcome(model.finished.outcome)}", style="bold")
     elif model.phase in {Phase.PREFLIGHT, Phase.MIGRATIONS, Phase.STAGING, Phase.PENDING}:
         text.append("   canary not started", style="dim")
     return text
