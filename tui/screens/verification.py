@@ -19,7 +19,14 @@ from core.events import AnalysisSample
 from core.plan import SloSpec
 from tui.widgets import words
 from tui.widgets.chart import BrailleChart, Series
-from tui.widgets.glyphs import BASELINE_STYLE, CANARY_STYLE, GATE_GLYPH, GATE_LABEL, LIMIT_STYLE
+from tui.widgets.glyphs import (
+    BASELINE_STYLE,
+    BASELINE_UNDER,
+    CANARY_STYLE,
+    GATE_GLYPH,
+    GATE_LABEL,
+    LIMIT_STYLE,
+)
 from tui.widgets.header import HeaderBar
 from tui.widgets.ladder import bar
 from tui.widgets.model import DeckModel, countdown
@@ -162,14 +169,26 @@ class VerificationScreen(Screen[None]):
         self.query_one("#verify-err", BrailleChart).set_series(
             [
                 Series("limit", err_limit, LIMIT_STYLE, dashed=True),
-                Series("baseline", [(t, s.baseline_error_rate) for t, s in pts], BASELINE_STYLE),
+                Series(
+                    "baseline",
+                    [(t, s.baseline_error_rate) for t, s in pts],
+                    BASELINE_STYLE,
+                    pattern="dotted",
+                    under=BASELINE_UNDER,
+                ),
                 Series("new version", [(t, s.canary_error_rate) for t, s in pts], CANARY_STYLE),
             ]
         )
         self.query_one("#verify-p99", BrailleChart).set_series(
             [
                 Series("limit", p99_limit, LIMIT_STYLE, dashed=True),
-                Series("baseline", [(t, s.baseline_p99_ms) for t, s in pts], BASELINE_STYLE),
+                Series(
+                    "baseline",
+                    [(t, s.baseline_p99_ms) for t, s in pts],
+                    BASELINE_STYLE,
+                    pattern="dotted",
+                    under=BASELINE_UNDER,
+                ),
                 Series("new version", [(t, s.canary_p99_ms) for t, s in pts], CANARY_STYLE),
             ]
         )

@@ -74,7 +74,7 @@ def ladder_text(model: DeckModel, now: datetime) -> Text:
         text.append(f"{countdown(elapsed)} / {countdown(window.duration_s)} ")
         text.append_text(bar(elapsed / window.duration_s if window.duration_s else 1.0, 20, "cyan"))
         text.append(f" {countdown(window.duration_s - elapsed)} left", style="bold")
-    elif model.finished is not None:
+    elif model.finished is not None and model.rollback is None:
         text.append(f"   {words.outcome(model.finished.outcome)}", style="bold")
     elif model.phase in {Phase.PREFLIGHT, Phase.MIGRATIONS, Phase.STAGING, Phase.PENDING}:
         text.append("   canary not started", style="dim")
