@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import statistics
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from core.adapters.journal import default_journal_path, read_journal
+from core.adapters.journal import read_journal
 from core.domain import Outcome, Phase
 from core.durations import format_duration
 from core.events import (
@@ -37,12 +35,6 @@ from core.events import (
     TrafficChanged,
     WindowStarted,
 )
-
-
-def simulated_journal_path() -> Path:
-    """Where simulated runs (demos, `--sim`) are journaled: beside the real log, never in it, so a
-    demo never counts as a deploy in `log` or DORA. Their incident records go beside it too."""
-    return default_journal_path().parent / "simulated" / "deployments.jsonl"
 
 
 class HistoryError(Exception):
@@ -204,62 +196,16 @@ class DoraFigures(BaseModel):
 def dora(
     deploys: Sequence[DeploySummary], now: datetime, *, window_days: float = 28.0
 ) -> dict[str, DoraFigures]:
-    since = now - timedelta(days=window_days)
-    by_service: dict[str, list[DeploySummary]] = defaultdict(list)
-    for deploy in deploys:
-        if deploy.outcome is not None and since <= deploy.started <= now:
-            by_service[deploy.service].append(deploy)
-    figures: dict[str, DoraFigures] = {}
-    for service in sorted(by_service):
-        items = by_service[service]
-        count = {o: sum(1 for d in items if d.outcome == o) for o in Outcome}
-        shipped = count[Outcome.COMPLETED] + count[Outcome.ROLLED_BACK]
-        restores = [d.restore_s for d in items if d.restore_s is not None]
-        leads = [d.duration_s for d in items if d.outcome == Outcome.COMPLETED and d.duration_s is not None]
-        figures[service] = DoraFigures(
-            service=service,
-            window_days=window_days,
-            deploys=len(items),
-            completed=count[Outcome.COMPLETED],
-            rolled_back=count[Outcome.ROLLED_BACK],
-            blocked=count[Outcome.BLOCKED],
-            aborted=count[Outcome.ABORTED] + count[Outcome.ERROR],
-            per_week=count[Outcome.COMPLETED] / (window_days / 7.0),
-            per_day=count[Outcome.COMPLETED] / window_days,
-            change_failure_rate=(count[Outcome.ROLLED_BACK] / shipped) if shipped else None,
-            mttr_s=statistics.fmean(restores) if restores else None,
-            lead_time_s=statistics.median(leads) if leads else None,
-        )
-    return figures
+    from core.history_index import dora_rows
+
+    rows = [d.model_dump(mode="json") | {"restore_s": d.restore_s} for d in deploys]
+    return {k: DoraFigures(**v) for k, v in dora_rows(rows, now, window_days=window_days).items()}
 
 
 def format_dora(figures: dict[str, DoraFigures]) -> str:
-    if not figures:
-        return "no finished deploys in the window"
-    header = ("service", "deploys", "ok", "rolled back", "per week", "per day", "CFR", "MTTR", "lead time")
-    rows = [header]
-    for f in figures.values():
-        rows.append(
-            (
-                f.service,
-                str(f.deploys),
-                str(f.completed),
-                str(f.rolled_back),
-                f"{f.per_week:.2f}",
-                f"{f.per_day:.2f}",
-                "-" if f.change_failure_rate is None else f"{f.change_failure_rate * 100:.1f} %",
-                "-" if f.mttr_s is None else format_duration(f.mttr_s),
-                "-" if f.lead_time_s is None else format_duration(f.lead_time_s),
-            )
-        )
-    return format_table(rows)
+    from core.history_index import format_dora_rows
 
-
-def format_table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return format_dora_rows({k: v.model_dump() for k, v in figures.items()})
 
 
 # --- timeline and audit export -------------------------------------------------------

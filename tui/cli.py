@@ -281,7 +281,7 @@ def _journal_for(args: argparse.Namespace, plan: Any) -> Path | None:
     """--journal, else (simulated world) the simulated runs' own log, else the plan's or the default."""
     if args.journal is not None or not plan.is_sim:
         return args.journal
-    from core.history import simulated_journal_path
+    from core.history_index import simulated_journal_path
 
     return simulated_journal_path()
 

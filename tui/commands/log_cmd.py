@@ -2,6 +2,9 @@
 
 Exit codes: 0 ok; 1 the journal failed verification; 2 bad input (no such deploy,
 unreadable journal, bad arguments).
+
+`log`, `log dora` and `log show` read the history index beside the journal
+(core/history_index.py) and load the event models only for the one deploy they show.
 """
 
 from __future__ import annotations
@@ -11,22 +14,17 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from core.adapters.journal import default_journal_path, read_journal, verify_journal
-from core.durations import format_duration
-from core.history import (
-    DeploySummary,
-    HistoryError,
-    dora,
-    export_deploy,
-    format_dora,
+from core.history_index import (
+    HistoryIndex,
+    default_journal_path,
+    dora_rows,
+    duration_text,
+    format_dora_rows,
     format_table,
-    group_by_deploy,
-    list_deploys,
-    load_deploy,
+    open_index,
     simulated_journal_path,
-    summarize,
-    timeline,
 )
 
 EXIT_OK = 0
@@ -88,13 +86,13 @@ def _sim(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "sim", False))
 
 
-def _deploys(args: argparse.Namespace, path: Path, *, dora: bool = False) -> list[DeploySummary]:
+def _rows(args: argparse.Namespace, index: HistoryIndex, *, dora: bool = False) -> list[dict[str, Any]]:
     """Real deploys, or with --sim the simulated runs: a demo never shows up as a deploy in the
     default log (nor ever in DORA), even in a log written before simulated runs were journaled
     apart. A log named with --journal is listed whole, simulated runs marked."""
     if getattr(args, "journal", None) and not dora and not _sim(args):
-        return list_deploys(path)
-    return list_deploys(path, simulated=_sim(args))
+        return index.rows()
+    return index.rows(simulated=_sim(args))
 
 
 def _sim_hint(args: argparse.Namespace) -> str:
@@ -107,32 +105,33 @@ def _err(text: str) -> None:
     print(f"deploydeck log: {text}", file=sys.stderr)
 
 
-def _warn_damaged(path: Path) -> None:
-    problems = read_journal(path).problems
-    for line, problem in problems[:10]:
+def _warn_damaged(index: HistoryIndex) -> None:
+    path = index.journal
+    for line, problem in index.problems[:10]:
         _err(f"{path}: line {line}: {problem} (skipped)")
-    if len(problems) > 10:
-        _err(f"{path}: {len(problems) - 10} more damaged lines skipped")
+    if index.problem_count > 10:
+        _err(f"{path}: {index.problem_count - 10} more damaged lines skipped")
 
 
-def _row(s: DeploySummary) -> tuple[str, ...]:
-    signers = ", ".join(f"{o.actor}:{o.gate}" for o in s.sign_offs) or "-"
-    return (
-        s.short_id,
-        s.started.strftime("%Y-%m-%d %H:%M"),
-        s.service,
-        f"{s.from_version} → {s.to_version}",
-        str(s.outcome) if s.outcome else "unfinished",
-        _duration(s),
-        signers,
-    )
-
-
-def _duration(s: DeploySummary) -> str:
-    if s.duration_s is None:
+def _duration(row: dict[str, Any]) -> str:
+    if row.get("duration_s") is None:
         return "-"
     # a simulated run's clock is scaled or virtual: its duration is not a deploy's lead time
-    return format_duration(s.duration_s) + (" (simulated)" if s.simulated else "")
+    return duration_text(row["duration_s"]) + (" (simulated)" if row.get("scenario") is not None else "")
+
+
+def _row(r: dict[str, Any]) -> tuple[str, ...]:
+    signers = ", ".join(f"{o['actor']}:{o['gate']}" for o in r.get("sign_offs") or []) or "-"
+    started = r["started"]  # ISO 8601 in UTC, as the summary stores it
+    return (
+        r["deploy_id"][:12],
+        f"{started[:10]} {started[11:16]}",
+        r["service"],
+        f"{r['from_version']} → {r['to_version']}",
+        r["outcome"] or "unfinished",
+        _duration(r),
+        signers,
+    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -142,65 +141,86 @@ def cmd_list(args: argparse.Namespace) -> int:
             return EXIT_OK
         print(f"no deploys recorded yet ({path} does not exist){_sim_hint(args)}")
         return EXIT_OK
-    _warn_damaged(path)
-    deploys = _deploys(args, path)
+    index = open_index(path)
+    _warn_damaged(index)
+    rows = _rows(args, index)
     if args.json:
-        for d in deploys:
-            print(json.dumps(d.model_dump(mode="json") | {"restore_s": d.restore_s}, ensure_ascii=False))
+        out = sys.stdout
+        for r in rows:
+            out.write(json.dumps(r, ensure_ascii=False) + "\n")
         return EXIT_OK
-    hidden = 0 if _sim(args) or getattr(args, "journal", None) else len(list_deploys(path, simulated=True))
+    hidden = 0 if _sim(args) or getattr(args, "journal", None) else len(index.rows(simulated=True))
     if hidden:
         print(f"({hidden} simulated runs in this log are not listed: --sim lists them)")
-    if not deploys:
+    if not rows:
         print(f"no deploys recorded yet in {path}{_sim_hint(args)}")
         return EXIT_OK
     header = ("id", "started (UTC)", "service", "versions", "outcome", "duration", "sign-offs")
-    print(format_table([header, *(_row(d) for d in deploys)]))
+    print(format_table([header, *(_row(r) for r in rows)]))
     return EXIT_OK
 
 
-def _load(args: argparse.Namespace) -> tuple[Path, list] | None:  # type: ignore[type-arg]
+def _load(args: argparse.Namespace) -> tuple[HistoryIndex, list[Any]] | None:
+    """The index and the events of the deploy asked for (default: the latest); None after saying why."""
+    from core.adapters.journal import parse_event
+
     path = _journal(args)
+    if not path.exists():
+        wanted = getattr(args, "deploy_id", None)
+        _err(f"{path}: no such journal" if wanted else f"no deploys recorded yet in {path}")
+        return None
     wanted = getattr(args, "deploy_id", None)
+    # with an id, only where its lines are: the summaries stay on disk
+    index = open_index(path, rows=wanted is None)
     if wanted is None:
-        deploys = _deploys(args, path)
-        if not deploys:
+        rows = _rows(args, index)
+        if not rows:
             _err(f"no deploys recorded yet in {path}")
             return None
-        wanted = deploys[-1].deploy_id  # oldest first: the latest is last
+        wanted = rows[-1]["deploy_id"]  # oldest first: the latest is last
     try:
-        events = load_deploy(path, wanted)
-    except HistoryError as exc:
+        deploy_id = index.resolve(wanted)
+    except LookupError as exc:
         _err(str(exc))
         return None
-    return path, events
+    if deploy_id is None:
+        _err(f"no deploy with id '{wanted}' in the journal")
+        return None
+    events = []
+    for raw in index.deploy_lines(deploy_id):
+        try:
+            events.append(parse_event(json.loads(raw)))
+        except ValueError:
+            continue  # damaged: reported by _warn_damaged and log verify
+    return index, events
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from core.history import summarize, timeline
+
     loaded = _load(args)
     if loaded is None:
         return EXIT_BAD_INPUT
-    path, events = loaded
-    _warn_damaged(path)
+    index, events = loaded
+    _warn_damaged(index)
+    summary = summarize(events)
+    simulated = summary is not None and summary.simulated
     first = events[0].ts
-    for when, phase, text in timeline(events, include_samples=args.all, simulated=_simulated(events)):
-        offset = format_duration((when - first).total_seconds())
+    for when, phase, text in timeline(events, include_samples=args.all, simulated=simulated):
+        offset = duration_text((when - first).total_seconds())
         print(f"{when:%Y-%m-%d %H:%M:%S}  +{offset:>7}  {phase:<12}  {text}")
     return EXIT_OK
 
 
-def _simulated(events: list) -> bool:  # type: ignore[type-arg]
-    summary = summarize(events)
-    return summary is not None and summary.simulated
-
-
 def cmd_export(args: argparse.Namespace) -> int:
+    from core.adapters.journal import verify_journal
+    from core.history import HistoryError, export_deploy
+
     loaded = _load(args)
     if loaded is None:
         return EXIT_BAD_INPUT
-    path, events = loaded
-    check = verify_journal(path)
-    integrity = check.message()
+    index, events = loaded
+    integrity = verify_journal(index.journal).message()
     try:
         text = export_deploy(events, args.fmt, integrity=integrity)
     except HistoryError as exc:
@@ -220,6 +240,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from core.adapters.journal import read_journal, verify_journal
+    from core.history import group_by_deploy
+
     path = _journal(args)
     if not path.exists():
         _err(f"{path}: no such journal")
@@ -244,11 +267,12 @@ def cmd_dora(args: argparse.Namespace) -> int:
     if args.days <= 0:
         _err("--days must be positive")
         return EXIT_BAD_INPUT
-    _warn_damaged(path)
-    figures = dora(_deploys(args, path, dora=True), datetime.now(UTC), window_days=args.days)
+    index = open_index(path)
+    _warn_damaged(index)
+    figures = dora_rows(_rows(args, index, dora=True), datetime.now(UTC), window_days=args.days)
     if getattr(args, "json", False):
-        print(json.dumps({k: v.model_dump(mode="json") for k, v in figures.items()}, indent=2))
+        print(json.dumps(figures, indent=2))
         return EXIT_OK
     print(f"DORA figures, last {args.days:g} days ({path})")
-    print(format_dora(figures))
+    print(format_dora_rows(figures))
     return EXIT_OK

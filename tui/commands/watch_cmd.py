@@ -71,7 +71,8 @@ def run_watch(args: argparse.Namespace) -> int:
 async def _watch(args: argparse.Namespace, plan: object, duration: float) -> int:
     from core.adapters.journal import default_journal_path, read_journal
     from core.clock import ScaledClock, SystemClock, VirtualClock
-    from core.history import group_by_deploy, simulated_journal_path
+    from core.history import group_by_deploy
+    from core.history_index import simulated_journal_path
     from core.session import open_session
     from core.watch import Watch, last_completed, reference_baseline
 
