@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from core.domain import Outcome
 from tests.test_cli import ROOT, deploydeck
 from tests.test_tui_small import screen_lines
@@ -104,3 +106,26 @@ def test_readme_documents_what_a_user_meets() -> None:
             assert target.is_relative_to(ROOT) and target.exists(), link
     assert "`subtle-latency`" in readme
     assert re.search(r"`watch` adds 6: a trigger fired or a new alert", readme), "watch's exit 6"
+
+
+async def test_the_verification_view_has_one_error_rate_limit(tmp_path: Path) -> None:
+    from tui.screens.verification import VerificationScreen
+    from tui.screenshots import verifying
+    from tui.widgets.chart import BrailleChart
+
+    until = verifying(3)
+    async with demo_app("healthy", journal=tmp_path / "j.jsonl", freeze_at=until) as (app, pilot):
+        await drive(app, pilot, until)
+        await pilot.press("v")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, VerificationScreen)
+        screen.refresh_panels(frozenset({"verify"}))
+        await pilot.pause()
+        sample = app.model.verify_samples[-1]
+        expected = min(sample.baseline_error_rate + 0.25, 1.0)  # the plan: +0.25 pp, SLO 1 %
+        table = "\n".join(screen_lines(app))
+        assert f"{expected:.2f} % (baseline +0.25 pp)" in table or f"{expected:.2f} % (SLO)" in table, table
+        chart = screen.query_one("#verify-err", BrailleChart)
+        limit = next(s for s in chart._series if s.name == "limit")
+        assert limit.points[-1][1] == pytest.approx(expected)

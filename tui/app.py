@@ -475,7 +475,13 @@ class DeployDeckApp(App[None]):
     def action_verification(self) -> None:
         if not isinstance(self.screen, VerificationScreen):
             self.push_screen(
-                VerificationScreen(self.model, self._header(), self.now, self.session.plan.verification.slo)
+                VerificationScreen(
+                    self.model,
+                    self._header(),
+                    self.now,
+                    self.session.plan.verification.slo,
+                    self.session.plan.verification.max_error_delta_pp,
+                )
             )
 
     def action_history(self) -> None:
