@@ -194,3 +194,17 @@ def test_from_init_to_a_completed_run_in_at_most_five_commands(tmp_path: Path) -
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr
     last = json.loads(run.stdout.splitlines()[-1])
     assert (last["type"], last["outcome"]) == ("finished", "completed")
+
+
+def test_check_says_what_would_satisfy_each_unmet_gate(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    text = (ROOT / "examples" / "minimal.yaml").read_text()
+    plan.write_text(text.replace("objective: 99.0", "objective: 99.99"))
+    result = deploydeck("check", str(plan), "--sim", tmp_path=tmp_path)
+    assert result.returncode == 4
+    hints = result.stdout.split("To satisfy:\n", 1)[1].splitlines()
+    assert (
+        "  rollback-plan: run with --approve rollback-plan --as NAME (or press s in the dashboard)" in hints
+    )
+    assert any(h.startswith("  error-budget: gates.error_budget.objective") for h in hints)
+    assert not any("verify-" in h for h in hints)  # checked later, not unmet now

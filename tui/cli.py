@@ -451,6 +451,10 @@ async def _check(plan: Any, path: Path) -> int:
             f"({change.class_}{', security-sensitive' if change.security_sensitive else ''})"
         )
         print(format_checklist(results))
+        from tui.check_hints import what_would_satisfy
+
+        for line in what_would_satisfy(results):
+            print(line)
         blocking = [r for r in results if r.status.value in {"fail", "error"}]
         return 4 if blocking else 0
     finally:
