@@ -151,7 +151,9 @@ async def demo_app(
 
 
 #: screenshots and snapshots show the journal path and the deploy id: keep both fixed
-SHOT_JOURNAL = Path(tempfile.gettempdir()) / "deploydeck-shots" / "deployments.jsonl"
+# a fixed path (snapshots show it), guarded by a lock; renamed from deploydeck-shots, which runs of
+# the code before the lock still rmtree under each other
+SHOT_JOURNAL = Path(tempfile.gettempdir()) / "deploydeck-snapshots" / "deployments.jsonl"
 SHOT_DEPLOY_ID = "d3c0de5a1e01"
 
 
