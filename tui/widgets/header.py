@@ -88,4 +88,5 @@ class HeaderBar(Static):
         self.update_from_model()
 
     def update_from_model(self) -> None:
-        self.update(header_text(self.model, self.now(), self.driver, read_only=self.read_only))
+        # two lines, always: no layout pass for the once-a-second clock (the idle dashboard's cost)
+        self.update(header_text(self.model, self.now(), self.driver, read_only=self.read_only), layout=False)

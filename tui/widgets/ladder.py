@@ -82,15 +82,21 @@ def ladder_text(model: DeckModel, now: datetime) -> Text:
 
 
 class StepLadder(Static):
-    DEFAULT_CSS = "StepLadder { height: auto; }"
+    # cut, never wrapped: its height is its line count, so the per-second update needs no layout
+    DEFAULT_CSS = "StepLadder { height: auto; text-wrap: nowrap; text-overflow: ellipsis; }"
 
     def __init__(self, model: DeckModel, now: Callable[[], datetime], id: str | None = None) -> None:
         super().__init__(id=id)
         self.model = model
         self.now = now
+        self._lines = -1
 
     def on_mount(self) -> None:
         self.update_from_model()
 
     def update_from_model(self) -> None:
-        self.update(ladder_text(self.model, self.now()))
+        text = ladder_text(self.model, self.now())
+        lines = text.plain.count("\n")
+        # a layout pass only when the height changes (the window line comes or goes), not per second
+        self.update(text, layout=lines != self._lines)
+        self._lines = lines
