@@ -58,6 +58,8 @@ async def test_80x24_shows_the_phase_line_and_the_steering_keys(
         assert lines[1].lstrip().startswith(phase_word), lines[:3]
         if app.model.window is not None:  # type: ignore[attr-defined]
             assert " left" in lines[1], lines[1]
+            if phase_word == "CANARY":  # and in the ladder, the bar giving way to the time left
+                assert any(" left" in line and "canary 25 %:" in line for line in lines[2:]), lines
         keys = footer_keys(app)
         assert all(k in keys for k in STEERING), keys
         visible = "\n".join(lines[-1:])

@@ -49,7 +49,7 @@ def split_text(model: DeckModel) -> Text:
     return text
 
 
-def ladder_text(model: DeckModel, now: datetime) -> Text:
+def ladder_text(model: DeckModel, now: datetime, width: int = 64) -> Text:
     text = Text(no_wrap=True, overflow="ellipsis")
     steps = model.steps or [5, 25, 50, 100]
     current = model.step if model.phase in {Phase.CANARY, Phase.PAUSED} or model.rollback else None
@@ -70,9 +70,15 @@ def ladder_text(model: DeckModel, now: datetime) -> Text:
     if window is not None and model.finished is None:
         elapsed = window.duration_s - max(0.0, (window.ends_at - now).total_seconds())
         elapsed = min(max(elapsed, 0.0), window.duration_s)
-        text.append(f"\n{window.name}: ", style="dim")
-        text.append(f"{countdown(elapsed)} / {countdown(window.duration_s)} ")
-        text.append_text(bar(elapsed / window.duration_s if window.duration_s else 1.0, 20, "cyan"))
+        head = f"{window.name}: "
+        times = f"{countdown(elapsed)} / {countdown(window.duration_s)} "
+        tail = f" {countdown(window.duration_s - elapsed)} left"
+        # the bar gives way first: on a narrow panel the time left stays on screen
+        room = min(20, width - len(head) - len(times) - len(tail))
+        text.append(f"\n{head}", style="dim")
+        text.append(times)
+        if room >= 4:
+            text.append_text(bar(elapsed / window.duration_s if window.duration_s else 1.0, room, "cyan"))
         text.append(f" {countdown(window.duration_s - elapsed)} left", style="bold")
     elif model.finished is not None and model.rollback is None:
         text.append(f"   {words.outcome(model.finished.outcome)}", style="bold")
@@ -94,8 +100,12 @@ class StepLadder(Static):
     def on_mount(self) -> None:
         self.update_from_model()
 
+    def on_resize(self) -> None:
+        self._lines = -1
+        self.update_from_model()
+
     def update_from_model(self) -> None:
-        text = ladder_text(self.model, self.now())
+        text = ladder_text(self.model, self.now(), self.content_region.width or 64)
         lines = text.plain.count("\n")
         # a layout pass only when the height changes (the window line comes or goes), not per second
         self.update(text, layout=lines != self._lines)
