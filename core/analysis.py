@@ -192,7 +192,8 @@ def judge(
                 fired=fired,
                 consecutive=state.health_streak,
                 needed=t.health_failures,
-                text=f"{state.health_streak} consecutive failed health check(s) of {t.health_failures} allowed",
+                # "of 2 allowed" read as still within the limit when 2 had already fired it
+                text=f"health: {state.health_streak} consecutive failed checks, rolls back at {t.health_failures}",
             )
         )
 

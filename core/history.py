@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import statistics
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +23,7 @@ from core.events import (
     GateEvaluated,
     GateOverridden,
     GateSignedOff,
+    HealthChecked,
     LeaseLost,
     LogLine,
     NotificationSent,
@@ -70,6 +69,11 @@ class DeploySummary(BaseModel):
     max_weight: int = 0  # highest effective canary weight reached
     scenario: str | None = None
     events: int = 0
+
+    @property
+    def simulated(self) -> bool:
+        """A run on the simulated world (its DeployStarted names a scenario): not a real deploy."""
+        return self.scenario is not None
 
     @property
     def short_id(self) -> str:
@@ -137,10 +141,15 @@ def _read(source: str | Path | JournalRead) -> JournalRead:
     return source if isinstance(source, JournalRead) else read_journal(source)
 
 
-def list_deploys(path: str | Path | JournalRead) -> list[DeploySummary]:
-    """Every deploy in the journal, oldest first. Damaged lines are skipped (see read_journal)."""
+def list_deploys(path: str | Path | JournalRead, *, simulated: bool | None = None) -> list[DeploySummary]:
+    """Every deploy in the journal, oldest first. Damaged lines are skipped (see read_journal).
+
+    simulated: False only real deploys, True only simulated runs, None both.
+    """
     read = _read(path)
     out = [s for s in (summarize(evs) for evs in group_by_deploy(read.events).values()) if s]
+    if simulated is not None:
+        out = [s for s in out if s.simulated == simulated]
     return sorted(out, key=lambda s: s.started)
 
 
@@ -201,62 +210,16 @@ class DoraFigures(BaseModel):
 def dora(
     deploys: Sequence[DeploySummary], now: datetime, *, window_days: float = 28.0
 ) -> dict[str, DoraFigures]:
-    since = now - timedelta(days=window_days)
-    by_service: dict[str, list[DeploySummary]] = defaultdict(list)
-    for deploy in deploys:
-        if deploy.outcome is not None and since <= deploy.started <= now:
-            by_service[deploy.service].append(deploy)
-    figures: dict[str, DoraFigures] = {}
-    for service in sorted(by_service):
-        items = by_service[service]
-        count = {o: sum(1 for d in items if d.outcome == o) for o in Outcome}
-        shipped = count[Outcome.COMPLETED] + count[Outcome.ROLLED_BACK]
-        restores = [d.restore_s for d in items if d.restore_s is not None]
-        leads = [d.duration_s for d in items if d.outcome == Outcome.COMPLETED and d.duration_s is not None]
-        figures[service] = DoraFigures(
-            service=service,
-            window_days=window_days,
-            deploys=len(items),
-            completed=count[Outcome.COMPLETED],
-            rolled_back=count[Outcome.ROLLED_BACK],
-            blocked=count[Outcome.BLOCKED],
-            aborted=count[Outcome.ABORTED] + count[Outcome.ERROR],
-            per_week=count[Outcome.COMPLETED] / (window_days / 7.0),
-            per_day=count[Outcome.COMPLETED] / window_days,
-            change_failure_rate=(count[Outcome.ROLLED_BACK] / shipped) if shipped else None,
-            mttr_s=statistics.fmean(restores) if restores else None,
-            lead_time_s=statistics.median(leads) if leads else None,
-        )
-    return figures
+    from core.history_index import dora_rows
+
+    rows = [d.model_dump(mode="json") | {"restore_s": d.restore_s} for d in deploys]
+    return {k: DoraFigures(**v) for k, v in dora_rows(rows, now, window_days=window_days).items()}
 
 
 def format_dora(figures: dict[str, DoraFigures]) -> str:
-    if not figures:
-        return "no finished deploys in the window"
-    header = ("service", "deploys", "ok", "rolled back", "per week", "per day", "CFR", "MTTR", "lead time")
-    rows = [header]
-    for f in figures.values():
-        rows.append(
-            (
-                f.service,
-                str(f.deploys),
-                str(f.completed),
-                str(f.rolled_back),
-                f"{f.per_week:.2f}",
-                f"{f.per_day:.2f}",
-                "-" if f.change_failure_rate is None else f"{f.change_failure_rate * 100:.1f} %",
-                "-" if f.mttr_s is None else format_duration(f.mttr_s),
-                "-" if f.lead_time_s is None else format_duration(f.lead_time_s),
-            )
-        )
-    return format_table(rows)
+    from core.history_index import format_dora_rows
 
-
-def format_table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return format_dora_rows({k: v.model_dump() for k, v in figures.items()})
 
 
 # --- timeline and audit export -------------------------------------------------------
@@ -329,19 +292,33 @@ def describe_event(event: Event) -> str:
             return f"run interrupted by {event.signal}: {event.reason} (left at {event.weight} %, resumable)"
         case LeaseLost():
             return f"lease lost: {event.reason} (stopped acting at {event.weight} %)"
-        case _:  # HealthChecked
+        case HealthChecked():
             return f"health {event.url}: {'ok' if event.ok else 'FAIL'} {event.detail}".rstrip()
+        case _:  # an event type newer than this describer: its name, never a crash
+            return str(getattr(event, "type", type(event).__name__)).replace("_", " ")
 
 
-def timeline(events: Sequence[Event], *, include_samples: bool = True) -> list[tuple[datetime, str, str]]:
-    """(time, phase, text) rows; healthy analysis samples can be left out for brevity."""
+def timeline(
+    events: Sequence[Event], *, include_samples: bool = True, simulated: bool = False
+) -> list[tuple[datetime, str, str]]:
+    """(time, phase, text) rows; healthy analysis samples can be left out for brevity.
+
+    simulated: the run's clock was the simulated world's (scaled or virtual): its duration says so.
+    """
     rows = []
     for event in events:
         if not include_samples and isinstance(event, AnalysisSample) and event.verdict == "healthy":
             continue
         if isinstance(event, LogLine) and event.level == "debug":
             continue
-        rows.append((event.ts, str(event.phase), describe_event(event)))
+        text = describe_event(event)
+        if simulated and isinstance(event, Finished):
+            text = text.replace(
+                f"after {format_duration(event.duration_s)}",
+                f"after {format_duration(event.duration_s)} (simulated time)",
+                1,
+            )
+        rows.append((event.ts, str(event.phase), text))
     return rows
 
 

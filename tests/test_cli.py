@@ -59,7 +59,7 @@ def test_headless_readable_log_has_countdowns(tmp_path: Path) -> None:
     result = deploydeck("demo", "--headless", "--scenario", "slow-canary", tmp_path=tmp_path)
     assert result.returncode == 3
     assert "left]" in result.stdout and "⏱ canary 5 %: 5m window" in result.stdout
-    assert "ROLLBACK (automatic) rule p99_latency" in result.stdout
+    assert "ROLLBACK (automatic) p99 latency" in result.stdout
 
 
 def test_malformed_plan_exits_2_naming_file_line_field(tmp_path: Path) -> None:

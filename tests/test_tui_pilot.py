@@ -145,7 +145,7 @@ async def test_bad_canary_rolls_back_by_itself_and_explains_why(tmp_path: Path) 
         assert why.has_class("-shown") and why.display
         text = str(why.render())
         assert "WHY IT ROLLED BACK" in text and "automatic rollback at 25 %" in text
-        assert "rule error_rate" in text and "FIRED" in text
+        assert "error rate above baseline" in text and "FIRED" in text and "error_rate" not in text
         assert app.model.rollback is not None and app.model.rollback.rule == "error_rate"
         # nothing left to steer: the live commands are hidden, not greyed
         assert app.check_action("rollback", ()) is False and app.check_action("proceed", ()) is False

@@ -23,6 +23,7 @@ from textual.screen import ModalScreen
 from core.domain import GateGroup, GateStatus, Outcome, Phase
 from core.events import DecisionRequired, Event, Finished
 from core.redact import redact
+from tui.lifecycle import exit_on_hangup
 from tui.palette import DeckCommands
 from tui.screens.gate_detail import GateDetailScreen
 from tui.screens.help import HelpScreen
@@ -32,6 +33,7 @@ from tui.screens.modals import ConfirmModal, DecisionModal, ProceedModal, SignOf
 from tui.screens.starting import StartingScreen
 from tui.screens.verification import VerificationScreen
 from tui.steering import LIVE_ACTIONS, STEERING, steering
+from tui.widgets import words
 from tui.widgets.dashboard import ALL_PANELS
 from tui.widgets.gates import GateChecklist
 from tui.widgets.header import HeaderBar
@@ -51,6 +53,14 @@ _PHASE_GROUP: dict[Phase, GateGroup] = {
     Phase.MIGRATIONS: GateGroup.MIGRATIONS,
     Phase.STAGING: GateGroup.STAGING,
     Phase.VERIFY: GateGroup.POST_DEPLOY,
+}
+_STEERING_KEYS = {
+    "r": "roll back",
+    "g": "re-check",
+    "a": "abort",
+    "p": "proceed",
+    "s": "sign off",
+    "space": "pause",
 }
 
 
@@ -186,7 +196,9 @@ class DeployDeckApp(App[None]):
         if isinstance(event, Finished):
             self.outcome = event.outcome
             severity = "information" if event.outcome == Outcome.COMPLETED else "error"
-            self.call_later(self.notify, f"deploy finished: {event.outcome.value}", severity=severity)
+            self.call_later(
+                self.notify, f"deploy finished: {words.outcome(event.outcome)}", severity=severity
+            )
 
     def _mark(self, changed: set[str]) -> None:
         self._dirty |= changed
@@ -261,7 +273,26 @@ class DeployDeckApp(App[None]):
         # rolling back is the safe direction: an observer may keep that key when asked to
         return not (action == "rollback" and self.allow_rollback)
 
+    def on_key(self, event: events.Key) -> None:
+        # a key that reaches the app from the screen under a dialog was typed as the dialog opened
+        dialog = self.screen
+        if getattr(dialog, "dialog", False) and not getattr(event, "seen_by_dialog", False):
+            if dialog.take_stray(event):  # type: ignore[attr-defined]
+                event.prevent_default()
+            return
+        finished = self.model.finished
+        if finished is not None and event.key in _STEERING_KEYS and not getattr(dialog, "dialog", False):
+            # the steering keys are hidden once the deploy is over; a press still gets an answer
+            self.notify(
+                f"{_STEERING_KEYS[event.key]}: the deploy has finished ({words.outcome(finished.outcome)}); "
+                "h history, q quit",
+                severity="warning",
+            )
+            event.prevent_default()
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if getattr(self.screen, "dialog", False) and action != "rollback":
+            return False  # a dialog's footer shows the dialog's keys (and rollback, never blocked)
         if action not in LIVE_ACTIONS:
             return True
         if self.read_only_refuses(action):
@@ -506,7 +537,13 @@ class DeployDeckApp(App[None]):
     def action_verification(self) -> None:
         if not isinstance(self.screen, VerificationScreen):
             self.push_screen(
-                VerificationScreen(self.model, self._header(), self.now, self.session.plan.verification.slo)
+                VerificationScreen(
+                    self.model,
+                    self._header(),
+                    self.now,
+                    self.session.plan.verification.slo,
+                    self.session.plan.verification.max_error_delta_pp,
+                )
             )
 
     def action_history(self) -> None:
@@ -619,5 +656,6 @@ async def run_dashboard(
         opener=opener,
         starting=starting,
     )
-    await app.run_async()
+    with exit_on_hangup(app):
+        await app.run_async()
     return app.outcome

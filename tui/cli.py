@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -124,11 +125,75 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_sim_serve)
 
+    _init_parser(sub)
     log_cmd.register(sub)
     watch_cmd.register(sub)
     status_cmd.register(sub)
     agent_cmd.register(sub)
     return parser
+
+
+def _init_parser(sub: Any) -> None:
+    init = sub.add_parser(
+        "init",
+        help="write a commented plan for an existing service",
+        description="Read DEPLOYMENT (with its Services, Ingresses, HTTPRoutes, HPA and probes) from the "
+        "cluster and write a plan marking each guess; without DEPLOYMENT, write the template.",
+    )
+    init.add_argument("deployment", nargs="?", default=None, metavar="DEPLOYMENT")
+    init.add_argument("--namespace", "-n", default="default")
+    init.add_argument("--context", default=None, help="kube context (default: the current one)")
+    init.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG, then ~/.kube/config")
+    init.add_argument("--image", default=None, help="the image to ship (its tag becomes version.to)")
+    init.add_argument("--service", default=None, help="the service's name in the plan (default: DEPLOYMENT)")
+    init.add_argument("-o", "--output", type=Path, default=Path("deploydeck.yaml"))
+    init.add_argument("--force", action="store_true", help="overwrite OUTPUT")
+    init.set_defaults(func=cmd_init)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from core.plan_init import render_plan
+
+    if args.output.exists() and not args.force:
+        print(f"deploydeck init: {args.output} exists; --force overwrites it", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    deployment = args.deployment or "my-service"
+    found = None
+    if args.deployment is not None:
+        from core.ports import ClusterError
+
+        try:
+            found = asyncio.run(_discover(args))
+        except ClusterError as exc:
+            print(f"deploydeck init: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    text = render_plan(
+        found,
+        service=args.service or deployment,
+        namespace=args.namespace,
+        deployment=deployment,
+        context=args.context,
+        image=args.image,
+    )
+    args.output.write_text(text, encoding="utf-8")
+    guesses = text.count("# guess:")
+    todos = text.count("# TODO:")
+    print(f"wrote {args.output}: {guesses} guesses, {todos} TODOs to fill in")
+    print(f"next: deploydeck check {args.output} --sim")
+    return 0
+
+
+async def _discover(args: argparse.Namespace) -> Any:
+    from core.adapters.kubernetes.api import KubeApi
+    from core.adapters.kubernetes.cluster import _load_config
+    from core.clock import SystemClock
+    from core.plan_init import discover
+
+    api = KubeApi(await _load_config(args.kubeconfig, args.context), SystemClock())
+    try:
+        return await discover(api, args.namespace, args.deployment)
+    finally:
+        await api.close()
 
 
 def _speed(text: str) -> float:
@@ -220,8 +285,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     if plan is None:
         return EXIT_BAD_INPUT
     return _launch(
-        args, plan, plan_path=str(args.plan), approvals=args.approve, backend="kube", scenario=args.scenario
+        args,
+        plan,
+        plan_path=str(args.plan),
+        approvals=args.approve,
+        backend="kube",
+        scenario=_sim_scenario(args, plan),
     )
+
+
+def _sim_scenario(args: argparse.Namespace, plan: Any) -> str | None:
+    """The scenario a simulated run records: it is also the mark that keeps it out of real history."""
+    if not plan.is_sim:
+        return args.scenario
+    return args.scenario or plan.scenario or "healthy"
+
+
+def _journal_for(args: argparse.Namespace, plan: Any) -> Path | None:
+    """--journal, else (simulated world) the simulated runs' own log, else the plan's or the default."""
+    if args.journal is not None or not plan.is_sim:
+        return args.journal
+    from core.history_index import simulated_journal_path
+
+    return simulated_journal_path()
 
 
 def _plan_for(args: argparse.Namespace) -> Any:
@@ -295,7 +381,7 @@ async def _launch_async(
             actor=actor,
             clock=_clock(args),
             scenario=scn,
-            journal_path=args.journal,
+            journal_path=_journal_for(args, the_plan),
             use_prometheus=use_prometheus,
             plan_path=plan_path,
             interactive=not args.headless,
@@ -323,6 +409,8 @@ async def _launch_async(
         return 0 if outcome is None else EXIT_CODES[outcome]
     try:
         session = await make_session(scenario)
+        if args.command == "demo" and approvals:
+            session.rollout.approval_note = "signed by the headless demo: nobody is at the keyboard"
     except (PortError, PlanError) as exc:
         from core.session import DriverConflict, ResumeRefused
 
@@ -392,6 +480,10 @@ async def _check(plan: Any, path: Path) -> int:
             f"({change.class_}{', security-sensitive' if change.security_sensitive else ''})"
         )
         print(format_checklist(results))
+        from tui.check_hints import what_would_satisfy
+
+        for line in what_would_satisfy(results):
+            print(line)
         blocking = [r for r in results if r.status.value in {"fail", "error"}]
         return 4 if blocking else 0
     finally:
@@ -430,6 +522,25 @@ async def _sim_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class HangUp(KeyboardInterrupt):
+    """The terminal closed (SIGHUP)."""
+
+
+def _end_on_hangup() -> None:
+    """A closed terminal ends deploydeck the way Ctrl-C does, through every `finally`.
+
+    By default SIGHUP kills the process on the spot: no session.close(), so the Prometheus it
+    started (which takes SIGHUP as "reload its configuration") and the temporary folders outlived
+    it. Raised as a KeyboardInterrupt, asyncio cancels the main task and the sessions close.
+    """
+
+    def hang_up(signum: int, frame: object) -> None:
+        raise HangUp
+
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, hang_up)
+
+
 def main(argv: list[str] | None = None) -> int:
     from core.redact import install_on_std_streams
 
@@ -437,8 +548,11 @@ def main(argv: list[str] | None = None) -> int:
     install_on_std_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
+    _end_on_hangup()
     try:
         return int(args.func(args))
+    except HangUp:
+        return 129  # 128 + SIGHUP, as a shell reports it
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -17,14 +17,19 @@ from core.events import (
     Event,
     Finished,
     GateEvaluated,
+    GateSignedOff,
+    HealthChecked,
     LogLine,
     PhaseChanged,
+    RollbackStep,
     RollbackTriggered,
     RunInterrupted,
     RunResumed,
     TrafficChanged,
     WindowStarted,
 )
+from core.history import describe_event
+from tui.widgets import words
 
 _GLYPH = {
     "pass": "✔",
@@ -56,14 +61,15 @@ class ProgressPrinter:
         self.window: WindowStarted | None = None
 
     def _line(self, event: Event, text: str) -> None:
-        self.out.write(f"{event.ts.strftime('%H:%M:%S')}  {event.phase.value:<12} {text}\n")
+        self.out.write(f"{event.ts.strftime('%H:%M:%S')}  {words.phase(event.phase):<12} {text}\n")
         self.out.flush()
 
     def __call__(self, event: Event) -> None:
         match event:
             case PhaseChanged():
                 self._line(
-                    event, f"▶ {event.phase.value.upper()}" + (f" — {event.reason}" if event.reason else "")
+                    event,
+                    f"▶ {words.phase(event.phase).upper()}" + (f" — {event.reason}" if event.reason else ""),
                 )
             case GateEvaluated():
                 g = event.gate
@@ -90,7 +96,8 @@ class ProgressPrinter:
                 if self.window is not None:
                     remaining = max(0.0, (self.window.ends_at - event.ts).total_seconds())
                 meters = "  ".join(
-                    r.text if r.value is not None else f"{r.rule}: no data" for r in event.readings
+                    r.text if r.value is not None else f"{words.rule(r.rule)}: no data"
+                    for r in event.readings
                 )
                 blind = ""
                 if event.verdict == "no_data":
@@ -101,17 +108,31 @@ class ProgressPrinter:
                 self._line(
                     event,
                     f"  [{format_duration(event.elapsed_s)}/{format_duration(event.window_s)}, "
-                    f"{format_duration(remaining)} left] {event.verdict.upper():<8} {meters}{blind}",
+                    f"{format_duration(remaining)} left] {event.verdict.upper().replace('_', ' '):<8} {meters}{blind}",
                 )
             case RollbackTriggered():
                 who = "automatic" if event.automatic else f"by {event.actor}"
-                self._line(event, f"⟲ ROLLBACK ({who}) rule {event.rule}: {event.reason}")
+                self._line(event, f"⟲ ROLLBACK ({who}) {words.rule(event.rule)}: {event.reason}")
+            case RollbackStep():
+                state = "✔" if event.ok else "FAILED"
+                self._line(
+                    event,
+                    f"  rollback: {words.rollback_action(event.action)} {state} {event.detail}".rstrip(),
+                )
+            case GateSignedOff():
+                note = f": {event.note}" if event.note else ""
+                more = "" if event.complete else " (needs another signer)"
+                self._line(event, f"  ✍ {event.gate_id} signed off by {event.actor}{more}{note}")
+            case HealthChecked():
+                status = "ok" if event.ok else "FAILED"
+                code = f" HTTP {event.status}" if event.status is not None else ""
+                self._line(event, f"  health {event.url}: {status}{code} {event.detail}".rstrip())
             case LogLine():
                 self._line(
                     event, f"  {event.level if event.level != 'info' else ''} {event.message}".rstrip()
                 )
             case Finished():
-                self._line(event, f"■ finished: {event.outcome.value} — {event.reason}")
+                self._line(event, f"■ finished: {words.outcome(event.outcome)} — {event.reason}")
             case RunResumed():
                 step = f" step {event.from_step}" if event.from_step is not None else ""
                 self._line(
@@ -123,12 +144,8 @@ class ProgressPrinter:
             case RunInterrupted():
                 self._line(event, f"■ interrupted ({event.signal}): {event.reason}")
             case _:
-                detail = {
-                    k: v
-                    for k, v in event.model_dump(mode="json").items()
-                    if k not in {"ts", "phase", "deploy_id", "type", "step"}
-                }
-                self._line(event, f"  {event.type}: {json.dumps(detail, ensure_ascii=False)[:160]}")
+                # a sentence from the history's describer: never the event's JSON
+                self._line(event, f"  {describe_event(event)}")
 
 
 # --- signals ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from textual import events
 from textual.pilot import Pilot
@@ -107,6 +108,7 @@ async def demo_app(
     humans: bool = True,
     promote: bool = False,
     deploy_id: str | None = None,
+    notifications: bool = False,
 ) -> AsyncIterator[tuple[DeployDeckApp, Pilot[None]]]:
     """A dashboard on a fresh simulated session, running headless; closes everything after.
 
@@ -132,7 +134,7 @@ async def demo_app(
             start=False,
         )
         try:
-            async with app.run_test(size=size) as pilot:
+            async with app.run_test(size=size, notifications=notifications) as pilot:
                 if theme:
                     app.theme = theme
                 if freeze_at is not None:
@@ -149,15 +151,37 @@ async def demo_app(
 
 
 #: screenshots and snapshots show the journal path and the deploy id: keep both fixed
-SHOT_JOURNAL = Path(tempfile.gettempdir()) / "deploydeck-shots" / "deployments.jsonl"
+# a fixed path (snapshots show it), guarded by a lock; renamed from deploydeck-shots, which runs of
+# the code before the lock still rmtree under each other
+SHOT_JOURNAL = Path(tempfile.gettempdir()) / "deploydeck-snapshots" / "deployments.jsonl"
 SHOT_DEPLOY_ID = "d3c0de5a1e01"
 
 
+_shots_lock: Any = None
+
+
 def fresh_journal(path: Path = SHOT_JOURNAL) -> Path:
+    """An empty journal at the fixed path the snapshots show. The path is shared by every process
+    on the machine (a checkout's tests, another's, `make screenshots`): an exclusive lock beside it
+    is held until release_shots(), so one run's rmtree never lands in another's deploy."""
+    global _shots_lock
+    if _shots_lock is None:
+        import fcntl
+
+        lock = path.parent.with_name(path.parent.name + ".lock").open("a")
+        fcntl.flock(lock, fcntl.LOCK_EX)  # waits for the other run's app to finish
+        _shots_lock = lock
     if path.parent.exists():
         shutil.rmtree(path.parent)
     path.parent.mkdir(parents=True)
     return path
+
+
+def release_shots() -> None:
+    global _shots_lock
+    if _shots_lock is not None:
+        _shots_lock.close()  # closing the file drops the flock
+        _shots_lock = None
 
 
 class ScriptedDeck(DeployDeckApp):
@@ -204,6 +228,7 @@ class ScriptedDeck(DeployDeckApp):
     async def on_unmount(self) -> None:
         if isinstance(self.session.clock, FreezingClock):
             self.session.clock.thaw()
+        release_shots()
 
 
 def freeze_when(app: DeployDeckApp, until: Until) -> None:
@@ -399,10 +424,13 @@ async def take(shot: Shot, out_dir: Path, size: tuple[int, int]) -> Path:
         journal=fresh_journal(),
         deploy_id=SHOT_DEPLOY_ID,
     ) as (app, pilot):
-        await reach(app, pilot, shot)
-        path = out_dir / f"{shot.name}.svg"
-        app.save_screenshot(filename=path.name, path=str(out_dir))
-        return path
+        try:
+            await reach(app, pilot, shot)
+            path = out_dir / f"{shot.name}.svg"
+            app.save_screenshot(filename=path.name, path=str(out_dir))
+            return path
+        finally:
+            release_shots()
 
 
 _BRAILLE_RUN = re.compile(

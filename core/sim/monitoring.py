@@ -6,8 +6,12 @@ nothing sleeps a fixed time.
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +42,29 @@ def _http_ok(url: str, method: str = "GET") -> bool:
         return httpx.request(method, url, timeout=1.0).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A Popen preexec_fn: the child gets SIGTERM when this process ends, however it ends.
+
+    Linux's PR_SET_PDEATHSIG covers what no `finally` can: SIGKILL, a crash, a closed terminal
+    before the handler runs. (The "parent" is the thread that forks; the event loop's worker
+    threads live as long as the loop, which outlives every session.)
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl: nobody would signal us
+            os._exit(1)
+
+    return preexec
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -107,6 +134,7 @@ class PrometheusServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(),  # prctl only: nothing that could deadlock after fork
         )
         log.close()
         try:
@@ -221,6 +249,7 @@ class AlertmanagerServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent(),  # prctl only: nothing that could deadlock after fork
         )
         log.close()
 

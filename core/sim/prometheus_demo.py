@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -146,6 +148,15 @@ class _PrometheusDemo:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _sweep_orphaned_workdirs() -> None:
+    """Remove the Prometheus folders of demos that were killed outright (their Prometheus died
+    with them, see monitoring.die_with_parent; a SIGKILL leaves no chance to clean up)."""
+    for folder in Path(tempfile.gettempdir()).glob("deploydeck-prom-*-*"):
+        pid = folder.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and sys.platform.startswith("linux"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 async def start_prometheus_metrics(
     plan: Plan,
     scenario: Scenario,
@@ -189,7 +200,8 @@ async def start_prometheus_metrics(
         tick_s=scrape_interval_s * speed / 10,  # ten ticks a scrape: no lumpy steps, few wake-ups
     )
     await workload.start()
-    workdir = Path(tempfile.mkdtemp(prefix="deploydeck-prom-"))
+    _sweep_orphaned_workdirs()
+    workdir = Path(tempfile.mkdtemp(prefix=f"deploydeck-prom-{os.getpid()}-"))
     server = PrometheusServer(binary, workdir, scrape_interval_s=scrape_interval_s)
     server.targets = [workload.target]
     try:

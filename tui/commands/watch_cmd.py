@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_ROLLED_BACK, EXIT_NOTIFIED = 0, 2, 3, 6
@@ -27,9 +27,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     watch.add_argument("--journal", type=Path, default=None)
     watch.add_argument(
-        "--speed", type=float, default=None, help="simulated plans: simulated seconds per second"
+        "--sim",
+        action="store_true",
+        help="against the simulated world (a dry run of the hand-off after `run PLAN --sim`)",
+    )
+    watch.add_argument(
+        "--speed",
+        type=_speed,
+        default=None,
+        help="simulated world only: simulated seconds per second, or 'max' (virtual time)",
     )
     watch.set_defaults(func=run_watch)
+
+
+def _speed(text: str) -> float:
+    from tui.cli import _speed as speed
+
+    return speed(text)
 
 
 def run_watch(args: argparse.Namespace) -> int:
@@ -38,6 +52,13 @@ def run_watch(args: argparse.Namespace) -> int:
 
     plan = load_plan_or_say(args.plan)
     if plan is None:
+        return EXIT_BAD_INPUT
+    if args.sim:
+        from core.sim_plan import simulated
+
+        plan = simulated(plan)
+    if args.speed is not None and not plan.is_sim:
+        print("deploydeck watch: --speed works only on the simulated world (--sim)", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         duration = parse_duration(args.duration) if args.duration else plan.completion.watch
@@ -49,12 +70,13 @@ def run_watch(args: argparse.Namespace) -> int:
 
 async def _watch(args: argparse.Namespace, plan: object, duration: float) -> int:
     from core.adapters.journal import default_journal_path, read_journal
-    from core.clock import ScaledClock, SystemClock
+    from core.clock import ScaledClock, SystemClock, VirtualClock
     from core.history import group_by_deploy
+    from core.history_index import simulated_journal_path
     from core.session import open_session
     from core.watch import Watch, last_completed, reference_baseline
 
-    journal = args.journal or default_journal_path()
+    journal = args.journal or (simulated_journal_path() if plan.is_sim else default_journal_path())  # type: ignore[attr-defined]
     deploy = last_completed(group_by_deploy(read_journal(journal).events), plan.service)  # type: ignore[attr-defined]
     if deploy is None:
         print(
@@ -69,7 +91,9 @@ async def _watch(args: argparse.Namespace, plan: object, duration: float) -> int
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    clock = ScaledClock(args.speed) if args.speed else SystemClock()
+    clock: object = ScaledClock(args.speed) if args.speed else SystemClock()
+    if args.speed == 0.0:  # max: virtual time, as fast as the machine goes
+        clock = VirtualClock(datetime.now(UTC).replace(microsecond=0))
     session = await open_session(
         plan,
         actor="watch",

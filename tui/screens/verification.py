@@ -17,8 +17,16 @@ from textual.widgets import Footer, Static
 from core.domain import GateGroup, Phase
 from core.events import AnalysisSample
 from core.plan import SloSpec
+from tui.widgets import words
 from tui.widgets.chart import BrailleChart, Series
-from tui.widgets.glyphs import BASELINE_STYLE, CANARY_STYLE, GATE_GLYPH, GATE_LABEL, LIMIT_STYLE
+from tui.widgets.glyphs import (
+    BASELINE_STYLE,
+    BASELINE_UNDER,
+    CANARY_STYLE,
+    GATE_GLYPH,
+    GATE_LABEL,
+    LIMIT_STYLE,
+)
 from tui.widgets.header import HeaderBar
 from tui.widgets.ladder import bar
 from tui.widgets.model import DeckModel, countdown
@@ -38,7 +46,24 @@ def _num(value: float | None, unit: str) -> str:
     return f"{value:.2f} {unit}" if unit == "%" else f"{value:.0f} {unit}"
 
 
-def verification_text(model: DeckModel, slo: SloSpec | None, now: datetime) -> Table | Group:
+def error_limit(
+    sample: AnalysisSample | None, slo: SloSpec, delta_pp: float | None
+) -> tuple[float | None, str]:
+    """The one error-rate limit verification judges by: the lower of the pre-deploy baseline plus
+    the allowed rise (verification.max_error_delta_pp) and the SLO; and where it comes from."""
+    candidates: list[tuple[float, str]] = []
+    if delta_pp is not None and sample is not None and sample.baseline_error_rate is not None:
+        candidates.append((sample.baseline_error_rate + delta_pp, f"baseline +{delta_pp:.2f} pp"))
+    if slo.max_error_rate_pct is not None:
+        candidates.append((slo.max_error_rate_pct, "SLO"))
+    if not candidates:
+        return None, ""
+    return min(candidates)
+
+
+def verification_text(
+    model: DeckModel, slo: SloSpec | None, now: datetime, error_delta_pp: float | None = None
+) -> Table | Group:
     slo = slo or SloSpec()
     table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
     table.add_column("check", no_wrap=True)
@@ -47,11 +72,12 @@ def verification_text(model: DeckModel, slo: SloSpec | None, now: datetime) -> T
     table.add_column("", no_wrap=True)
     sample = model.verify_samples[-1] if model.verify_samples else None
     err = sample.canary_error_rate if sample else None
+    limit, source = error_limit(sample, slo, error_delta_pp)
     table.add_row(
         "error rate",
         _num(err, "%"),
-        _num(slo.max_error_rate_pct, "%") if slo.max_error_rate_pct is not None else "—",
-        _check(err, slo.max_error_rate_pct),
+        f"{_num(limit, '%')} ({source})" if limit is not None else "—",
+        _check(err, limit),
     )
     for label, attr, limit in (
         ("latency p50", "canary_p50_ms", slo.p50_ms),
@@ -92,7 +118,7 @@ def window_text(model: DeckModel, now: datetime) -> Text:
         text.append_text(bar(elapsed / window.duration_s if window.duration_s else 1.0, 24, "cyan"))
         text.append(f"  ◔ {countdown(window.duration_s - elapsed)} left", style="bold")
     elif model.verify_samples:
-        state = model.finished.outcome.value if model.finished else model.phase.value
+        state = words.outcome(model.finished.outcome) if model.finished else words.phase(model.phase)
         text.append(f"verification over · {state}", style="bold")
     else:
         text.append("verification starts once the canary holds 100 % of traffic", style="dim italic")
@@ -106,13 +132,19 @@ class VerificationScreen(Screen[None]):
     BINDINGS = [Binding("escape,v", "app.pop_screen", "Back", id="verify.back")]
 
     def __init__(
-        self, model: DeckModel, header: HeaderBar, now: Callable[[], datetime], slo: SloSpec | None
+        self,
+        model: DeckModel,
+        header: HeaderBar,
+        now: Callable[[], datetime],
+        slo: SloSpec | None,
+        error_delta_pp: float | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self._header = header
         self.now = now
         self.slo = slo
+        self.error_delta_pp = error_delta_pp
 
     def compose(self) -> ComposeResult:
         yield self._header
@@ -123,7 +155,7 @@ class VerificationScreen(Screen[None]):
             yield Static(id="verify-table")
             with Horizontal(id="verify-charts"):
                 err = BrailleChart(unit="%", empty_text="no samples in verification yet", id="verify-err")
-                err.border_title = "error rate"
+                err.border_title = "error rate · limit: lower of baseline + allowed rise and SLO"
                 yield err
                 p99 = BrailleChart(unit="ms", empty_text="no samples in verification yet", id="verify-p99")
                 p99.border_title = "p99 latency"
@@ -142,16 +174,15 @@ class VerificationScreen(Screen[None]):
             return
         now = self.now()
         self.query_one("#verify-window", Static).update(window_text(self.model, now))
-        self.query_one("#verify-table", Static).update(verification_text(self.model, self.slo, now))
+        self.query_one("#verify-table", Static).update(
+            verification_text(self.model, self.slo, now, self.error_delta_pp)
+        )
         samples = list(self.model.verify_samples)
         t0 = self.model.seconds(samples[0].ts) if samples else 0.0
         pts = [(self.model.seconds(s.ts) - t0, s) for s in samples]
-        err_limit = [
-            (t, s.baseline_error_rate + _limit(s, "error_rate", 0.5))
-            if s.baseline_error_rate is not None
-            else (t, None)
-            for t, s in pts
-        ]
+        # the same limit as the table's and the verification gate's, not the canary trigger's
+        slo = self.slo or SloSpec()
+        err_limit = [(t, error_limit(s, slo, self.error_delta_pp)[0]) for t, s in pts]
         p99_limit = [
             (t, s.baseline_p99_ms * _limit(s, "p99_latency", 1.5))
             if s.baseline_p99_ms is not None
@@ -161,14 +192,26 @@ class VerificationScreen(Screen[None]):
         self.query_one("#verify-err", BrailleChart).set_series(
             [
                 Series("limit", err_limit, LIMIT_STYLE, dashed=True),
-                Series("baseline", [(t, s.baseline_error_rate) for t, s in pts], BASELINE_STYLE),
+                Series(
+                    "baseline",
+                    [(t, s.baseline_error_rate) for t, s in pts],
+                    BASELINE_STYLE,
+                    pattern="dotted",
+                    under=BASELINE_UNDER,
+                ),
                 Series("new version", [(t, s.canary_error_rate) for t, s in pts], CANARY_STYLE),
             ]
         )
         self.query_one("#verify-p99", BrailleChart).set_series(
             [
                 Series("limit", p99_limit, LIMIT_STYLE, dashed=True),
-                Series("baseline", [(t, s.baseline_p99_ms) for t, s in pts], BASELINE_STYLE),
+                Series(
+                    "baseline",
+                    [(t, s.baseline_p99_ms) for t, s in pts],
+                    BASELINE_STYLE,
+                    pattern="dotted",
+                    under=BASELINE_UNDER,
+                ),
                 Series("new version", [(t, s.canary_p99_ms) for t, s in pts], CANARY_STYLE),
             ]
         )

@@ -21,6 +21,15 @@ _DOT = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 Point = tuple[float, float | None]
 
 
+#: line patterns, so series differ in shape as well as colour (light theme, colour-blind readers):
+#: on/off runs in braille pixels, and the legend's sample of each
+PATTERNS: dict[str, tuple[int, int, str]] = {
+    "solid": (1, 0, "━━"),
+    "dotted": (1, 1, "··"),
+    "dashed": (3, 3, "╌╌"),
+}
+
+
 @dataclass(frozen=True)
 class Series:
     name: str
@@ -28,6 +37,24 @@ class Series:
     style: str
     dashed: bool = False
     legend: bool = True
+    pattern: str = ""  # solid | dotted | dashed; default: dashed if `dashed`, else solid
+    #: where another series' dots share a cell with this one's, the cell takes this background,
+    #: so a line drawn under another stays visible (the baseline under the canary)
+    under: str = ""
+
+    @property
+    def shape(self) -> str:
+        return self.pattern or ("dashed" if self.dashed else "solid")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A moment on the time axis: a thin column and a glyph on the top row (a rule that fired)."""
+
+    t: float
+    glyph: str
+    style: str
+    label: str = ""
 
 
 def nice_ceiling(value: float) -> float:
@@ -75,6 +102,7 @@ def render_chart(
     y_ceiling: float | None = None,
     x_span: tuple[float, float] | None = None,
     empty_text: str = "no data yet",
+    markers: Sequence[Marker] = (),
 ) -> Text:
     """Render the chart into a block of `height` lines, each `width` cells wide."""
     out = Text(no_wrap=True, overflow="crop")
@@ -85,8 +113,11 @@ def render_chart(
         if s.legend:
             if legend:
                 legend.append("  ")
-            legend.append("┄┄ " if s.dashed else "━━ ", style=s.style)
+            legend.append(PATTERNS[s.shape][2] + " ", style=s.style)
             legend.append(s.name, style="dim" if s.dashed else "")
+    for m in markers:
+        if m.label:
+            legend.append(f"  {m.glyph} {m.label}", style=m.style)
     values = [v for s in series for _, v in s.points if v is not None and math.isfinite(v)]
     xs = [t for s in series for t, v in s.points if v is not None]
     plot_rows = height - 2  # legend on top, time axis below
@@ -110,6 +141,7 @@ def render_chart(
     px_w, px_h = plot_cols * 2, plot_rows * 4
     bits = [[0] * plot_cols for _ in range(plot_rows)]
     owner: list[list[str | None]] = [[None] * plot_cols for _ in range(plot_rows)]
+    below: list[list[str | None]] = [[None] * plot_cols for _ in range(plot_rows)]
 
     def to_px(t: float, v: float) -> tuple[int, int]:
         x = round((t - x0) / (x1 - x0) * (px_w - 1))
@@ -118,6 +150,7 @@ def render_chart(
         return min(max(x, 0), px_w - 1), min(max(y, 0), px_h - 1)
 
     for s in series:
+        on, off, _ = PATTERNS[s.shape]
         prev: tuple[int, int] | None = None
         for t, v in s.points:
             if v is None or not math.isfinite(v) or t < x0 or t > x1:
@@ -125,12 +158,19 @@ def render_chart(
                 continue
             cur = to_px(t, v)
             for x, y in _line(prev or cur, cur):
-                if s.dashed and (x // 3) % 2:
+                if off and x % (on + off) >= on:
                     continue
                 cx, cy = x // 2, y // 4
+                if owner[cy][cx] is not None and owner[cy][cx] != s.style:
+                    # drawn over another line: keep that one visible as this cell's background
+                    below[cy][cx] = below[cy][cx] or _under(series, owner[cy][cx])
                 bits[cy][cx] |= _DOT[x % 2][y % 4]
                 owner[cy][cx] = s.style
             prev = cur
+    marks: dict[int, Marker] = {}
+    for m in markers:
+        if x0 <= m.t <= x1:
+            marks[to_px(m.t, bottom)[0] // 2] = m
 
     out.append(" " * (label_w + 1))
     out.append_text(legend)
@@ -150,7 +190,12 @@ def render_chart(
         for col in range(plot_cols):
             b = bits[row][col]
             style = owner[row][col] if b else None
+            if style and below[row][col]:
+                style = f"{style} on {below[row][col]}"
             char = chr(BRAILLE_BASE + b) if b else " "
+            mark = marks.get(col)
+            if mark is not None and (row == 0 or not b):
+                char, style = (mark.glyph if row == 0 else "┊"), mark.style
             if style != run_style and run:
                 out.append("".join(run), style=run_style or "")
                 run = []
@@ -168,6 +213,13 @@ def render_chart(
     out.append(" " * label_w + "└", style="dim")
     out.append("".join(axis), style="dim")
     return out
+
+
+def _under(series: Sequence[Series], style: str | None) -> str | None:
+    for s in series:
+        if s.style == style:
+            return s.under or None
+    return None
 
 
 def _line(a: tuple[int, int], b: tuple[int, int]) -> list[tuple[int, int]]:
@@ -212,13 +264,20 @@ class BrailleChart(Widget):
         self.y_ceiling = y_ceiling
         self.empty_text = empty_text
         self._series: list[Series] = []
+        self._markers: list[Marker] = []
         self._x_span: tuple[float, float] | None = None
         self._cache_key: tuple[int, int, int] | None = None
         self._cache: Text | None = None
         self._version = 0
 
-    def set_series(self, series: list[Series], x_span: tuple[float, float] | None = None) -> None:
+    def set_series(
+        self,
+        series: list[Series],
+        x_span: tuple[float, float] | None = None,
+        markers: list[Marker] | None = None,
+    ) -> None:
         self._series = series
+        self._markers = markers or []
         self._x_span = x_span
         self._version += 1
         self.refresh()
@@ -235,6 +294,7 @@ class BrailleChart(Widget):
                 y_ceiling=self.y_ceiling,
                 x_span=self._x_span,
                 empty_text=self.empty_text,
+                markers=self._markers,
             )
             self._cache_key = key
         return self._cache

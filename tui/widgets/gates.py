@@ -6,9 +6,18 @@ from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
-from core.domain import GateStatus
+from core.domain import GateGroup, GateStatus, Phase
 from tui.widgets.glyphs import GATE_GLYPH, GATE_LABEL
 from tui.widgets.model import GROUP_TITLES, DeckModel, GateView
+
+#: the gate group each phase is about; its gates are never folded
+PHASE_GROUP: dict[Phase, GateGroup] = {
+    Phase.PENDING: GateGroup.PRE_DEPLOY,
+    Phase.PREFLIGHT: GateGroup.PRE_DEPLOY,
+    Phase.MIGRATIONS: GateGroup.MIGRATIONS,
+    Phase.STAGING: GateGroup.STAGING,
+    Phase.VERIFY: GateGroup.POST_DEPLOY,
+}
 
 
 def _fit(text: str, width: int) -> str:
@@ -72,6 +81,7 @@ class GateChecklist(OptionList):
         width = max(20, self.scrollable_content_region.width - 1)
         signature: tuple[object, ...] = (
             width,
+            self.model.phase,
             *(
                 (v.result.gate_id, v.result.status, v.result.evidence, len(v.sign_offs), v.overridden_by)
                 for _, views in groups
@@ -83,13 +93,20 @@ class GateChecklist(OptionList):
         self._signature = signature
         keep = self.selected_gate_id
         options: list[Option] = []
+        current = PHASE_GROUP.get(self.model.phase)
         for group, views in groups:
             done = sum(1 for v in views if v.result.status.satisfied)
+            # a group whose gates all passed folds to one line, so the current phase's gates stay
+            # in view on a small terminal; Enter on a gate (or `log show`) still has every detail
+            folded = done == len(views) and group != current
             header = Text(no_wrap=True)
-            header.append(GROUP_TITLES[group].upper(), style="bold")
+            header.append(("▸ " if folded else "▾ ") + GROUP_TITLES[group].upper(), style="bold")
             header.append(f"  {done}/{len(views)}", style="dim")
+            if folded:
+                header.append("  all passed", style="green")
             options.append(Option(header, id=f"group:{group.value}", disabled=True))
-            options.extend(Option(gate_prompt(v, width), id=v.result.gate_id) for v in views)
+            if not folded:
+                options.extend(Option(gate_prompt(v, width), id=v.result.gate_id) for v in views)
         if not options:
             options.append(
                 Option(

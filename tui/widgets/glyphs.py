@@ -60,5 +60,7 @@ LEVEL_GLYPH: dict[str, tuple[str, str]] = {
 
 CANARY_STYLE = "bold #ff8c1a"
 BASELINE_STYLE = "#3fa7ff"
+#: the cell background where the canary's line covers the baseline's (dark and light themes alike)
+BASELINE_UNDER = "#1d4f7a"
 LIMIT_STYLE = "red"
 STABLE_STYLE = "#3fa7ff"

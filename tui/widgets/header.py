@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from core.domain import Phase
+from tui.widgets import words
 from tui.widgets.glyphs import OUTCOME_STYLE, PHASE_STYLE
 from tui.widgets.model import DeckModel, countdown
 
@@ -35,7 +36,7 @@ def header_text(model: DeckModel, now: datetime, driver: str, *, read_only: bool
         line2.append(f" step {model.step + 1}/{len(model.steps)} · canary {model.weight} %", style="bold")
     if model.finished is not None:
         line2.append(
-            f"  outcome: {model.finished.outcome.value}", style=OUTCOME_STYLE[model.finished.outcome]
+            f"  outcome: {words.outcome(model.finished.outcome)}", style=OUTCOME_STYLE[model.finished.outcome]
         )
         restore = model.restore_summary()
         if restore:
@@ -61,14 +62,21 @@ def header_text(model: DeckModel, now: datetime, driver: str, *, read_only: bool
     line2.append(f"   driver {driver}", style="")
     if read_only:
         line2.append(" (read-only)", style="bold yellow")
-    line2.append(f"   {now.strftime('%H:%M:%S')} UTC", style="dim")
-    return Text("\n").join([line1, line2])
+    # a simulated run's clock is scaled or virtual: never pass it off as the time of day
+    simulated = started is not None and started.scenario is not None
+    line2.append(f"   {now.strftime('%H:%M:%S')} {'simulated' if simulated else 'UTC'}", style="dim")
+    both = Text("\n").join([line1, line2])
+    # each line is cut, never wrapped: a wrapped first line pushed the phase line out of the bar
+    both.no_wrap = True
+    both.overflow = "ellipsis"
+    return both
 
 
 class HeaderBar(Static):
     """Two lines; refreshed on every event and once a second for the countdown."""
 
-    DEFAULT_CSS = "HeaderBar { height: 2; }"
+    # each line is cut, never wrapped: a wrapped first line pushed the phase line out of the bar
+    DEFAULT_CSS = "HeaderBar { height: 2; text-wrap: nowrap; text-overflow: ellipsis; }"
 
     def __init__(
         self,
@@ -89,4 +97,5 @@ class HeaderBar(Static):
         self.update_from_model()
 
     def update_from_model(self) -> None:
-        self.update(header_text(self.model, self.now(), self.driver, read_only=self.read_only))
+        # two lines, always: no layout pass for the once-a-second clock (the idle dashboard's cost)
+        self.update(header_text(self.model, self.now(), self.driver, read_only=self.read_only), layout=False)

@@ -35,6 +35,7 @@ from core.events import (
     TrafficChanged,
     WindowStarted,
 )
+from tui.widgets import words
 
 GROUP_ORDER: tuple[GateGroup, ...] = (
     GateGroup.PRE_DEPLOY,
@@ -144,7 +145,7 @@ class DeckModel:
                     self.window = (
                         None if event.phase in {Phase.ROLLING_BACK, Phase.ROLLED_BACK} else self.window
                     )
-                text = f"phase {event.previous.value} → {event.phase.value}"
+                text = f"phase {words.phase(event.previous)} → {words.phase(event.phase)}"
                 if event.phase == Phase.CANARY and event.step is not None and event.step < len(self.steps):
                     text += f" (step {event.step + 1}: {self.steps[event.step]} %)"
                 if event.reason:
@@ -165,7 +166,11 @@ class DeckModel:
                     view.history.append((event.ts, view.result.status, f"signed by {event.actor}"))
                 more = "" if event.complete else " (needs another signer)"
                 note = f": {event.note}" if event.note else ""
-                self._log(event.ts, "info", f"gate {event.gate_id} signed off by {event.actor}{more}{note}")
+                self._log(
+                    event.ts,
+                    "info",
+                    f"gate {self._title(event.gate_id)} signed off by {event.actor}{more}{note}",
+                )
                 changed.add("gates")
             case GateOverridden():
                 view = self.gates.get(event.gate_id)
@@ -227,7 +232,7 @@ class DeckModel:
                 self._log(
                     event.ts,
                     level,
-                    f"rollback {event.action}: {'ok' if event.ok else 'FAILED'} {event.detail}",
+                    f"rollback: {words.rollback_action(event.action)} {'✔' if event.ok else 'FAILED'} {event.detail}",
                 )
                 if event.action == "weight_reset" and event.ok:
                     self._traffic_to(event.ts, 0)
@@ -276,9 +281,13 @@ class DeckModel:
                 self.decision = None
                 level = "info" if event.outcome == Outcome.COMPLETED else "error"
                 reason = f": {event.reason}" if event.reason else ""
-                self._log(event.ts, level, f"finished: {event.outcome.value}{reason}")
+                self._log(event.ts, level, f"finished: {words.outcome(event.outcome)}{reason}")
                 changed |= {"ladder", "why", "verify"}
         return changed
+
+    def _title(self, gate_id: str) -> str:
+        view = self.gates.get(gate_id)
+        return (view.result.title or gate_id) if view is not None else gate_id
 
     def _gate(self, event: GateEvaluated) -> None:
         gate = event.gate
@@ -295,7 +304,9 @@ class DeckModel:
             view.history.append((event.ts, gate.status, gate.evidence))
             level = {GateStatus.FAIL: "error", GateStatus.ERROR: "error"}.get(gate.status, "info")
             self._log(
-                event.ts, level, f"gate {gate.gate_id} [{gate.policy}] {gate.status.value}: {gate.evidence}"
+                event.ts,
+                level,
+                f"gate {gate.title or gate.gate_id} [{gate.policy}] {words.gate_status(gate.status)}: {gate.evidence}",
             )
 
     def _sample(self, sample: AnalysisSample) -> None:

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from core.events import AnalysisSample
+from tui.widgets import words
 from tui.widgets.meters import meter_line
 from tui.widgets.model import DeckModel
 
@@ -42,8 +43,7 @@ def why_text(model: DeckModel) -> Text:
     title.append(f"  {who} at {rb.weight_at_trigger} % · {rb.ts.strftime('%H:%M:%S')}", style="bold")
     lines.append(title)
     rule = Text(no_wrap=False)
-    rule.append("rule ", style="dim")
-    rule.append(rb.rule, style="bold red")
+    rule.append(words.rule(rb.rule), style="bold red")
     rule.append(f": {rb.reason}")
     lines.append(rule)
     for reading in rb.readings:
@@ -55,11 +55,11 @@ def why_text(model: DeckModel) -> Text:
         steps = Text(no_wrap=False)
         steps.append("rollback ", style="dim")
         for st in model.rollback_steps:
-            steps.append(f"{st.action} ", style="")
+            steps.append(f"{words.rollback_action(st.action)} ", style="")
             steps.append("✔  " if st.ok else "✘  ", style="green" if st.ok else "bold red")
         lines.append(steps)
     if model.finished is not None:
-        lines.append(Text(f"outcome: {model.finished.outcome.value}", style="bold"))
+        lines.append(Text(f"outcome: {words.outcome(model.finished.outcome)}", style="bold"))
     return Text("\n").join(lines)
 
 

@@ -18,6 +18,9 @@ from core.rollout.context import (
 class PreflightStep(RolloutContext):
     """Step 1, pre-deployment gates (POL-007, POL-015): command-line approvals, then the gates."""
 
+    #: the note on an up-front approval; the headless demo, which signs its own gates, says so
+    approval_note = "approved on the command line"
+
     async def _preflight(self) -> None:
         await self._set_phase(Phase.PREFLIGHT, "checking pre-deploy gates")
         for gate_id in self._approvals:
@@ -26,16 +29,14 @@ class PreflightStep(RolloutContext):
                 raise _Blocked(f"--approve {gate_id}: no such gate in this plan")
             if any(r.actor == self.actor for r in self.ledger.records_for(gate_id, "sign")):
                 continue  # signed in the run this one resumes (restored from the persisted progress)
-            ok, why, complete = self.ledger.sign(
-                gate, self.actor, "approved on the command line", self.clock.now()
-            )
+            ok, why, complete = self.ledger.sign(gate, self.actor, self.approval_note, self.clock.now())
             if not ok:
                 raise _Blocked(f"--approve {gate_id}: {why}")
             await self._emit(
                 GateSignedOff,
                 gate_id=gate_id,
                 actor=self.actor,
-                note="approved on the command line",
+                note=self.approval_note,
                 complete=complete,
             )
         await self._gate_phase(GateGroup.PRE_DEPLOY, needs_proceed=self.interactive)
