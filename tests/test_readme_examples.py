@@ -90,6 +90,7 @@ HEADLESS: dict[str, tuple[int, str]] = {
     f"{DD} demo --headless --scenario bad-canary --json": (3, '"outcome":"rolled_back"'),
     f"{DD} check examples/minimal.yaml --sim": (0, "sim://checkout-staging/health/ready: HTTP 200"),
     RUN_MINIMAL: (0, '"outcome":"completed"'),
+    f"{DD} status": (0, "no unfinished deploy in the journal"),
 }
 #: dashboard commands: what the screen must show once it is up
 DASHBOARD: dict[str, str] = {
