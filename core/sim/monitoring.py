@@ -40,6 +40,32 @@ def _http_ok(url: str, method: str = "GET") -> bool:
         return False
 
 
+def _load_prctl() -> Callable[..., int] | None:
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+#: resolved in the parent: a child between fork and exec must not load libraries
+_PRCTL = _load_prctl()
+
+
+def die_with_parent() -> None:
+    """Popen preexec_fn: the kernel sends SIGTERM to this child when the thread that started it dies.
+
+    A `sim serve` killed with SIGKILL cannot stop its Prometheus; without this the
+    server would keep running (and holding its port) forever. Linux only; elsewhere a no-op.
+    """
+    if _PRCTL is not None:
+        _PRCTL(1, 15, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGTERM
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -101,6 +127,7 @@ class PrometheusServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # one prctl call between fork and exec
         )
         log.close()
         try:
@@ -214,6 +241,7 @@ class AlertmanagerServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # one prctl call between fork and exec
         )
         log.close()
 
