@@ -9,128 +9,17 @@ webhook adapters) and read the result from its JSON lines and the environment's 
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import yaml
 
 from core.sim.monitoring import free_port
-from tests.real_servers import ALERTMANAGER_BIN, PROMETHEUS_BIN, require_binary
+from tests.serve_helpers import REPO, alive, child_env, deploydeck, run_plan, sim_serve, wait_gone
 
 pytestmark = pytest.mark.real
-
-REPO = Path(__file__).resolve().parent.parent
-APPROVE = ["--approve", "rollback-plan", "--approve", "dashboards-reviewed", "--as", "alice"]
-START_DEADLINE_S = 60.0
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "DEPLOYDECK_DEBUG": "1"}
-
-
-def deploydeck(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tui.cli", *args]
-
-
-class Serve:
-    def __init__(self, proc: subprocess.Popen[str], directory: Path, lines: list[str]) -> None:
-        self.proc, self.directory, self.lines = proc, directory, lines
-
-    @property
-    def state(self) -> dict[str, Any]:
-        return dict(json.loads((self.directory / "sim-env.json").read_text()))
-
-    def printed(self, key: str) -> str:
-        return next(line.split(": ", 1)[1] for line in self.lines if line.startswith(f"{key}: "))
-
-    def control(self, path: str) -> Any:
-        return httpx.get(f"{self.state['control']}/control/{path}", timeout=5).json()
-
-
-@contextmanager
-def sim_serve(directory: Path, *args: str) -> Iterator[Serve]:
-    """`deploydeck sim serve --dir DIR ARGS` until it has printed its plan; SIGTERM after."""
-    require_binary(PROMETHEUS_BIN)
-    require_binary(ALERTMANAGER_BIN)
-    proc = subprocess.Popen(
-        deploydeck("sim", "serve", "--dir", str(directory), *args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-        cwd=REPO,
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + START_DEADLINE_S
-    assert proc.stdout is not None
-    try:
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"sim serve exited {proc.wait()}:\n" + "".join(lines))
-            lines.append(line.rstrip("\n"))
-            if line.startswith("Ctrl-C"):
-                break
-        else:
-            raise AssertionError("sim serve did not start in time:\n" + "\n".join(lines))
-        yield Serve(proc, directory, lines)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def run_plan(plan: str, *extra: str, timeout_s: float = 150.0) -> tuple[int, list[dict[str, Any]], float]:
-    started = time.monotonic()
-    done = subprocess.run(
-        deploydeck("run", plan, "--headless", "--json", *APPROVE, *extra),
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=REPO,
-        timeout=timeout_s,
-    )
-    wall = time.monotonic() - started
-    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert events, f"no JSON lines; exit {done.returncode}; stderr:\n{done.stderr}"
-    return done.returncode, events, wall
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a killed child not yet reaped by its (dead) parent is a zombie: gone for our purpose
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-def _wait_gone(pids: list[int], timeout_s: float = 20.0) -> list[int]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        alive = [p for p in pids if _alive(p)]
-        if not alive:
-            return []
-        time.sleep(0.1)
-    return [p for p in pids if _alive(p)]
-
 
 # --- what it starts and writes ----------------------------------------------------------
 
@@ -182,10 +71,10 @@ def test_serve_writes_a_kubeconfig_and_a_real_adapter_plan_honours_port_and_hold
 def test_children_die_with_the_environment_even_on_sigkill(tmp_path: Path) -> None:
     with sim_serve(tmp_path) as env:
         children = env.state["children"]
-        assert len(children) == 2 and all(_alive(p) for p in children)  # Prometheus and Alertmanager
+        assert len(children) == 2 and all(alive(p) for p in children)  # Prometheus and Alertmanager
         env.proc.kill()  # no chance to clean up: the kernel's parent-death signal must do it
         env.proc.wait()
-        assert _wait_gone(children) == []
+        assert wait_gone(children) == []
 
 
 def test_sim_scenario_switches_the_running_environment_and_refuses_unknown_names(tmp_path: Path) -> None:
@@ -195,7 +84,7 @@ def test_sim_scenario_switches_the_running_environment_and_refuses_unknown_names
             deploydeck("sim", "scenario", "slow-canary", "--dir", str(tmp_path)),
             capture_output=True,
             text=True,
-            env=_env(),
+            env=child_env(),
             cwd=REPO,
             timeout=30,
         )
@@ -206,7 +95,7 @@ def test_sim_scenario_switches_the_running_environment_and_refuses_unknown_names
             deploydeck("sim", "scenario", "no-such", "--dir", str(tmp_path)),
             capture_output=True,
             text=True,
-            env=_env(),
+            env=child_env(),
             cwd=REPO,
             timeout=30,
         )
@@ -215,7 +104,7 @@ def test_sim_scenario_switches_the_running_environment_and_refuses_unknown_names
         deploydeck("sim", "scenario", "healthy", "--dir", str(tmp_path)),
         capture_output=True,
         text=True,
-        env=_env(),
+        env=child_env(),
         cwd=REPO,
         timeout=30,
     )
@@ -254,7 +143,8 @@ def test_run_against_sim_serve_completes_through_the_real_adapters_in_under_90s(
         assert all(s["canary_requests"] >= 20 for s in healthy)  # real PromQL over real scrapes
         # the cluster and the team channel saw it too
         writes = env.control("audit")
-        assert writes and {w["user"] for w in writes} == {"alice"}
+        accepted = [w for w in writes if w["status"] < 400]
+        assert accepted and {w["user"] for w in accepted} == {"alice"}
         messages = env.control("messages")
         assert any(str(m["body"].get("text", "")).startswith("Deployed") for m in messages), messages
 
@@ -266,7 +156,7 @@ def test_run_against_sim_serve_with_bad_canary_rolls_back_on_the_error_rule(tmp_
             deploydeck("sim", "scenario", "bad-canary", "--dir", str(tmp_path)),
             capture_output=True,
             text=True,
-            env=_env(),
+            env=child_env(),
             cwd=REPO,
             timeout=30,
         )

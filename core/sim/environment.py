@@ -62,7 +62,7 @@ _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class _AuditedKube(SimKubeServer):
-    """The simulated API server, recording every accepted write with the person who made it.
+    """The simulated API server, recording every write request, its answer and who sent it.
 
     Fencing tests ask "did driver A write after it woke?"; the server is the only
     witness that cannot be fooled by the driver's own bookkeeping.
@@ -74,12 +74,22 @@ class _AuditedKube(SimKubeServer):
         self.writes: list[dict[str, Any]] = []
 
     async def _entry(self, request: Any) -> Any:
+        received = time.time()
         response = await super()._entry(request)
-        if request.method in _WRITES and response.status < 400:
+        if request.method in _WRITES:
             header = request.headers.get("Authorization", "")
             user = self.names.get(header.removeprefix("Bearer "), "?")
             self.writes.append(
-                {"user": user, "method": request.method, "path": request.path, "at": time.time()}
+                {
+                    "user": user,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status,
+                    # epoch seconds, compared with other processes' timestamps: when the request
+                    # arrived (before any fault applied to it) and when it was answered
+                    "received": received,
+                    "at": time.time(),
+                }
             )
         return response
 
