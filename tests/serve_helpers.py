@@ -115,8 +115,7 @@ def alive(pid: int) -> bool:
 def wait_gone(pids: list[int], timeout_s: float = 20.0) -> list[int]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        alive = [p for p in pids if alive(p)]
-        if not alive:
+        if not [p for p in pids if alive(p)]:
             return []
         time.sleep(0.1)
     return [p for p in pids if alive(p)]
