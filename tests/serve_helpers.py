@@ -48,16 +48,23 @@ class Serve:
 
 
 @contextmanager
-def sim_serve(directory: Path, *args: str) -> Iterator[Serve]:
-    """`deploydeck sim serve --dir DIR ARGS` until it has printed its plan; SIGTERM after."""
-    require_binary(PROMETHEUS_BIN)
-    require_binary(ALERTMANAGER_BIN)
+def sim_serve(directory: Path, *args: str, real_servers: bool = True) -> Iterator[Serve]:
+    """`deploydeck sim serve --dir DIR ARGS` until it has printed its plan; SIGTERM after.
+
+    ``real_servers=False`` hides Prometheus and Alertmanager from it (an empty PATH).
+    """
+    extra: dict[str, str] = {}
+    if real_servers:
+        require_binary(PROMETHEUS_BIN)
+        require_binary(ALERTMANAGER_BIN)
+    else:
+        extra["PATH"] = str(directory.parent)
     proc = subprocess.Popen(
         deploydeck("sim", "serve", "--dir", str(directory), *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=child_env(),
+        env=child_env(**extra),
         cwd=REPO,
     )
     lines: list[str] = []
@@ -131,7 +138,9 @@ class Driver:
                 "run", str(plan), "--headless", "--json", *APPROVE, "--as", actor, "--journal", str(journal)
             ),
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            # a file, not a pipe: nobody reads stderr while the run goes on, and a full pipe would
+            # block the driver on its next log line
+            stderr=self._stderr_file(journal),
             text=True,
             env=child_env(**env),
             cwd=REPO,
@@ -174,16 +183,31 @@ class Driver:
             code = self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"{self.actor}'s run did not end within {timeout_s:g}s") from None
+            self._reader.join(timeout=10)
+            while not self._queue.empty():
+                if (event := self._queue.get_nowait()) is not None:
+                    self.events.append(event)
+            tail = [
+                (e["type"], e.get("phase"), e.get("reason") or e.get("message") or "")
+                for e in self.events[-8:]
+            ]
+            raise AssertionError(
+                f"{self.actor}'s run did not end within {timeout_s:g}s; last events {tail}; {self.stderr()}"
+            ) from None
         self._reader.join(timeout=10)
         while (event := self._queue.get_nowait() if not self._queue.empty() else None) is not None:
             self.events.append(event)
         return code
 
+    def _stderr_file(self, journal: Path) -> Any:
+        self.stderr_path = journal.with_suffix(".stderr")
+        return self.stderr_path.open("w")
+
     def stderr(self) -> str:
-        if self.proc.poll() is None or self.proc.stderr is None:
+        try:
+            return self.stderr_path.read_text(errors="replace")[-2000:]
+        except OSError:
             return ""
-        return self.proc.stderr.read()[-2000:]
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -92,10 +92,10 @@ def test_a_40s_api_outage_stops_the_driver_before_its_lease_can_be_taken(tmp_pat
         bob: Driver | None = None
         try:
             alice.wait_for(traffic_at(25), 120, "canary at 25 %")
-            started = time.time()
             httpx.post(
                 f"{control}/control/faults", json={"error_rate_500": 1.0}, timeout=5
             ).raise_for_status()
+            started = time.time()  # from here on the API server answers every request with 500
             lost = alice.wait_for(lambda e: e["type"] == "lease_lost", outage_s + 5, "lease_lost")
             time.sleep(max(0.0, started + outage_s - time.time()))
             httpx.post(

@@ -170,3 +170,22 @@ def test_run_against_sim_serve_with_bad_canary_rolls_back_on_the_error_rule(tmp_
         assert trigger["weight_at_trigger"] >= 25  # the scenario's fault starts at 25 %
         steps = {e["action"]: e for e in events if e["type"] == "rollback_step"}
         assert steps["weight_reset"]["ok"] and steps["verify"]["ok"]
+
+
+@pytest.mark.slow
+def test_without_prometheus_it_says_so_and_serves_the_simulated_metrics_api(tmp_path: Path) -> None:
+    with sim_serve(tmp_path / "env", real_servers=False) as env:
+        assert any("prometheus is not installed" in line for line in env.lines), env.lines
+        assert env.state["children"] == []  # no real servers were started
+        plan = yaml.safe_load(Path(env.printed("plan")).read_text())
+        assert plan["prometheus"]["url"] == env.state["prometheus"]
+        built = httpx.get(f"{env.state['prometheus']}/api/v1/status/buildinfo", timeout=5).json()
+        assert built["data"]["version"] == "deploydeck-sim"
+        code, events, wall = run_plan(env.printed("plan"))
+        assert code == 0 and events[-1]["outcome"] == "completed", events[-1]
+        gates = {e["gate"]["gate_id"]: e["gate"] for e in events if e["type"] == "gate_evaluated"}
+        assert (
+            gates["error-budget"]["status"] == "pass" and "error ratio" in gates["error-budget"]["evidence"]
+        )
+        healthy = [e for e in events if e["type"] == "analysis" and e["verdict"] == "healthy"]
+        assert len(healthy) >= 8 and wall < 90.0

@@ -75,6 +75,7 @@ class _AuditedKube(SimKubeServer):
 
     async def _entry(self, request: Any) -> Any:
         received = time.time()
+        faulty = self.faults.error_rate_500
         response = await super()._entry(request)
         if request.method in _WRITES:
             header = request.headers.get("Authorization", "")
@@ -88,6 +89,7 @@ class _AuditedKube(SimKubeServer):
                     # epoch seconds, compared with other processes' timestamps: when the request
                     # arrived (before any fault applied to it) and when it was answered
                     "received": received,
+                    "error_rate_500": faulty,
                     "at": time.time(),
                 }
             )
@@ -128,6 +130,7 @@ class SimEnvironment:
         self.workloads: dict[str, SimWorkload] = {}
         self.endpoints: Endpoints | None = None
         self.prometheus: Any = None
+        self.sim_prometheus: Any = None
         self.alertmanager: Any = None
         self.prometheus_url: str | None = None
         self.alertmanager_url = ""
@@ -223,9 +226,13 @@ class SimEnvironment:
             await asyncio.to_thread(server.wait_for_scrapes, targets[0], 3)
             self.notes.append(f"real Prometheus at {server.url} scraping the workload every 1 s")
         else:
+            from core.sim.sim_prometheus import SimPrometheus
+
+            self.sim_prometheus = SimPrometheus(list(self.workloads.values()))
+            self.prometheus_url = await self.sim_prometheus.start()
             self.notes.append(
-                "prometheus is not installed (make real-deps): the plan has no prometheus section, so "
-                "metric gates and the canary analysis report 'no data' and hold the rollout"
+                "prometheus is not installed (make real-deps): serving the simulated metrics API "
+                f"(Prometheus's query API, a PromQL subset over the workload's own samples) at {self.prometheus_url}"
             )
         alertmanager = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
         if alertmanager and self.use_real_servers:
@@ -247,6 +254,8 @@ class SimEnvironment:
         for server in (self.prometheus, self.alertmanager):
             if server is not None:
                 server.stop()
+        if self.sim_prometheus is not None:
+            await self.sim_prometheus.stop()
         for workload in self.workloads.values():
             await workload.stop()
         if self.endpoints is not None:
@@ -427,8 +436,7 @@ def plan_text(env: SimEnvironment) -> str:
         },
         "journal": {"path": str(env.directory / "deployments.jsonl")},
     }
-    if env.prometheus_url:
-        plan["prometheus"] = {"url": env.prometheus_url, "timeout": "5s", "retries": 1}
+    plan["prometheus"] = {"url": env.prometheus_url, "timeout": "5s", "retries": 1}
     header = (
         "# Written by `deploydeck sim serve`: the simulated environment through the real adapters.\n"
         f"#   deploydeck run {env.plan_path} --headless --approve rollback-plan "
