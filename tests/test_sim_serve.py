@@ -189,3 +189,32 @@ def test_without_prometheus_it_says_so_and_serves_the_simulated_metrics_api(tmp_
         )
         healthy = [e for e in events if e["type"] == "analysis" and e["verdict"] == "healthy"]
         assert len(healthy) >= 8 and wall < 90.0
+
+
+def test_a_port_in_use_or_out_of_range_is_bad_input(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            deploydeck("sim", "serve", "--port", str(port), "--dir", str(tmp_path / "env")),
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            cwd=REPO,
+            timeout=60,
+        )
+    assert done.returncode == 2 and "address already in use" in done.stderr, done.stderr
+    assert not (
+        tmp_path / "env" / "sim-plan.yaml"
+    ).exists()  # nothing handed out for a world that is not there
+    wrong = subprocess.run(
+        deploydeck("sim", "serve", "--port", "70000"),
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=REPO,
+    )
+    assert wrong.returncode == 2 and "not a TCP port" in wrong.stderr
