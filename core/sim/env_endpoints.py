@@ -175,8 +175,10 @@ class Endpoints:
         return web.json_response(self.status())
 
     async def _scenario(self, request: web.Request) -> web.Response:
-        body = await request.json()
         try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError('send a JSON object: {"name": SCENARIO}')
             title = self.switch_scenario(str(body.get("name", "")))
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
@@ -184,7 +186,10 @@ class Endpoints:
 
     async def _faults(self, request: web.Request) -> web.Response:
         try:
-            return web.json_response(self.set_faults(await request.json()))
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("send a JSON object of FaultConfig fields")
+            return web.json_response(self.set_faults(body))
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
 

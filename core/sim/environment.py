@@ -294,6 +294,9 @@ class SimEnvironment:
         """Fault injection on the API server (FaultConfig fields); ValueError on a bad field."""
         from pydantic import ValidationError
 
+        unknown = sorted(set(changes) - set(FaultConfig.model_fields))
+        if unknown:  # a typo must not read as "fault injected"
+            raise ValueError(f"unknown fault setting(s): {', '.join(unknown)}")
         try:
             config = FaultConfig.model_validate({**self.kube.faults.model_dump(), **changes})
         except ValidationError as exc:
