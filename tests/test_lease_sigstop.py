@@ -11,6 +11,8 @@ issue's "stopped for 35 s" and "a 40 s API outage" become 1.2 and 1.33 lease dur
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -21,8 +23,6 @@ import httpx
 import pytest
 
 from tests.serve_helpers import Driver, epoch, sim_serve, traffic_at
-
-pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 TTL_S = 4.0
 LEASE_PATH = "/apis/coordination.k8s.io/v1/namespaces/shop/leases/deploydeck-checkout"
@@ -44,6 +44,8 @@ def _as_bob(env: Any) -> Path:
     return path
 
 
+@pytest.mark.real
+@pytest.mark.slow
 def test_a_driver_stopped_past_its_lease_writes_nothing_after_it_wakes(tmp_path: Path) -> None:
     with sim_serve(tmp_path / "env") as env:
         alice = Driver(
@@ -82,6 +84,8 @@ def test_a_driver_stopped_past_its_lease_writes_nothing_after_it_wakes(tmp_path:
                 bob.kill()
 
 
+@pytest.mark.real
+@pytest.mark.slow
 def test_a_40s_api_outage_stops_the_driver_before_its_lease_can_be_taken(tmp_path: Path) -> None:
     outage_s = 40.0 * TTL_S / 30.0  # the issue's 40 s against a 30 s lease
     with sim_serve(tmp_path / "env") as env:
@@ -125,3 +129,68 @@ def test_a_40s_api_outage_stops_the_driver_before_its_lease_can_be_taken(tmp_pat
             alice.kill()
             if bob is not None:
                 bob.kill()
+
+
+# --- what the SIGSTOP test caught: a lease loss cancelling the driver mid-cleanup was swallowed ---------
+#
+# On waking, the lease keeper cancels the driver while its overdue nap is cleaning up; the nap
+# (and `within`) awaited their helper tasks under `suppress(CancelledError)`, which ate that
+# cancellation too: the driver drove on, hit the fence, "rolled back" and retried the refused
+# rollback forever instead of stopping. Each loop turn at which the cancel can land is tried.
+
+
+class _InstantClock:
+    async def sleep(self, seconds: float) -> None:
+        return None
+
+
+async def _cancel_after_turns(task: asyncio.Future[object], turns: int) -> bool | None:
+    """Cancel `task` after `turns` loop turns; whether cancel() found it running (None: never tried)."""
+    loop = asyncio.get_running_loop()
+    hit: list[bool] = []
+
+    def later(n: int) -> None:
+        if n == 0:
+            hit.append(task.cancel())
+        else:
+            loop.call_soon(later, n - 1)
+
+    loop.call_soon(later, turns)
+    await asyncio.wait({task})
+    return hit[0] if hit else None
+
+
+async def test_a_nap_cancelled_at_any_moment_stays_cancelled(tmp_path: Path) -> None:
+    from tests.engine_helpers import sim_session
+
+    session = await sim_session(tmp_path, "healthy")
+    rollout = session.rollout
+    rollout.clock = _InstantClock()  # type: ignore[assignment]
+    try:
+        for turns in range(8):
+            nap = asyncio.ensure_future(rollout._nap(5.0))
+            if await _cancel_after_turns(nap, turns):
+                assert nap.cancelled(), f"a cancel after {turns} turns was swallowed"
+    finally:
+        await session.close()
+
+
+async def test_within_never_swallows_its_callers_cancellation() -> None:
+    from core.adapters.deadline import within
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)  # a call that takes a moment to stop
+            await asyncio.sleep(0)
+            raise
+
+    async def caller() -> None:
+        with contextlib.suppress(TimeoutError):
+            await within(0.0, slow_to_stop())
+
+    for turns in range(10):
+        task = asyncio.ensure_future(caller())
+        if await _cancel_after_turns(task, turns):
+            assert task.cancelled(), f"a cancel after {turns} turns was swallowed"
