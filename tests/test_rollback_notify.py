@@ -183,3 +183,26 @@ async def test_rollback_keeps_retrying_while_its_alarm_message_is_stuck(
     # the alarm's delivery result (the stuck channel giving up) is not what let the retries go on
     results = [i for i, e in enumerate(events) if isinstance(e, NotificationSent)]
     assert results and min(results) > reset, "the retry loop waited for the alarm message"
+
+
+async def test_a_rollback_refused_by_the_fence_stops_instead_of_retrying_forever(tmp_path: Path) -> None:
+    """The lease is gone (the fence refuses every write): retrying the rollback can only alarm people."""
+    session = await sim_session(tmp_path, "bad-canary")
+    rollout = session.rollout
+
+    async def fenced() -> Any:
+        # what the keeper does when the renew deadline has passed: say so, then refuse the write
+        rollout._lease_lost = "lease shop/deploydeck-checkout not renewed in time"
+        raise PortError("refused PATCH deployments/checkout-canary: lease not renewed in time")
+
+    session.world.production.rollback = fenced  # type: ignore[method-assign]
+    try:
+        outcome = await asyncio.wait_for(rollout.run(), 20)
+    finally:
+        await session.close()
+    assert outcome == Outcome.BLOCKED
+    events = rollout.events
+    assert not [e for e in events if isinstance(e, RollbackStep) and e.action == "attempt_failed"]
+    assert not [e for e in events if isinstance(e, LogLine) and "ROLLBACK NOT APPLIED" in e.message]
+    finished = events[-1]
+    assert isinstance(finished, Finished) and "lease lost" in finished.reason

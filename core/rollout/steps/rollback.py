@@ -55,6 +55,10 @@ class RollbackProcedure(RolloutContext):
                 report = await prod.rollback()
                 break
             except PortError as exc:
+                if self._lease_lost is not None:
+                    # fenced: the rollout is no longer ours to roll back. Stop as the keeper's
+                    # cancellation would have stopped us (the driver then journals the loss)
+                    raise asyncio.CancelledError(f"lease lost: {self._lease_lost}") from exc
                 await self._emit(
                     RollbackStep, action="attempt_failed", ok=False, detail=f"attempt {attempt}: {exc}"
                 )
