@@ -345,6 +345,7 @@ def _wire_lease(keeper: LeaseKeeper | None, rollout: Rollout) -> None:
     """Lease lost or not renewed in time: the engine stops acting at once."""
     if keeper is not None:
         keeper.on_lost(rollout.lease_lost)
+        rollout.hand_back_lease = keeper.release  # the rollback hands it back before notifying
 
 
 async def _sim_world(

@@ -250,7 +250,9 @@ async def test_a_rollout_journals_into_postgres_and_log_reads_it_back(
     assert trigger.rule == "error_rate"  # type: ignore[union-attr]
     assert not (tmp_path / "deployments.jsonl").exists()  # nothing went to the file
 
-    assert await asyncio.to_thread(run_log, ["log", "dora", "--database", postgres_dsn, "--sim", "--json"]) == 0
+    assert (
+        await asyncio.to_thread(run_log, ["log", "dora", "--database", postgres_dsn, "--sim", "--json"]) == 0
+    )
     figures = json.loads(capsys.readouterr().out)
     assert figures["checkout"]["rolled_back"] == 1 and figures["checkout"]["change_failure_rate"] == 1.0
 

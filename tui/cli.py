@@ -111,19 +111,31 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="the simulated cluster")
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", required=True)
     serve = sim_sub.add_parser(
-        "serve", help="start the simulated Kubernetes API server and workload until Ctrl-C"
+        "serve",
+        help="a complete simulated environment for the real adapters, until Ctrl-C",
+        description="Simulated Kubernetes API server and workload, a real Prometheus and Alertmanager "
+        "when installed, GitHub-compatible and team-channel endpoints. Holds no lease. Writes a "
+        "kubeconfig and sim-plan.yaml into --dir for `deploydeck run DIR/sim-plan.yaml`.",
     )
     serve.add_argument("--scenario", default="healthy")
-    serve.add_argument("--port", type=int, default=0)
-    serve.add_argument("--dir", type=Path, default=None, help="where to write the kubeconfig")
+    serve.add_argument("--port", type=int, default=0, help="the Kubernetes API server's port (default: any)")
+    serve.add_argument(
+        "--dir", type=Path, default=None, help="where to write the kubeconfig and sim-plan.yaml"
+    )
     serve.add_argument(
         "--pod-start-delay",
         type=float,
         default=0.3,
         metavar="SECONDS",
-        help="until a new pod is Ready (a real one: ~3)",
+        help="until a new pod is Ready, in the environment's time (a real one: ~3)",
     )
     serve.set_defaults(func=cmd_sim_serve)
+    scenario = sim_sub.add_parser("scenario", help="switch the running `sim serve` environment's scenario")
+    scenario.add_argument("name", metavar="NAME")
+    scenario.add_argument(
+        "--dir", type=Path, required=True, help="the --dir the environment was started with"
+    )
+    scenario.set_defaults(func=cmd_sim_scenario)
 
     _init_parser(sub)
     log_cmd.register(sub)
@@ -494,32 +506,15 @@ async def _check(plan: Any, path: Path) -> int:
 
 
 def cmd_sim_serve(args: argparse.Namespace) -> int:
-    return asyncio.run(_sim_serve(args))
+    from tui.commands.sim_cmd import sim_serve
+
+    return sim_serve(args)
 
 
-async def _sim_serve(args: argparse.Namespace) -> int:
-    from core.clock import SystemClock
-    from core.session import demo_plan, open_session
+def cmd_sim_scenario(args: argparse.Namespace) -> int:
+    from tui.commands.sim_cmd import sim_scenario
 
-    plan = demo_plan(args.scenario)
-    session = await open_session(
-        plan,
-        actor="sim",
-        clock=SystemClock(),
-        sim_backend="kube",
-        kubeconfig_dir=args.dir,
-        interactive=True,
-        pod_start_delay_s=args.pod_start_delay,
-    )
-    try:
-        print(f"kubeconfig: {session.kubeconfig}")
-        for note in session.notes:
-            print(note)
-        print("Ctrl-C to stop.", flush=True)
-        await asyncio.Event().wait()
-    finally:
-        await session.close()
-    return 0
+    return sim_scenario(args)
 
 
 class HangUp(KeyboardInterrupt):

@@ -39,8 +39,9 @@ async def within(
             timer.cancel()
         if not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            # never raises the call's own outcome, and never swallows a cancellation of the
+            # caller arriving meanwhile (`suppress(CancelledError): await task` did)
+            await asyncio.wait({task})
     if task.cancelled():
         raise DeadlineExceeded(f"{what} gave no complete answer within {seconds:g}s")
     return task.result()

@@ -224,10 +224,10 @@ class RolloutContext:
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (sleeper, waker):
-                if not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                task.cancel()
+            # asyncio.wait, not `suppress(CancelledError): await task`: that also swallowed a
+            # cancellation of this task arriving meanwhile (lease lost), and the driver drove on
+            await asyncio.wait({sleeper, waker})
 
     async def _set_phase(self, phase: Phase, reason: str = "") -> None:
         previous = self.phase

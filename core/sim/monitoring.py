@@ -44,27 +44,34 @@ def _http_ok(url: str, method: str = "GET") -> bool:
         return False
 
 
-def die_with_parent() -> Callable[[], None] | None:
-    """A Popen preexec_fn: the child gets SIGTERM when this process ends, however it ends.
+def _load_prctl() -> Callable[..., int] | None:
+    import ctypes
+    import sys
 
-    Linux's PR_SET_PDEATHSIG covers what no `finally` can: SIGKILL, a crash, a closed terminal
-    before the handler runs. (The "parent" is the thread that forks; the event loop's worker
-    threads live as long as the loop, which outlives every session.)
-    """
     if not sys.platform.startswith("linux"):
         return None
-    libc = ctypes.CDLL(None, use_errno=True)
-    parent = os.getpid()
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
 
-    def preexec() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before prctl: nobody would signal us
+
+#: resolved in the parent: a child between fork and exec must not load libraries
+_PRCTL = _load_prctl()
+
+
+def die_with_parent() -> None:
+    """Popen preexec_fn: the kernel sends SIGTERM to this child when the thread that started it dies.
+
+    Linux's PR_SET_PDEATHSIG covers what no `finally` can: SIGKILL, a crash, a terminal closed
+    before a handler runs; a `sim serve` or demo killed with SIGKILL would otherwise leave its
+    Prometheus running (and holding its port) forever. Linux only; elsewhere a no-op. If the parent
+    died before the prctl, nobody would ever signal us: exit at once.
+    """
+    if _PRCTL is not None:
+        _PRCTL(1, 15, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGTERM
+        if os.getppid() == 1:
             os._exit(1)
-
-    return preexec
-
-
-PR_SET_PDEATHSIG = 1
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -134,7 +141,7 @@ class PrometheusServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent(),  # prctl only: nothing that could deadlock after fork
+            preexec_fn=die_with_parent,  # one prctl call between fork and exec
         )
         log.close()
         try:
@@ -249,7 +256,7 @@ class AlertmanagerServer:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent(),  # prctl only: nothing that could deadlock after fork
+            preexec_fn=die_with_parent,  # one prctl call between fork and exec
         )
         log.close()
 

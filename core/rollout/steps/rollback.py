@@ -1,11 +1,24 @@
-"""Step 6, rollback (POL-010): execute, verify, communicate, document; or abort."""
+"""Step 6, rollback (POL-010): execute, verify, communicate, document; or abort.
+
+Communicating can never hold the procedure or the rollout up. The outcome is journaled
+first (state annotation, phase ``rolled_back``); then the lease is handed back, since the
+procedure writes nothing more to the cluster; only then do the team-channel messages go
+out, each bounded by the notifier's deadline and retries, before ``finished``. The alarm
+sent while the rollback API keeps failing goes out beside the retries, never in front of
+them. A channel answering one byte a second thus costs a bounded delay of the
+``finished`` line, never the rollout and never the next driver's lease.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
+from typing import Any
 
 from core.domain import (
+    NotifyResult,
     Outcome,
     Phase,
     RollbackReport,
@@ -14,6 +27,7 @@ from core.durations import format_duration
 from core.events import (
     HealthChecked,
     LogLine,
+    NotificationSent,
     RollbackStep,
     TrafficChanged,
 )
@@ -26,6 +40,9 @@ from core.rollout.context import (
 
 class RollbackProcedure(RolloutContext):
     """Step 6, rollback (POL-010): execute, verify, communicate, document; or abort."""
+
+    #: set by the session: hands the lease back (fenced; a no-op once it is not ours)
+    hand_back_lease: Callable[[], Awaitable[None]] | None = None
 
     async def _rollback_procedure(self) -> Outcome:
         """POL-010: execute, verify, communicate, document. A failing API is retried, never given up silently."""
@@ -42,6 +59,10 @@ class RollbackProcedure(RolloutContext):
                 report = await prod.rollback()
                 break
             except PortError as exc:
+                if self._lease_lost is not None:
+                    # fenced: the rollout is no longer ours to roll back. Stop as the keeper's
+                    # cancellation would have stopped us (the driver then journals the loss)
+                    raise asyncio.CancelledError(f"lease lost: {self._lease_lost}") from exc
                 await self._emit(
                     RollbackStep, action="attempt_failed", ok=False, detail=f"attempt {attempt}: {exc}"
                 )
@@ -53,8 +74,11 @@ class RollbackProcedure(RolloutContext):
                         message=f"ROLLBACK NOT APPLIED after {attempt} attempts ({exc}); still retrying every "
                         f"{format_duration(_ROLLBACK_MAX_DELAY_S)} — act on the cluster by hand if you can",
                     )
-                    await self._communicate(
-                        ok=False, detail=f"rollback not applied after {attempt} attempts: {exc}"
+                    # beside the retries, never in front of them: a stuck channel must not pause them
+                    self._beside(
+                        self._communicate(
+                            ok=False, detail=f"rollback not applied after {attempt} attempts: {exc}"
+                        )
                     )
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, _ROLLBACK_MAX_DELAY_S)
@@ -100,6 +124,10 @@ class RollbackProcedure(RolloutContext):
         elif not verified:
             await self._emit(LogLine, level="error", message=f"SERVICE NOT RESTORED: {detail}; keep watching")
         await self._set_phase(Phase.ROLLED_BACK, self._stop.reason if self._stop else "rolled back")
+        # the outcome is journaled and the cluster is done with: the next driver need not wait for the channel
+        if self.hand_back_lease is not None:
+            await self.hand_back_lease()
+        await self._settle()  # the alarm, if one is still going out (bounded by the notifier)
         await self._communicate(ok=verified, detail=detail)
         await self._document()
         return Outcome.ROLLED_BACK
@@ -155,6 +183,7 @@ class RollbackProcedure(RolloutContext):
         return result.ok
 
     async def _communicate(self, *, ok: bool, detail: str) -> None:
+        """Tell the team channel and journal what became of it (bounded by the notifier's deadlines)."""
         from core.incident import rollback_message
 
         message = rollback_message(self.events)
@@ -162,8 +191,35 @@ class RollbackProcedure(RolloutContext):
             message = message.model_copy(
                 update={"level": "critical", "text": f"{message.text}\nNOT RESTORED: {detail}"}
             )
-        await self._notify(message)
-        await self._emit(RollbackStep, action="communicate", ok=True, detail="team channel notified")
+        try:
+            results = await self.world.notifier.notify(message)
+        except Exception as exc:  # a notifier must never break the procedure
+            results = [NotifyResult(channel="team channel", delivered=False, detail=type(exc).__name__)]
+        for result in results:
+            await self._emit(
+                NotificationSent,
+                channel=result.channel,
+                delivered=result.delivered,
+                attempts=result.attempts,
+                detail=result.detail,
+            )
+        failed = [f"{r.channel}: {r.detail}" for r in results if not r.delivered]
+        await self._emit(
+            RollbackStep,
+            action="communicate",
+            ok=not failed,
+            detail="team channel notified" if not failed else "not delivered: " + "; ".join(failed),
+        )
+
+    def _beside(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside the procedure; :meth:`_settle` waits for it before ``finished``."""
+        tasks: set[asyncio.Future[None]] = self.__dict__.setdefault("_beside_tasks", set())
+        tasks.add(asyncio.ensure_future(work))
+
+    async def _settle(self) -> None:
+        tasks: set[asyncio.Future[None]] = self.__dict__.get("_beside_tasks", set())
+        while pending := [t for t in tasks if not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _document(self) -> None:
         from core.incident import write_incident_record
