@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -45,8 +44,6 @@ def _http_ok(url: str, method: str = "GET") -> bool:
 
 
 def _load_prctl() -> Callable[..., int] | None:
-    import ctypes
-    import sys
 
     if not sys.platform.startswith("linux"):
         return None
