@@ -197,11 +197,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 async def _discover(args: argparse.Namespace) -> Any:
     from core.adapters.kubernetes.api import KubeApi
-    from core.adapters.kubernetes.cluster import _load_config
+    from core.adapters.kubernetes.credentials import load
     from core.clock import SystemClock
     from core.plan_init import discover
 
-    api = KubeApi(await _load_config(args.kubeconfig, args.context), SystemClock())
+    client, credentials = await load(args.kubeconfig, args.context)
+    api = KubeApi(client, SystemClock(), credentials=credentials)
     try:
         return await discover(api, args.namespace, args.deployment)
     finally:
