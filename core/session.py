@@ -376,7 +376,9 @@ async def _sim_world(
         from core.adapters.kubernetes import KubeCluster
         from core.sim.kube import SimKubeServer
 
-        server = SimKubeServer(pod_ready_delay_s=pod_start_delay_s)
+        # the world's clock: under a VirtualClock (tests, --speed max) a realistic pod start costs
+        # no wall time, and the adapter's virtual-time deadlines measure the same time the pods take
+        server = SimKubeServer(pod_ready_delay_s=pod_start_delay_s, clock=clock)
         await server.start()
         for target in (stg_t, prod_t):
             server.seed_service(
