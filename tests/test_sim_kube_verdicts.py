@@ -103,3 +103,18 @@ async def test_bad_canary_on_the_kube_backend_fires_error_rate_at_25_like_the_me
     assert reading.fired and reading.value > 0.5  # pp above the baseline
     # dozens of 3 s pod starts and terminations cost no wall time on the virtual clock
     assert wall < 30, f"{wall:.1f}s of wall time"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_every_scenario_reaches_its_verdict_on_the_kube_backend(tmp_path: Path, name: str) -> None:
+    """The scenario table (core/sim/scenarios.py) on the pod-count backend with 3 s pod starts."""
+    from tests.engine_helpers import sim_session
+
+    session = await sim_session(tmp_path, name, backend="kube")
+    try:
+        await asyncio.wait_for(session.rollout.run(), timeout=60)
+        assert verdict_problems(SCENARIOS[name], list(session.rollout.events)) == []
+    finally:
+        await session.close()
