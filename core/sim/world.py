@@ -194,8 +194,9 @@ class WorkloadModel:
             self._share = share
             # a pod-count split passes through in-between shares while the stable's pods drop out
             # of the endpoints (5 of 25 ready: 20 % on the way to 25 %): the ask is spent only when
-            # the share it asked for arrives, else the step's faults would start a read late
-            if self._asked_for is None or share == self._asked_for:
+            # the share it asked for arrives (±1: the server and the adapter round a half differently),
+            # else the step's faults would start a read late
+            if self._asked_for is None or abs(share - self._asked_for) <= 1:
                 self._asked_at = None
             self.health_checks = 0
             if share > 0 and self._canary_started is None:
