@@ -212,9 +212,10 @@ def _is_thin(side: WorkloadSample) -> bool:
 
 
 def _significant_excess(
-    canary: WorkloadSample, baseline: WorkloadSample, limit_pp: float
+    canary: WorkloadSample, baseline: WorkloadSample, limit_pp: float, *, at_least: bool = False
 ) -> tuple[bool, str]:
-    """Whether the canary's error rate exceeds baseline + limit with 99 % confidence, given the counts."""
+    """Whether the canary's error rate exceeds baseline + limit with 99 % confidence, given the counts
+    (``at_least``: reaches it, for the soak's "≥" rule)."""
     if canary.requests is None or canary.error_rate is None or baseline.error_rate is None:
         return True, "counts unknown: the plain rule applies"
     bound = wilson_lower(canary.error_rate, canary.requests)
@@ -223,13 +224,21 @@ def _significant_excess(
         f"{canary.requests:.0f} canary requests: its error rate is ≥ {bound * 100:.2f} % with 99 % "
         f"confidence, the rule needs > {needed * 100:.2f} %"
     )
+    if at_least:
+        return bound >= needed - EPSILON / 100, evidence
     return bound > needed + EPSILON / 100, evidence
 
 
 def soak_judge(
     staging: WorkloadSample, baseline: WorkloadSample, limit_pp: float, min_requests: int
 ) -> RuleReading:
-    """Staging soak: staging error rate must stay below baseline + limit (percentage points)."""
+    """Staging soak: staging error rate must stay below baseline + limit (percentage points).
+
+    Blocks only when the excess is significant given staging's request count, as the canary's
+    error-rate rule does (Wilson lower bound, 99 %): at 10 req/s a 15-minute soak holds ~9,000
+    requests, whose error rate wanders ±0.07 pp by chance alone, so the plain 0.1 pp rule would
+    block one healthy release in ten. Counts unknown: the plain rule.
+    """
     for name, side in (("staging", staging), ("baseline", baseline)):
         reason = _side_reason(name, side, min_requests)
         if reason or side.error_rate is None:
@@ -237,7 +246,15 @@ def soak_judge(
                 rule="staging_soak", value=None, limit=limit_pp, unit="pp", text=f"no data: {reason or name}"
             )
     delta = (staging.error_rate - baseline.error_rate) * 100.0  # type: ignore[operator]
-    bad = delta >= limit_pp - EPSILON
+    over = delta >= limit_pp - EPSILON
+    significant, evidence = _significant_excess(staging, baseline, limit_pp, at_least=True)
+    bad = over and significant
+    text = (
+        f"staging {staging.error_rate * 100:.2f} % vs baseline {baseline.error_rate * 100:.2f} %: "  # type: ignore[operator]
+        f"{delta:+.2f} pp {'≥' if over else '<'} {limit_pp:.2f} pp"
+    )
+    if over and not significant:
+        text += f", within chance ({evidence.replace('canary', 'staging')})"
     return RuleReading(
         rule="staging_soak",
         value=delta,
@@ -245,8 +262,14 @@ def soak_judge(
         unit="pp",
         fired=bad,
         consecutive=1 if bad else 0,
-        text=(
-            f"staging {staging.error_rate * 100:.2f} % vs baseline {baseline.error_rate * 100:.2f} %: "  # type: ignore[operator]
-            f"{delta:+.2f} pp {'≥' if bad else '<'} {limit_pp:.2f} pp"
-        ),
+        text=text,
     )
+
+
+def soak_regression(staging: WorkloadSample, baseline: WorkloadSample, limit_pp: float) -> bool:
+    """The soak's early stop: staging's error rate is above baseline + the canary trigger's limit,
+    significantly given its count (a few unlucky 5xx in a thin interval do not end the soak)."""
+    if staging.error_rate is None or baseline.error_rate is None:
+        return False
+    delta = (staging.error_rate - baseline.error_rate) * 100.0
+    return delta > limit_pp + EPSILON and _significant_excess(staging, baseline, limit_pp)[0]

@@ -127,7 +127,7 @@ def summarize(events: Sequence[Event]) -> DeploySummary | None:
             summary.rollback_triggered_at = event.ts
         elif isinstance(event, PhaseChanged) and event.phase == Phase.ROLLED_BACK:
             summary.rolled_back_at = summary.rolled_back_at or event.ts
-        elif isinstance(event, Finished):
+        elif isinstance(event, Finished):  # the last one wins: a resumed deploy has two (lease lost)
             summary.finished = event.ts
             summary.outcome = event.outcome
             summary.duration_s = event.duration_s or (event.ts - start.ts).total_seconds()
@@ -344,7 +344,9 @@ def _audit_data(events: Sequence[Event]) -> dict[str, object]:
             e.model_dump(mode="json") for e in events if isinstance(e, Paused | Resumed | CommandRefused)
         ],
         "notifications": [e.model_dump(mode="json") for e in events if isinstance(e, NotificationSent)],
-        "outcome": next((e.model_dump(mode="json") for e in events if isinstance(e, Finished)), None),
+        "outcome": next(
+            (e.model_dump(mode="json") for e in reversed(events) if isinstance(e, Finished)), None
+        ),
     }
 
 
@@ -463,7 +465,8 @@ def export_deploy(events: Sequence[Event], fmt: Literal["md", "json"] = "md", *,
     if notes:
         out += ["", "## Notifications", ""]
         out += [f"- {_ts(n.ts)} {describe_event(n)}" for n in notes]
-    finished = next((e for e in events if isinstance(e, Finished)), None)
+    # the last finished line: a driver that lost its lease journals one, the resumed driver another
+    finished = next((e for e in reversed(events) if isinstance(e, Finished)), None)
     out += ["", "## Outcome", ""]
     out.append(
         describe_event(finished)

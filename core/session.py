@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from core.adapters.kubernetes.lease import LeaseKeeper
     from core.rollout.progress import RolloutStatus
 
+#: simulated seconds until a new pod of the simulated cluster is Ready (a real one takes a few); on the
+#: session's clock, so under a VirtualClock it costs no wall time
+POD_START_DELAY_S = 3.0
+
 #: lease duration (override: $DEPLOYDECK_LEASE_TTL); renewed every sixth of it while the session lives
 LEASE_TTL_S = 30.0
 
@@ -101,7 +105,7 @@ async def open_session(
     decision_default: Literal["rollback", "fix_forward"] = "rollback",
     sim_backend: SimBackend = "memory",
     kubeconfig_dir: Path | None = None,
-    pod_start_delay_s: float = 0.3,
+    pod_start_delay_s: float = POD_START_DELAY_S,
     world: World | None = None,
     rollback_unfinished: bool = False,
     prometheus_scrape_s: float = 1.0,
@@ -355,7 +359,7 @@ async def _sim_world(
     backend: SimBackend,
     use_prometheus: bool,
     kubeconfig_dir: Path | None,
-    pod_start_delay_s: float = 0.3,
+    pod_start_delay_s: float = POD_START_DELAY_S,
     prometheus_scrape_s: float = 1.0,
 ) -> tuple[World, str | None, list[str]]:
     from core.sim.scenarios import Scenario
@@ -381,7 +385,9 @@ async def _sim_world(
         from core.adapters.kubernetes import KubeCluster
         from core.sim.kube import SimKubeServer
 
-        server = SimKubeServer(pod_ready_delay_s=pod_start_delay_s)
+        # the world's clock: under a VirtualClock (tests, --speed max) a realistic pod start costs
+        # no wall time, and the adapter's virtual-time deadlines measure the same time the pods take
+        server = SimKubeServer(pod_ready_delay_s=pod_start_delay_s, clock=clock)
         await server.start()
         for target in (stg_t, prod_t):
             server.seed_service(

@@ -136,7 +136,7 @@ class ObservedCluster:
     the new step's traffic from then instead of from when it really started.
     """
 
-    def __init__(self, inner: Any, on_change: Callable[[], object]) -> None:
+    def __init__(self, inner: Any, on_change: Callable[..., object]) -> None:
         self.inner = inner
         self._on_change = on_change
 
@@ -149,7 +149,7 @@ class ObservedCluster:
 
     async def set_canary_weight(self, percent: int) -> TrafficChange:
         change = await self.inner.set_canary_weight(percent)
-        self._on_change()
+        self._on_change(change.effective)  # the share to expect once the pods settle
         return change
 
     async def rollback(self) -> RollbackReport:
@@ -169,13 +169,16 @@ class WorkloadModel:
         self._share_since: datetime = clock.now()
         self._canary_started: datetime | None = None
         self._asked_at: datetime | None = None
+        self._asked_for: int | None = None
         self.health_checks = 0
 
-    def traffic_requested(self) -> None:
-        """The engine just asked for a weight. On a real-ish cluster the share follows once pods are
-        ready, usually before the next read; that read attributes the change to this moment, not
-        to itself (issue 14: the first read of a step saw 0 canary requests)."""
+    def traffic_requested(self, percent: int | None = None) -> None:
+        """The engine just set a weight (``percent``: the share the cluster reported; None: a promotion
+        or rollback, whose share is not a weight). On a real-ish cluster the share follows once pods are ready, usually before
+        the next read; that read attributes the change to this moment, not to itself (issue 14: the
+        first read of a step saw 0 canary requests)."""
         self._asked_at = self.clock.now()
+        self._asked_for = percent
         self.observe()
 
     def observe(self) -> tuple[int, float, float]:
@@ -186,10 +189,15 @@ class WorkloadModel:
             # faults keyed on "weight >= N for T seconds" count from the new step; a change first
             # seen here happened when it was asked for, if that was after the previous change
             asked = self._asked_at
-            since = asked if asked is not None and asked > self._share_since else now
+            since = asked if asked is not None and asked >= self._share_since else now
             self._share_since = since
             self._share = share
-            self._asked_at = None
+            # a pod-count split passes through in-between shares while the stable's pods drop out
+            # of the endpoints (5 of 25 ready: 20 % on the way to 25 %): the ask is spent only when
+            # the share it asked for arrives (±1: the server and the adapter round a half differently),
+            # else the step's faults would start a read late
+            if self._asked_for is None or abs(share - self._asked_for) <= 1:
+                self._asked_at = None
             self.health_checks = 0
             if share > 0 and self._canary_started is None:
                 self._canary_started = since

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from core.analysis import soak_judge
+from core.analysis import soak_judge, soak_regression
 from core.domain import (
     GateGroup,
     Phase,
@@ -76,7 +76,10 @@ class StagingStep(RolloutContext):
             await self._nap(spec.interval)
             await self._check_stop()
             reading, staging_side, base_side = await self._soak_reading(spec.lookback)
-            clear_regression = reading.value is not None and reading.value > spec.triggers.error_delta_pp
+            # stop early only on a regression the counts make certain (issue 14's significance)
+            clear_regression = reading.value is not None and soak_regression(
+                staging_side, base_side, spec.triggers.error_delta_pp
+            )
             verdict: Literal["healthy", "no_data", "fired"] = (
                 "no_data" if reading.value is None else ("fired" if clear_regression else "healthy")
             )
