@@ -168,7 +168,7 @@ def test_from_init_to_a_completed_run_in_at_most_five_commands(tmp_path: Path) -
     dd = f"{shlex.quote(sys.executable)} -m tui.cli"
     script = [
         f"{dd} sim serve --dir {tmp_path}",  # stays up: the cluster init reads
-        f"{dd} init checkout --namespace shop --context deploydeck-sim --kubeconfig {tmp_path}/sim-kubeconfig.yaml "
+        f"{dd} init checkout --namespace shop --context alice --kubeconfig {tmp_path}/kubeconfig.yaml "
         f"--image registry.example.com/shop/checkout:1.5.0 -o {tmp_path}/plan.yaml",
         f"{dd} check {tmp_path}/plan.yaml --sim",
         f"{dd} run {tmp_path}/plan.yaml --sim --headless --json --speed max "
@@ -177,7 +177,10 @@ def test_from_init_to_a_completed_run_in_at_most_five_commands(tmp_path: Path) -
     assert len(script) <= 5
     serve = subprocess.Popen(shlex.split(script[0]), cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
-        assert serve.stdout is not None and serve.stdout.readline().startswith("kubeconfig: ")
+        assert serve.stdout is not None
+        # sim serve says what runs where, then `kubeconfig: PATH` and `plan: PATH`
+        while not (line := serve.stdout.readline()).startswith("kubeconfig: "):
+            assert line, "sim serve exited before printing its kubeconfig"
         results = [
             subprocess.run(shlex.split(cmd), cwd=ROOT, env=env, capture_output=True, text=True, timeout=150)
             for cmd in script[1:]

@@ -221,11 +221,11 @@ def test_readme_sim_serve_answers_kubectl_and_stops_on_ctrl_c(tmp_path: Path) ->
     )
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("kubeconfig: "), first + (
-            proc.stderr.read() if proc.poll() is not None else ""
-        )  # type: ignore[union-attr]
-        kubeconfig = Path(first.removeprefix("kubeconfig: ").strip())
+        seen: list[str] = []
+        while not (line := proc.stdout.readline()).startswith("kubeconfig: "):
+            assert line, "".join(seen) + (proc.stderr.read() if proc.stderr else "")
+            seen.append(line)
+        kubeconfig = Path(line.removeprefix("kubeconfig: ").strip())
         got = subprocess.run(
             ["kubectl", "--kubeconfig", str(kubeconfig), "get", "deploy", "-n", "shop", "-o", "name"],
             capture_output=True,

@@ -9,6 +9,7 @@ webhook adapters) and read the result from its JSON lines and the environment's 
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 
@@ -34,7 +35,10 @@ def test_serve_writes_a_kubeconfig_and_a_real_adapter_plan_honours_port_and_hold
             Path(kubeconfig) == tmp_path / "kubeconfig.yaml" and Path(plan_path) == tmp_path / "sim-plan.yaml"
         )
         config = yaml.safe_load(Path(kubeconfig).read_text())
-        assert config["clusters"][0]["cluster"]["server"] == f"http://127.0.0.1:{port}"  # --port honoured
+        cluster = config["clusters"][0]["cluster"]
+        assert cluster["server"] == f"https://127.0.0.1:{port}"  # --port honoured, TLS as a real server
+        ca = tmp_path / "ca.crt"
+        ca.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
         assert {c["name"] for c in config["contexts"]} == {"alice", "bob", "carol", "dave"}
         assert Path(kubeconfig).stat().st_mode & 0o077 == 0  # bearer tokens inside
 
@@ -53,17 +57,19 @@ def test_serve_writes_a_kubeconfig_and_a_real_adapter_plan_honours_port_and_hold
         # holds no lease: nothing in the namespace the driver's lease lives in
         token = next(u["user"]["token"] for u in config["users"] if u["name"] == "carol")
         leases = httpx.get(
-            f"http://127.0.0.1:{port}/apis/coordination.k8s.io/v1/namespaces/shop/leases",
+            f"https://127.0.0.1:{port}/apis/coordination.k8s.io/v1/namespaces/shop/leases",
             headers={"Authorization": f"Bearer {token}"},
             timeout=5,
+            verify=str(ca),
         ).json()
         assert leases["items"] == []
         # carol is a viewer: the API server refuses her writes
         denied = httpx.patch(
-            f"http://127.0.0.1:{port}/apis/apps/v1/namespaces/shop/deployments/checkout",
+            f"https://127.0.0.1:{port}/apis/apps/v1/namespaces/shop/deployments/checkout",
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/merge-patch+json"},
             content=b'{"spec":{"replicas":1}}',
             timeout=5,
+            verify=str(ca),
         )
         assert denied.status_code == 403
 

@@ -19,6 +19,7 @@ times faster so that "5xx from 60 s at 25 %" happens a few seconds into the step
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -125,6 +126,9 @@ class SimEnvironment:
             {token: name for name, token in self.tokens.items()},
             pod_ready_delay_s=pod_start_delay_s,
             tokens={self.tokens[name]: verbs for name, verbs in USERS.items()},
+            # HTTPS, as a real API server: kubectl sends bearer tokens only over TLS (a self-signed
+            # serving certificate from `openssl`; without it, plain HTTP and the adapter only)
+            tls=shutil.which("openssl") is not None,
         )
         self.github_token = secrets.token_hex(16)
         self.notes: list[str] = []
@@ -327,7 +331,7 @@ class SimEnvironment:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": cluster, "cluster": {"server": self.kube.url}}],
+            "clusters": [{"name": cluster, "cluster": self._cluster_entry()}],
             "users": [{"name": n, "user": {"token": t}} for n, t in self.tokens.items()],
             "contexts": [
                 {"name": n, "context": {"cluster": cluster, "user": n, "namespace": PROD_NS}} for n in USERS
@@ -337,6 +341,12 @@ class SimEnvironment:
         }
         self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         self.kubeconfig.chmod(0o600)  # it holds four bearer tokens
+
+    def _cluster_entry(self) -> dict[str, str]:
+        entry = {"server": self.kube.url}
+        if self.kube.cert is not None:
+            entry["certificate-authority-data"] = base64.b64encode(self.kube.cert.ca_pem).decode()
+        return entry
 
     def _write_plan(self) -> None:
         from core.plan import load_plan

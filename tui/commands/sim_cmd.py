@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -40,7 +41,11 @@ def sim_serve(args: argparse.Namespace) -> int:
     if not 0 <= delay <= 600:
         print(f"deploydeck sim serve: --pod-start-delay {delay} is not 0-600 seconds", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return asyncio.run(_serve(directory.resolve(), args.scenario, args.port, delay))
+    try:
+        return asyncio.run(_serve(directory.resolve(), args.scenario, args.port, delay))
+    finally:
+        if args.dir is None:  # a folder of our own: its kubeconfig and plan hold tokens, leave nothing
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _serve(directory: Path, scenario: str, port: int, pod_start_delay_s: float = 0.3) -> int:
