@@ -235,6 +235,8 @@ class SimEnvironment:
 
             self.sim_prometheus = SimPrometheus(list(self.workloads.values()))
             self.prometheus_url = await self.sim_prometheus.start()
+            # as with the real one: rate() needs a few scrapes before the first gate asks for it
+            await asyncio.sleep(3 * self.sim_prometheus.interval_s)
             self.notes.append(
                 "prometheus is not installed (make real-deps): serving the simulated metrics API "
                 f"(Prometheus's query API, a PromQL subset over the workload's own samples) at {self.prometheus_url}"
