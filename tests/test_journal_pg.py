@@ -194,7 +194,7 @@ def test_log_commands_read_the_database(postgres_dsn: str, capsys: pytest.Captur
     exported = json.loads(capsys.readouterr().out)
     assert json.dumps(exported).count("3333bbbb4444") >= 1 and "hash chain intact" in json.dumps(exported)
 
-    assert run_log(["log", "dora", "--database", postgres_dsn, "--sim", "--json"]) == 0
+    assert run_log(["log", "dora", "--database", postgres_dsn, "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["checkout"]["rolled_back"] == 1 and figures["checkout"]["completed"] == 1
     assert figures["search"]["completed"] == 1

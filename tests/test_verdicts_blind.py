@@ -136,4 +136,4 @@ async def test_after_a_blind_rollback_headline_and_outcome_say_what_is_known(tmp
     for event in events:
         model.apply(event)
     header = header_text(model, events[-1].ts + timedelta(seconds=1), "tester").plain
-    assert "outcome: rolled_back — traffic restored, health green, metrics unknown" in header, header
+    assert "outcome: rolled back — traffic restored, health green, metrics unknown" in header, header
