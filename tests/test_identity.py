@@ -138,7 +138,10 @@ def test_embedded_run_marks_its_names_self_declared(tmp_path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     # a demo is journaled apart from real deploys (simulated/), its names marked all the same
-    lines = [json.loads(x) for x in (tmp_path / "simulated" / "deployments.jsonl").read_text(encoding="utf-8").splitlines()]
+    lines = [
+        json.loads(x)
+        for x in (tmp_path / "simulated" / "deployments.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     named = [x for x in lines if x["type"] in {"deploy_started", "gate_signed_off", "gate_overridden"}]
     assert {x["type"] for x in named} >= {"deploy_started", "gate_signed_off"}
     assert all(x["identity"] == "self-declared" and x["groups"] == [] for x in named)

@@ -35,6 +35,8 @@ async def test_the_screen_after_a_rollback_says_it_in_words(tmp_path: Path) -> N
         assert not RAW.findall(said), [line for line in said.splitlines() if RAW.search(line)]
         assert "ROLLED BACK" in said and "rolled back" in said
         assert "error rate" in said
+        # a status is said once, not "needs a sign-off: needs a sign-off"
+        assert not re.search(r"(needs a sign-off): \1", said)
         # the clock of a simulated run is simulated time, and says so
         assert "UTC" not in screen_lines(app)[1] and "simulated" in screen_lines(app)[1]
 

@@ -303,11 +303,10 @@ class DeckModel:
         if previous != gate.status or not view.history:
             view.history.append((event.ts, gate.status, gate.evidence))
             level = {GateStatus.FAIL: "error", GateStatus.ERROR: "error"}.get(gate.status, "info")
-            self._log(
-                event.ts,
-                level,
-                f"gate {gate.title or gate.gate_id} [{gate.policy}] {words.gate_status(gate.status)}: {gate.evidence}",
-            )
+            status = words.gate_status(gate.status)
+            # the evidence often is the status in words already ("needs a sign-off"): say it once
+            said = status if gate.evidence.strip() in {"", status} else f"{status}: {gate.evidence}"
+            self._log(event.ts, level, f"gate {gate.title or gate.gate_id} [{gate.policy}] {said}")
 
     def _sample(self, sample: AnalysisSample) -> None:
         self.last_analysis = sample
