@@ -43,9 +43,24 @@ test-all: $(TEST_STAMP) real-deps lint
 
 # Mutation testing of the safety-critical modules ([tool.mutmut] in pyproject.toml), one module at a
 # time so a 2-core box stays usable; prints the score per module and every surviving mutant.
-MUTATE_MODULES ?= core.analysis core.judge core.signoff core.adapters.kubernetes.cluster \
-	core.adapters.kubernetes.lease core.adapters.kubernetes.undo core.adapters.journal \
-	core.adapters.command core.rollout
+# Each module runs against its own unit tests only (MUTATE_TESTS_<module>): the others are deselected
+# through PYTEST_ADDOPTS, so mutmut's coverage map (which test calls which function) never sends a
+# judge mutant through the engine suite. `mutants/` is rebuilt per module because that map is cached
+# there; each module's results are appended to .mutmut-results.txt before the next one starts.
+MUTATE_MODULES ?= core.judge core.analysis core.signoff core.adapters.command core.redact \
+	core.adapters.kubernetes.lease core.adapters.kubernetes.undo
+MUTATE_TESTS_core.judge := tests/test_judge.py tests/test_mutants_judge.py
+MUTATE_TESTS_core.analysis := tests/test_analysis.py tests/test_mutants_safety.py tests/test_mutants_analysis.py
+MUTATE_TESTS_core.signoff := tests/test_signoff.py tests/test_mutants_safety.py tests/test_mutants_signoff.py
+MUTATE_TESTS_core.adapters.command := tests/test_command_injection.py tests/test_mutants_safety.py \
+	tests/test_mutants_command.py
+MUTATE_TESTS_core.redact := tests/test_mutants_redact.py
+MUTATE_TESTS_core.adapters.kubernetes.lease := tests/test_lease.py tests/test_mutants_safety.py
+MUTATE_TESTS_core.adapters.kubernetes.undo := tests/test_mutants_undo.py
+MUTATE_TESTS_core.rollout := tests/test_engine.py tests/test_mutants_safety.py tests/test_ready_capacity.py
+# every file any module uses; must match pytest_add_cli_args_test_selection in [tool.mutmut]
+MUTATE_ALL_TESTS := $(sort $(foreach m,core.judge core.analysis core.signoff core.adapters.command \
+	core.redact core.adapters.kubernetes.lease core.adapters.kubernetes.undo core.rollout,$(MUTATE_TESTS_$(m))))
 # mutmut lives in a venv of its own: it brings click, and with click installed httpx imports rich,
 # which the import-hygiene test (core loads no UI) would then see.
 MUTATE_VENV := .venv-mutate
@@ -54,11 +69,18 @@ $(MUTATE_VENV)/.installed: pyproject.toml
 	$(MUTATE_VENV)/bin/pip install --quiet -e '.[test,mutate]'
 	touch $@
 
+define mutate_one
+	@echo "== mutmut $(1) ($(MUTATE_TESTS_$(1)))"; rm -rf mutants; \
+	PYTEST_ADDOPTS="$(foreach t,$(filter-out $(MUTATE_TESTS_$(1)),$(MUTATE_ALL_TESTS)),--deselect $(t))" \
+		nice -n 19 $(MUTATE_VENV)/bin/mutmut run --max-children 1 "$(1).*" >.mutmut-run.txt 2>&1 || true; \
+	$(MUTATE_VENV)/bin/mutmut results --all true 2>/dev/null | grep "^ *$(1)\.x" >>.mutmut-results.txt || true
+
+endef
+
 mutate: $(MUTATE_VENV)/.installed
-	@for m in $(MUTATE_MODULES); do \
-		echo "== mutmut $$m"; $(MUTATE_VENV)/bin/mutmut run --max-children 1 "$$m.*" >/dev/null 2>&1 || true; \
-	done
-	@$(MUTATE_VENV)/bin/mutmut results --all true 2>/dev/null | $(MUTATE_VENV)/bin/python tests/mutation_report.py
+	@rm -f .mutmut-results.txt
+	$(foreach m,$(MUTATE_MODULES),$(call mutate_one,$(m)))
+	@$(MUTATE_VENV)/bin/python tests/mutation_report.py <.mutmut-results.txt
 
 bench: $(TEST_STAMP) real-deps
 	@# the slow tests with the wide hypothesis profile; exit 5 (no test marked slow yet) is not a failure
