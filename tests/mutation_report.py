@@ -50,6 +50,20 @@ EQUIVALENT: dict[str, str] = {
     },
     "core.analysis.x_judge__mutmut_215": "Judgement's no_data_reason defaults to None: dropping the None is the same",
     "core.analysis.x_judge__mutmut_232": "Judgement's no_data_reason defaults to None: dropping the None is the same",
+    # core.signoff
+    **{
+        f"core.signoff.xǁSignOffLedgerǁ_needed__mutmut_{n}": (
+            "max()'s default is never used: signed(), overridden() and apply() ask only once records exist"
+        )
+        for n in (7, 9, 10)
+    },
+    **{
+        f"core.signoff.xǁSignOffLedgerǁ_people_problem__mutmut_{n}": (
+            "the 'override' wording of the author refusal is unreachable: override() refuses the author "
+            "first, with its own message, whatever author_may_sign says"
+        )
+        for n in (13, 19, 20)
+    },
 }
 
 
