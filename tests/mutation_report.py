@@ -64,6 +64,17 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (13, 19, 20)
     },
+    # core.redact
+    "core.redact.x__spellings__mutmut_3": "ensure_ascii=None is falsy: the same as False",
+    "core.redact.x__spellings__mutmut_20": 'safe="XXXX": X is unreserved, quote() never encodes it anyway',
+    "core.redact.x__refresh_env__mutmut_4": "re-reads the environment every call instead of on change: slower, same secrets",
+    "core.redact.x_reset_for_tests__mutmut_1": '"" like None differs from any environment: the next call re-reads it',
+    # core.adapters.command
+    "core.adapters.command.xǁSubprocessRunnerǁrun__mutmut_61": '"UTF-8" and "utf-8" name the same codec',
+    "core.adapters.command.xǁSubprocessRunnerǁrun__mutmut_70": "None is falsy like False, and is only tested for truth",
+    "core.adapters.command.xǁSubprocessRunnerǁrun__mutmut_104": (
+        "`code or 1` only differs for code 0 or None, which never reach the signal branch after wait()"
+    ),
 }
 
 

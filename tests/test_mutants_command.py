@@ -145,3 +145,45 @@ async def test_cancelling_the_run_kills_the_command(tmp_path: Path) -> None:
         await task
     await asyncio.sleep(1.5)
     assert not marker.exists()
+
+
+async def test_the_default_tail_keeps_the_last_200_lines() -> None:
+    outcome = await SubprocessRunner().run("seq 1 205", timeout_s=10)
+    lines = outcome.output.splitlines()
+    assert (len(lines), lines[0], lines[-1]) == (200, "6", "205")
+
+
+async def test_stderr_is_captured_with_stdout_and_stdin_is_empty() -> None:
+    outcome = await SubprocessRunner().run(
+        "echo out; echo err >&2; if read -r x; then echo got; else echo eof; fi", timeout_s=10
+    )
+    assert outcome.output == "out\nerr\neof"
+
+
+async def test_only_line_ends_are_stripped_and_the_run_is_timed() -> None:
+    outcome = await SubprocessRunner().run("printf 'boX \\nXX\\r\\n'; sleep 0.2", timeout_s=10)
+    assert outcome.output == "boX \nXX"
+    assert outcome.duration_s >= 0.2
+
+
+async def test_secrets_are_masked_longest_first_even_when_one_is_inside_another() -> None:
+    # "efgh" sorts after "abcd-efgh" alphabetically: only ordering by length masks the long one whole
+    runner = SubprocessRunner(secrets={"abcd-efgh", "efgh", "wxyz"})  # four characters is enough
+    outcome = await runner.run("echo abcd-efgh wxyz", timeout_s=10)
+    assert outcome.output == "*** ***"
+
+
+async def test_the_default_grace_between_term_and_kill_is_two_seconds() -> None:
+    started = time.monotonic()
+    await SubprocessRunner().run("trap '' TERM; echo armed; while :; do sleep 0.05; done", timeout_s=0.2)
+    elapsed = time.monotonic() - started
+    assert 2.2 <= elapsed < 3.15  # 0.2 s timeout + 2 s grace, with room for a loaded machine
+
+
+async def test_a_timeout_after_the_shell_has_exited_still_reports_a_timeout() -> None:
+    # the shell exits at once, but a child in a session of its own keeps the output pipe open: at
+    # the timeout the process group is already gone, which must not turn into an error
+    outcome = await SubprocessRunner(kill_grace_s=0.2).run("setsid sleep 1.2 & exit 0", timeout_s=0.5)
+    assert (outcome.exit_code, outcome.detail) == (None, "timed out after 0.5s; process group killed")
+    # the runner leaves the pipe to that child; let it end so the transport closes in this loop
+    await asyncio.sleep(1.2)

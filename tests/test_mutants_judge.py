@@ -26,7 +26,7 @@ def _one(metric: JudgeMetric, canary: list[float], baseline: list[float] = BASE,
 
 
 def test_either_sample_empty_is_an_error_but_one_value_each_is_a_test() -> None:
-    with pytest.raises(ValueError, match="^both samples need at least one value$"):
+    with pytest.raises(ValueError, match=r"^both samples need at least one value$"):
         mann_whitney_u([1.0, 2.0], [])
     # one value a side is a (weak) test, not an error: x below y, U1 = 0
     assert mann_whitney_u([1.0, 2.0], [3.0]).u == 0.0
