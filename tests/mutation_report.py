@@ -75,6 +75,20 @@ EQUIVALENT: dict[str, str] = {
     "core.adapters.command.xǁSubprocessRunnerǁrun__mutmut_104": (
         "`code or 1` only differs for code 0 or None, which never reach the signal branch after wait()"
     ),
+    # core.adapters.kubernetes.undo
+    **{
+        f"core.adapters.kubernetes.undo.x_pick_revision__mutmut_{n}": (
+            "starting below -1: differs only for a revision annotation of -1, which Kubernetes never writes"
+        )
+        for n in (4, 7)
+    },
+    **{
+        f"core.adapters.kubernetes.undo.x_pick_revision__mutmut_{n}": (
+            ">= vs > (as kubectl has it): differs only when two ReplicaSets carry the same revision, and "
+            "the Deployment controller numbers each one anew"
+        )
+        for n in (14, 17)
+    },
 }
 
 
