@@ -24,6 +24,7 @@ from core.adapters.kubernetes.lease import (
     parse_time,
 )
 from core.clock import VirtualClock
+from core.ports import ClusterError
 from core.sim.kube.resources import BY_PATH
 from tests.kube_helpers import NS, STABLE, Sim, sim  # noqa: F401
 
@@ -225,3 +226,91 @@ async def test_release_hands_the_lease_back_at_once_but_never_after_the_deadline
     await bob.release()
     assert [m for m, _ in sim.server.requests[before:] if m != "GET"] == []
     assert _spec(sim)["holderIdentity"] == "bob@host-b"
+
+
+@pytest.mark.timeout(30)
+async def test_acquiring_retries_a_conflict_five_times_then_gives_up_saying_why(sim: Sim) -> None:  # noqa: F811
+    clock = VirtualClock(auto_advance=False)
+    keeper = await _keeper(sim, clock)
+    await keeper.acquire("alice@host-a", 15)
+    sim.server.faults.force_conflicts = 5  # another instance wins the race five times in a row
+    assert (await keeper.acquire("alice@host-a", 15)).acquired
+    sim.server.faults.force_conflicts = 6
+    with pytest.raises(ClusterError, match=f"^lease {NS}/{NAME}: kept conflicting with another instance$"):
+        await keeper.acquire("alice@host-a", 15)
+    sim.server.faults.force_conflicts = 0
+    await keeper.release()
+
+
+@pytest.mark.timeout(30)
+async def test_a_renewal_that_meets_our_own_newer_version_renews_on_it(sim: Sim) -> None:  # noqa: F811
+    clock = VirtualClock(auto_advance=False)
+    keeper = await _keeper(sim, clock)
+    await keeper.acquire("alice@host-a", 15)
+    lease = sim.server.store.get(LEASES, NS, NAME)
+    lease["metadata"]["labels"]["touched"] = "yes"  # still ours, but a newer resourceVersion
+    sim.server.store.update(LEASES, NS, NAME, lease)
+    clock._now += timedelta(seconds=3)
+    await keeper.renew()
+    assert keeper.holder == "alice@host-a" and keeper.renewals == 1
+    assert _spec(sim)["renewTime"] == micro_time(clock.now())
+    assert keeper.valid_until == clock.now() + timedelta(seconds=10)
+    clock._now += timedelta(seconds=3)
+    await keeper.renew()  # and the version it got back is the one it renews on next
+    assert keeper.renewals == 2 and _spec(sim)["renewTime"] == micro_time(clock.now())
+    await keeper.release()
+
+
+@pytest.mark.timeout(30)
+async def test_a_failed_renewal_attempt_is_counted_and_the_next_one_still_runs(sim: Sim) -> None:  # noqa: F811
+    clock = VirtualClock(auto_advance=False)
+    keeper = await _keeper(sim, clock)
+    await keeper.acquire("alice@host-a", 15)
+    sim.server.faults.error_rate_500 = 1.0
+    assert await keeper._renew_once() is True  # one attempt failed; the lease is still ours for now
+    assert (keeper.failed_renewals, keeper.renewals, keeper.lost) == (1, 0, None)
+    sim.server.faults.error_rate_500 = 0.0
+    clock._now += timedelta(seconds=2)
+    assert await keeper._renew_once() is True
+    assert (keeper.failed_renewals, keeper.renewals) == (1, 1)
+    assert keeper.valid_until == clock.now() + timedelta(seconds=10)
+    await keeper.release()
+
+
+@pytest.mark.timeout(30)
+async def test_a_renewal_attempt_past_the_deadline_loses_the_lease_without_a_request(sim: Sim) -> None:  # noqa: F811
+    clock = VirtualClock(auto_advance=False)
+    keeper = await _keeper(sim, clock)
+    await keeper.acquire("alice@host-a", 15)
+    clock._now += timedelta(seconds=10)
+    before = len(sim.server.requests)
+    assert await keeper._renew_once() is False
+    assert keeper.lost is not None and "not renewed in time" in keeper.lost
+    assert sim.server.requests[before:] == []
+    with pytest.raises(LeaseLost, match="not renewed in time"):
+        await keeper.renew()
+    await keeper.release()
+
+
+@pytest.mark.timeout(30)
+async def test_after_a_release_past_the_deadline_the_lease_is_simply_not_held(sim: Sim) -> None:  # noqa: F811
+    clock = VirtualClock(auto_advance=False)
+    keeper = await _keeper(sim, clock)
+    await keeper.acquire("alice@host-a", 15)
+    clock._now += timedelta(seconds=11)
+    await keeper.release()
+    with pytest.raises(LeaseLost, match=f"^refused write: lease {NS}/{NAME} is not held$"):
+        keeper.check()
+
+
+def test_an_actor_with_an_at_sign_still_names_a_dead_process_and_probing_a_live_one_does_not_hurt_it() -> (
+    None
+):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert not holder_is_dead(f"alice@example.com@{HOST}:{child.pid}")
+        assert child.poll() is None  # the probe is signal 0: it must not stop the process
+    finally:
+        child.kill()
+        child.wait()
+    assert holder_is_dead(f"alice@example.com@{HOST}:{child.pid}")
