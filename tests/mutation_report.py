@@ -78,9 +78,10 @@ EQUIVALENT: dict[str, str] = {
     # core.adapters.kubernetes.undo
     **{
         f"core.adapters.kubernetes.undo.x_pick_revision__mutmut_{n}": (
-            "starting below -1: differs only for a revision annotation of -1, which Kubernetes never writes"
+            "the starting values: the first ReplicaSet (revision >= 0 > -1) replaces latest and moves it into "
+            "previous, so they differ only for a revision annotation below 0, which Kubernetes never writes"
         )
-        for n in (4, 7)
+        for n in (4, 6, 7)
     },
     **{
         f"core.adapters.kubernetes.undo.x_pick_revision__mutmut_{n}": (
