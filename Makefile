@@ -69,6 +69,10 @@ MUTATE_TESTS_core.adapters.kubernetes.cluster := tests/test_kube_adapter.py test
 MUTATE_SLOW := $(foreach t,test_proceed_is_refused_while_the_last_sample_is_not_healthy \
 	test_query_string_tokens_of_health_urls_never_reach_the_journal test_blind_rollback_fires_at_its_timeout_not_later,\
 	tests/test_mutants_safety.py::$(t)[kube)
+# the lease's whole-session tests (an engine run on the simulated API server) run for most keeper
+# mutants; its unit tests decide them, the session tests stay in `make test`
+MUTATE_SLOW_core.adapters.kubernetes.lease := tests/test_lease.py::test_the_session_runs_exactly_one_renewal_loop \
+	tests/test_lease.py::test_a_40s_api_outage_stops_the_driver_before_its_lease_can_be_taken
 # every file any module uses; must match pytest_add_cli_args_test_selection in [tool.mutmut]
 MUTATE_ALL_TESTS := $(sort $(foreach m,core.judge core.analysis core.signoff core.adapters.command \
 	core.redact core.adapters.kubernetes.lease core.adapters.kubernetes.undo core.rollout \
@@ -84,7 +88,7 @@ $(MUTATE_VENV)/.installed: pyproject.toml
 
 define mutate_one
 	@echo "== mutmut $(1) ($(MUTATE_TESTS_$(1)))"; rm -rf mutants; \
-	PYTEST_ADDOPTS="$(foreach t,$(filter-out $(MUTATE_TESTS_$(1)),$(MUTATE_ALL_TESTS)) $(MUTATE_SLOW),--deselect $(t))" \
+	PYTEST_ADDOPTS="$(foreach t,$(filter-out $(MUTATE_TESTS_$(1)),$(MUTATE_ALL_TESTS)) $(MUTATE_SLOW) $(MUTATE_SLOW_$(1)),--deselect $(t))" \
 		nice -n 19 $(MUTATE_VENV)/bin/mutmut run --max-children 1 "$(1).*" >.mutmut-run.txt 2>&1 || true; \
 	$(MUTATE_VENV)/bin/mutmut results --all true 2>/dev/null | grep "^ *$(1)\.x" >.mutmut-$(1).txt || true; \
 	for n in $$(grep ": survived" .mutmut-$(1).txt | cut -d: -f1); do \
