@@ -1,0 +1,225 @@
+"""The trigger readings an operator sees, and the no-data reasons, pinned exactly (issue 16).
+
+Written against the survivors of `make mutate MUTATE_MODULES=core.analysis`: the rules' boundaries are
+in test_analysis.py and test_mutants_safety.py; these pin what each reading *says* (value, limit, unit,
+streak, text) and why an interval is blind, since the TUI, the journal and the rollback reason show
+exactly these strings.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from core.analysis import EPSILON, TriggerState, judge, soak_judge
+from core.domain import CanaryMetrics, WorkloadSample
+from core.plan import AnalysisSpec, TriggersSpec
+
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+SPEC = AnalysisSpec()  # +0.50 pp, ×1.50, 2 health failures, 50 requests a side
+
+
+def _m(
+    canary_err: float | None = 0.004,
+    base_err: float | None = 0.004,
+    canary_p99: float | None = 0.2,
+    base_p99: float | None = 0.2,
+    canary_requests: float | None = 1000,
+    base_requests: float | None = 20000,
+) -> CanaryMetrics:
+    return CanaryMetrics(
+        canary=WorkloadSample(requests=canary_requests, error_rate=canary_err, p99=canary_p99),
+        baseline=WorkloadSample(requests=base_requests, error_rate=base_err, p99=base_p99),
+        at=T0,
+    )
+
+
+def _reading(result, rule: str):
+    return next(r for r in result.readings if r.rule == rule)
+
+
+def test_error_rate_reading_states_value_limit_unit_and_streak() -> None:
+    r = _reading(judge(_m(canary_err=0.01), None, SPEC, TriggerState()), "error_rate")
+    assert (r.limit, r.unit, r.fired, r.consecutive, r.needed) == (0.5, "pp", True, 1, 1)
+    assert abs(r.value - 0.6) < 1e-12
+    assert r.text == "canary 1.00 % vs baseline 0.40 %: +0.60 pp > 0.50 pp"
+    ok = _reading(judge(_m(), None, SPEC, TriggerState()), "error_rate")
+    assert (ok.value, ok.fired, ok.consecutive) == (0.0, False, 0)
+    assert ok.text == "canary 0.40 % vs baseline 0.40 %: +0.00 pp ≤ 0.50 pp"
+
+
+def test_a_delta_within_half_a_hundredth_of_the_limit_prints_three_decimals() -> None:
+    # +0.503 pp rolls back; printed with two decimals it would read "+0.50 pp > 0.50 pp"
+    above = _reading(judge(_m(canary_err=0.00903), None, SPEC, TriggerState()), "error_rate")
+    assert above.fired and above.text == "canary 0.90 % vs baseline 0.40 %: +0.503 pp > 0.50 pp"
+    below = _reading(judge(_m(canary_err=0.00897), None, SPEC, TriggerState()), "error_rate")
+    assert not below.fired and below.text == "canary 0.90 % vs baseline 0.40 %: +0.497 pp ≤ 0.50 pp"
+    far = _reading(judge(_m(canary_err=0.0095), None, SPEC, TriggerState()), "error_rate")
+    assert far.text.endswith(": +0.55 pp > 0.50 pp")
+
+
+def test_p99_reading_states_value_limit_unit_and_streak() -> None:
+    r = _reading(judge(_m(canary_p99=0.4), None, SPEC, TriggerState()), "p99_latency")
+    assert (r.value, r.limit, r.unit, r.fired, r.consecutive, r.needed) == (2.0, 1.5, "x", True, 1, 1)
+    assert r.text == "canary p99 400 ms vs baseline 200 ms: ×2.00 > ×1.50"
+    near = _reading(judge(_m(canary_p99=0.3008), None, SPEC, TriggerState()), "p99_latency")
+    assert near.fired and near.text == "canary p99 301 ms vs baseline 200 ms: ×1.504 > ×1.50"
+    ok = _reading(judge(_m(canary_p99=0.25), None, SPEC, TriggerState()), "p99_latency")
+    assert (ok.fired, ok.consecutive) == (False, 0)
+    assert ok.text == "canary p99 250 ms vs baseline 200 ms: ×1.25 ≤ ×1.50"
+
+
+def test_p99_streak_needs_its_consecutive_count_and_resets_on_a_good_interval() -> None:
+    spec = AnalysisSpec(triggers=TriggersSpec(p99_consecutive=2))
+    state = TriggerState()
+    first = judge(_m(canary_p99=0.4), None, spec, state)
+    assert first.verdict == "healthy"
+    assert (_reading(first, "p99_latency").consecutive, _reading(first, "p99_latency").needed) == (1, 2)
+    judge(_m(), None, spec, state)  # a good interval resets the streak
+    assert state.p99_streak == 0
+    assert judge(_m(canary_p99=0.4), None, spec, state).verdict == "healthy"
+    assert judge(_m(canary_p99=0.4), None, spec, state).verdict == "fired"
+
+
+def test_error_streak_resets_on_a_good_interval() -> None:
+    spec = AnalysisSpec(triggers=TriggersSpec(error_consecutive=2))
+    state = TriggerState()
+    for err in (0.02, 0.004, 0.02):
+        assert judge(_m(canary_err=err), None, spec, state).verdict == "healthy"
+    assert state.error_streak == 1
+    r = _reading(judge(_m(canary_err=0.02), None, spec, state), "error_rate")
+    assert (r.fired, r.consecutive, r.needed) == (True, 2, 2)
+
+
+def test_health_reading_counts_failures_against_the_allowance() -> None:
+    state = TriggerState()
+    first = _reading(judge(_m(), False, SPEC, state), "health")
+    assert (first.value, first.limit, first.unit, first.fired, first.consecutive, first.needed) == (
+        1.0,
+        2.0,
+        "fails",
+        False,
+        1,
+        2,
+    )
+    assert first.text == "1 consecutive failed health check(s) of 2 allowed"
+    second = _reading(judge(_m(), False, SPEC, state), "health")
+    assert (second.value, second.fired, second.consecutive) == (2.0, True, 2)
+    assert _reading(judge(_m(), True, SPEC, state), "health").value == 0.0
+    # no health check configured: no reading at all, rather than a healthy one
+    assert [r.rule for r in judge(_m(), None, SPEC, state).readings] == ["error_rate", "p99_latency"]
+
+
+def test_no_data_readings_keep_their_limit_and_unit() -> None:
+    result = judge(None, None, SPEC, TriggerState())
+    err, p99 = _reading(result, "error_rate"), _reading(result, "p99_latency")
+    assert (err.value, err.limit, err.unit, err.fired, err.text) == (None, 0.5, "pp", False, "no data")
+    assert (p99.value, p99.limit, p99.unit, p99.fired, p99.text) == (None, 1.5, "x", False, "no data")
+    assert (result.verdict, result.no_data_reason) == ("no_data", "metrics were not read")
+
+
+def test_exactly_the_minimum_requests_is_enough_and_one_fewer_is_blind_on_either_side() -> None:
+    assert judge(_m(canary_requests=50, base_requests=50), None, SPEC, TriggerState()).verdict == "healthy"
+    canary_short = judge(_m(canary_requests=49), None, SPEC, TriggerState())
+    assert canary_short.verdict == "no_data"
+    assert canary_short.no_data_reason == "canary served 49 requests, fewer than the minimum 50"
+    both = judge(_m(canary_requests=49, base_requests=3), None, SPEC, TriggerState())
+    assert both.no_data_reason == (
+        "canary served 49 requests, fewer than the minimum 50; baseline served 3 requests, fewer than the minimum 50"
+    )
+    # an unknown request count is not "too few": the other values decide
+    assert judge(_m(canary_requests=None), None, SPEC, TriggerState()).verdict == "healthy"
+
+
+def test_a_side_with_a_reason_is_blind_with_that_reason_named() -> None:
+    m = CanaryMetrics(
+        canary=WorkloadSample(requests=1000, error_rate=0.004, p99=0.2),
+        baseline=WorkloadSample(reason="no series for version=v1"),
+        at=T0,
+    )
+    result = judge(m, None, SPEC, TriggerState())
+    assert (result.verdict, result.no_data_reason) == ("no_data", "baseline: no series for version=v1")
+    assert all(r.value is None for r in result.readings)
+
+
+def test_each_missing_value_is_named_and_a_zero_baseline_p99_is_no_data() -> None:
+    only_err = judge(_m(canary_err=None), None, SPEC, TriggerState())
+    assert (only_err.verdict, only_err.no_data_reason) == ("no_data", "error rate missing")
+    assert _reading(only_err, "p99_latency").value == 1.0  # the other rule is still read
+    zero = judge(_m(base_p99=0.0), None, SPEC, TriggerState())
+    assert (zero.verdict, zero.no_data_reason) == ("no_data", "p99 latency missing")
+    both = judge(_m(base_err=None, canary_p99=None), None, SPEC, TriggerState())
+    assert both.no_data_reason == "error rate missing; p99 latency missing"
+
+
+def test_a_blind_interval_does_not_advance_or_reset_streaks_it_cannot_see() -> None:
+    spec = AnalysisSpec(triggers=TriggersSpec(error_consecutive=2))
+    state = TriggerState()
+    judge(_m(canary_err=0.02), None, spec, state)
+    blind = judge(None, None, spec, state)
+    assert blind.verdict == "no_data" and state.error_streak == 1
+    assert judge(_m(canary_err=0.02), None, spec, state).verdict == "fired"
+
+
+def test_a_fired_rule_wins_over_missing_data_and_the_judgement_lists_it() -> None:
+    state = TriggerState(health_streak=1)
+    result = judge(None, False, SPEC, state)
+    assert (result.verdict, result.no_data_reason) == ("fired", None)
+    assert [r.rule for r in result.fired] == ["health"]
+    healthy = judge(_m(), True, SPEC, TriggerState())
+    assert (healthy.verdict, healthy.no_data_reason, healthy.fired) == ("healthy", None, [])
+
+
+def test_the_float_noise_guard_is_exactly_epsilon_on_each_rule() -> None:
+    # documented: a value beyond its limit by EPSILON or less is float noise (0.1 + 0.4 is not above 0.5)
+    assert EPSILON == 1e-9
+    metrics = _m(canary_err=0.01, base_err=0.0, canary_p99=0.4, base_p99=0.2)  # +1.0 pp exactly, ×2.0 exactly
+    within = AnalysisSpec(triggers=TriggersSpec(error_delta_pp=1.0 - EPSILON, p99_ratio=2.0 - EPSILON))
+    assert judge(metrics, None, within, TriggerState()).verdict == "healthy"
+    beyond = AnalysisSpec(
+        triggers=TriggersSpec(error_delta_pp=1.0 - 2 * EPSILON, p99_ratio=2.0 - 2 * EPSILON)
+    )
+    fired = judge(metrics, None, beyond, TriggerState())
+    assert [r.rule for r in fired.fired] == ["error_rate", "p99_latency"]
+    # the soak fails from the limit less EPSILON on (≥), and not below that
+    staging, base = (
+        WorkloadSample(requests=500, error_rate=0.01),
+        WorkloadSample(requests=500, error_rate=0.0),
+    )
+    assert soak_judge(staging, base, 1.0 + EPSILON, 50).fired
+    assert not soak_judge(staging, base, 1.0 + 2 * EPSILON, 50).fired
+
+
+def test_latency_and_rates_are_printed_in_their_own_units() -> None:
+    r = _reading(judge(_m(canary_p99=2.0, base_p99=1.0), None, SPEC, TriggerState()), "p99_latency")
+    assert r.text == "canary p99 2000 ms vs baseline 1000 ms: ×2.00 > ×1.50"
+    soak = soak_judge(
+        WorkloadSample(requests=500, error_rate=0.03), WorkloadSample(requests=500, error_rate=0.01), 0.5, 50
+    )
+    assert soak.text == "staging 3.00 % vs baseline 1.00 %: +2.00 pp ≥ 0.50 pp"
+
+
+# --- staging soak ---------------------------------------------------------------------------------
+
+
+def test_soak_reading_text_and_fields_on_both_sides_of_the_limit() -> None:
+    base = WorkloadSample(requests=5000, error_rate=0.004)
+    bad = soak_judge(WorkloadSample(requests=500, error_rate=0.006), base, 0.1, 50)
+    assert (bad.rule, bad.limit, bad.unit, bad.fired, bad.consecutive) == ("staging_soak", 0.1, "pp", True, 1)
+    assert abs(bad.value - 0.2) < 1e-12
+    assert bad.text == "staging 0.60 % vs baseline 0.40 %: +0.20 pp ≥ 0.10 pp"
+    ok = soak_judge(WorkloadSample(requests=50, error_rate=0.0045), base, 0.1, 50)
+    assert (ok.fired, ok.consecutive) == (False, 0)
+    assert ok.text == "staging 0.45 % vs baseline 0.40 %: +0.05 pp < 0.10 pp"
+
+
+def test_soak_without_data_names_the_side_and_why() -> None:
+    base = WorkloadSample(requests=5000, error_rate=0.004)
+    few = soak_judge(WorkloadSample(requests=3, error_rate=0.0), base, 0.1, 50)
+    assert (few.value, few.fired, few.limit, few.unit) == (None, False, 0.1, "pp")
+    assert few.text == "no data: staging served 3 requests, fewer than the minimum 50"
+    no_rate = soak_judge(WorkloadSample(requests=500), base, 0.1, 50)
+    assert no_rate.text == "no data: staging"
+    base_down = soak_judge(
+        WorkloadSample(requests=500, error_rate=0.0), WorkloadSample(reason="down"), 0.1, 50
+    )
+    assert base_down.text == "no data: baseline: down"
