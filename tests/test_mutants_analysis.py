@@ -23,9 +23,11 @@ def _m(
     base_err: float | None = 0.004,
     canary_p99: float | None = 0.2,
     base_p99: float | None = 0.2,
-    canary_requests: float | None = 1000,
-    base_requests: float | None = 20000,
+    canary_requests: float | None = 10**10,
+    base_requests: float | None = 10**10,
 ) -> CanaryMetrics:
+    # 10**10 requests a side: the significance bound (core.analysis, issue 14) is then the plain
+    # rule, so these pin the rule's own boundary and words; low counts are in test_analysis.py
     return CanaryMetrics(
         canary=WorkloadSample(requests=canary_requests, error_rate=canary_err, p99=canary_p99),
         baseline=WorkloadSample(requests=base_requests, error_rate=base_err, p99=base_p99),
@@ -101,7 +103,7 @@ def test_health_reading_counts_failures_against_the_allowance() -> None:
         1,
         2,
     )
-    assert first.text == "1 consecutive failed health check(s) of 2 allowed"
+    assert first.text == "health: 1 consecutive failed checks, rolls back at 2"
     second = _reading(judge(_m(), False, SPEC, state), "health")
     assert (second.value, second.fired, second.consecutive) == (2.0, True, 2)
     assert _reading(judge(_m(), True, SPEC, state), "health").value == 0.0
@@ -172,7 +174,16 @@ def test_a_fired_rule_wins_over_missing_data_and_the_judgement_lists_it() -> Non
 def test_the_float_noise_guard_is_exactly_epsilon_on_each_rule() -> None:
     # documented: a value beyond its limit by EPSILON or less is float noise (0.1 + 0.4 is not above 0.5)
     assert EPSILON == 1e-9
-    metrics = _m(canary_err=0.01, base_err=0.0, canary_p99=0.4, base_p99=0.2)  # +1.0 pp exactly, ×2.0 exactly
+    # +1.0 pp exactly, ×2.0 exactly; 10**22 requests a side put the significance bound within 1e-10 pp
+    # of the measured rate, so only EPSILON decides here
+    metrics = _m(
+        canary_err=0.01,
+        base_err=0.0,
+        canary_p99=0.4,
+        base_p99=0.2,
+        canary_requests=10**22,
+        base_requests=10**22,
+    )
     within = AnalysisSpec(triggers=TriggersSpec(error_delta_pp=1.0 - EPSILON, p99_ratio=2.0 - EPSILON))
     assert judge(metrics, None, within, TriggerState()).verdict == "healthy"
     beyond = AnalysisSpec(
@@ -181,8 +192,9 @@ def test_the_float_noise_guard_is_exactly_epsilon_on_each_rule() -> None:
     fired = judge(metrics, None, beyond, TriggerState())
     assert [r.rule for r in fired.fired] == ["error_rate", "p99_latency"]
     # the soak fails from the limit less EPSILON on (≥), and not below that
+    # counts unknown: the plain rule (with counts it must also be significant: test_soak_significance)
     staging, base = (
-        WorkloadSample(requests=500, error_rate=0.01),
+        WorkloadSample(error_rate=0.01),
         WorkloadSample(requests=500, error_rate=0.0),
     )
     assert soak_judge(staging, base, 1.0 + EPSILON, 50).fired
@@ -203,7 +215,8 @@ def test_latency_and_rates_are_printed_in_their_own_units() -> None:
 
 def test_soak_reading_text_and_fields_on_both_sides_of_the_limit() -> None:
     base = WorkloadSample(requests=5000, error_rate=0.004)
-    bad = soak_judge(WorkloadSample(requests=500, error_rate=0.006), base, 0.1, 50)
+    # enough staging requests that +0.20 pp is significant (the soak's Wilson bound, issue 14)
+    bad = soak_judge(WorkloadSample(requests=10**10, error_rate=0.006), base, 0.1, 50)
     assert (bad.rule, bad.limit, bad.unit, bad.fired, bad.consecutive) == ("staging_soak", 0.1, "pp", True, 1)
     assert abs(bad.value - 0.2) < 1e-12
     assert bad.text == "staging 0.60 % vs baseline 0.40 %: +0.20 pp ≥ 0.10 pp"
