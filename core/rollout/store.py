@@ -31,6 +31,11 @@ class Store(RolloutContext):
         for event in self.events:
             if isinstance(event, RollbackTriggered):
                 self.rollback_reason = event
+        last = self._last_traffic()
+        if last is not None and last.applied and status.weight_target == last.requested:
+            # the driver died after the cluster took the change and it was journaled, before the
+            # status recorded it: the weight in force is the journaled one (and is not applied again)
+            self.weight = last.effective
         if not any(isinstance(e, DeployStarted) for e in self.events):
             # the driver died between persisting the deploy and journaling its first line
             await self._deploy_started()
@@ -39,7 +44,7 @@ class Store(RolloutContext):
             RunResumed,
             from_phase=status.phase,
             from_step=status.step_index,
-            weight=status.weight,
+            weight=self.weight,
             window=window.name if window else None,
             window_started_at=window.started_at if window else None,
             unwatched_s=max(0.0, (now - status.updated_at).total_seconds()),
