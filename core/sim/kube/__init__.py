@@ -19,8 +19,13 @@ from core.sim.kube.server import SimKubeServer
 GAPS: tuple[str, ...] = (
     "TLS (tls=True) uses one self-signed certificate made by the openssl command; no client certificates, "
     "and without tls=True kubectl sends no bearer token (as against any plain-HTTP server).",
-    "RBAC is a set of verbs per token: no Roles/Bindings, no per-resource or per-namespace rules; "
-    "SelfSubjectAccessReview (`kubectl auth can-i`) is not served.",
+    "Requests are authorized by a set of verbs per token (token users are sim-user-N in "
+    "system:authenticated), not by the stored Roles/Bindings: those answer SubjectAccessReview and "
+    "SelfSubjectAccessReview only (matchLabels-only aggregation; no impersonation).",
+    "CustomResourceDefinitions: the storage version's structural schema validates and prunes (types, "
+    "required, enum, bounds, pattern, lengths, date formats, additionalProperties); no defaults, CEL "
+    "x-kubernetes-validations, anyOf/oneOf checks, conversion or scale subresource; deleting a CRD drops "
+    "its objects at once, whatever their finalizers.",
     "Server-side apply (application/apply-patch+yaml) answers 415; no managedFields.",
     "Protobuf request bodies are decoded only for Namespace, ConfigMap, Deployment and SelfSubjectReview "
     "(other kinds and unknown fields: 415); responses are always JSON.",
@@ -38,8 +43,8 @@ GAPS: tuple[str, ...] = (
     "objects (seed.canary_weight).",
     "Watches send no BOOKMARK events and ignore sendInitialEvents/resourceVersionMatch; history keeps the "
     "last 20,000 changes (older resourceVersions are 410, as after an etcd compaction).",
-    "Deleting a Namespace removes its objects at once (no Terminating phase); finalizers are not honoured; "
-    "only Pods are deleted gracefully.",
+    "Deleting a Namespace removes its objects at once (no Terminating phase, finalizers or not); other "
+    "objects with metadata.finalizers wait for them; only Pods are deleted gracefully.",
     "Events aggregate exact repeats into count; no event series or rate limiting.",
     "creationTimestamp and condition times are wall-clock; pod readiness, termination and Event times follow "
     "the server's Clock.",

@@ -15,7 +15,7 @@ import yaml
 from aiohttp import web
 
 from core.clock import Clock, SystemClock
-from core.sim.kube import events, openapi, paging, protobuf, resources, seed, tables
+from core.sim.kube import crds, events, openapi, paging, protobuf, rbac, resources, seed, tables
 from core.sim.kube import patch as patches
 from core.sim.kube.controller import DeploymentController
 from core.sim.kube.errors import ApiError, bad_request, forbidden, invalid_all
@@ -35,6 +35,10 @@ _BUILTIN_GROUPS = {
     "coordination.k8s.io",
     "events.k8s.io",
     "authentication.k8s.io",
+    "authorization.k8s.io",
+    "rbac.authorization.k8s.io",
+    "apiextensions.k8s.io",
+    "autoscaling",
 }
 
 
@@ -83,6 +87,9 @@ class SimKubeServer:
         self._url = ""
         self._controller_task: asyncio.Task[None] | None = None
         self._watch_timers: set[asyncio.Future[None]] = set()
+        #: the resources the stored CustomResourceDefinitions serve, by (group, version, plural)
+        self.custom: dict[tuple[str, str, str], Resource] = {}
+        self.store.listeners.append(self._on_change)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -194,25 +201,25 @@ class SimKubeServer:
         if path == "/api":
             return _json(resources.api_versions_doc())
         if path == "/openapi/v3":
-            return _json(openapi.index_doc())
+            return _json(openapi.index_doc(self._extra()))
         if path.startswith("/openapi/v3/"):
             tail = path[len("/openapi/v3/") :].split("/")
             doc = None
             if tail[0] == "api" and len(tail) == 2:
-                doc = openapi.gv_doc("", tail[1])
+                doc = openapi.gv_doc("", tail[1], self._extra())
             elif tail[0] == "apis" and len(tail) == 3:
-                doc = openapi.gv_doc(tail[1], tail[2])
+                doc = openapi.gv_doc(tail[1], tail[2], self._extra())
             if doc is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             return _json(doc)
         if path == "/apis":
-            return _json(resources.api_group_list_doc())
+            return _json(resources.api_group_list_doc(self._extra()))
         parts = [p for p in path.split("/") if p]
         if parts[0] == "api" and len(parts) >= 2:
             group, version, rest = "", parts[1], parts[2:]
         elif parts[0] == "apis" and len(parts) >= 2:
             if len(parts) == 2:
-                doc = resources.api_group_doc(parts[1])
+                doc = resources.api_group_doc(parts[1], self._extra())
                 if doc is None:
                     raise ApiError(404, "NotFound", "the server could not find the requested resource")
                 return _json(doc)
@@ -220,14 +227,14 @@ class SimKubeServer:
         else:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if not rest:
-            doc = resources.resource_list_doc(group, version)
+            doc = resources.resource_list_doc(group, version, self._extra())
             if doc is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             return _json(doc)
         namespace: str | None = None
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
-        res = resources.BY_PATH.get((group, version, rest[0]))
+        res = resources.BY_PATH.get((group, version, rest[0])) or self.custom.get((group, version, rest[0]))
         if res is None or len(rest) > 3:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) >= 2 else ""
@@ -238,9 +245,14 @@ class SimKubeServer:
         if res.kind == "SelfSubjectReview":
             # every authenticated user may ask who they are (the system:basic-user ClusterRole)
             return await self._self_subject_review(request, user, verb)
+        if res.kind == "SelfSubjectAccessReview":
+            # as SelfSubjectReview: every authenticated user may ask what they may do
+            return await self._review(request, res, verb, user)
         self._authorize(user, verb, res, name, namespace)
         await self._inject_faults(request, verb, res, name)
         self.requests.append((request.method, request.path))
+        if res.kind in {"TokenReview", "SubjectAccessReview"}:
+            return await self._review(request, res, verb, user)
         return await self._serve(request, res, namespace if res.namespaced else None, name, sub, verb)
 
     async def _self_subject_review(self, request: web.Request, user: str, verb: str) -> web.Response:
@@ -257,6 +269,49 @@ class SimKubeServer:
             "status": {"userInfo": {"username": user, "groups": groups}},
         }
         return _json(review, 201)
+
+    async def _review(self, request: web.Request, res: Resource, verb: str, user: str) -> web.Response:
+        if verb != "create":
+            raise ApiError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise bad_request("the body must be a JSON object")
+        if res.kind == "TokenReview":
+            return _json(rbac.token_review(body, self._user_of_token), 201)
+        if res.kind == "SelfSubjectAccessReview":
+            return _json(rbac.self_access_review(self.store, body, user, self._groups(user)), 201)
+        return _json(rbac.access_review(self.store, body), 201)
+
+    def _user_of_token(self, token: str) -> tuple[str, list[str]] | None:
+        """The user a bearer token authenticates as, or None (the token table, as _authenticate reads it)."""
+        if token not in self.tokens:
+            return None
+        user = f"sim-user-{list(self.tokens).index(token)}"
+        return user, self._groups(user)
+
+    @staticmethod
+    def _groups(user: str) -> list[str]:
+        return ["system:masters", "system:authenticated"] if user == ADMIN else ["system:authenticated"]
+
+    def _extra(self) -> tuple[Resource, ...]:
+        return tuple(self.custom.values())
+
+    def _on_change(self, change: Any) -> None:
+        """A CRD written or deleted: serve what the stored CRDs say (and drop a deleted CRD's objects)."""
+        if change.res != (crds.CRDS.group, crds.CRDS.plural):
+            return
+        custom: dict[tuple[str, str, str], Resource] = {}
+        for crd in self.store.scan(crds.CRDS, None):
+            for r in crds.served(crd):
+                custom[(r.group, r.version, r.plural)] = r
+        if change.type == "DELETED":
+            for r in crds.served(change.obj):
+                for obj in list(self.store.scan(r, None)):
+                    meta = obj["metadata"]
+                    self.store.drop(r, meta.get("namespace"), meta["name"])
+        self.custom = custom
 
     def _authenticate(self, request: web.Request) -> str:
         if not self.tokens:
@@ -342,16 +397,25 @@ class SimKubeServer:
             if tables.wants_table(request.headers.get("Accept", "")):
                 return _json(tables.table(res, [obj], obj["metadata"]["resourceVersion"]))
             return _json(out(obj))
+        strict = request.query.get("fieldValidation") == "Strict"
         if verb == "create":
             body = into(await self._body(request))
-            return _json(out(self.store.create(res, ns, body, dry_run=dry_run)), 201)
+            if res is crds.CRDS and isinstance(body, dict):
+                problems = crds.crd_problems(body)
+                if problems:
+                    name = (body.get("metadata") or {}).get("name", "")
+                    raise invalid_all(res.kind, res.group, name, problems)
+                body = crds.established(body, rfc3339(self.clock.now()))
+            return _json(out(self.store.create(res, ns, body, dry_run=dry_run, strict=strict)), 201)
         if verb == "delete":
             if res.plural == "pods" and not dry_run:
                 return _json(await self._delete_pod(request, ns, name))
             return _json(out(self.store.delete(res, ns, name, dry_run=dry_run)))
         if verb in {"update", "patch"}:
             body = await self._body(request)
-            return _json(out(await self._write(request, res, ns, name, sub, verb, body, dry_run, out, into)))
+            return _json(
+                out(await self._write(request, res, ns, name, sub, verb, body, dry_run, strict, out, into))
+            )
         raise ApiError(
             405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
         )
@@ -366,6 +430,7 @@ class SimKubeServer:
         verb: str,
         body: Any,
         dry_run: bool,
+        strict: bool = False,
         out: Callable[[Obj], Obj] = lambda o: o,
         into: Callable[[Obj], Obj] = lambda o: o,
     ) -> Obj:
@@ -398,7 +463,7 @@ class SimKubeServer:
             current["spec"]["replicas"] = replicas
             current["metadata"]["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")
             return _scale_of(self.store.update(res, ns, name, current, dry_run=dry_run))
-        return self.store.update(res, ns, name, into(new), subresource=sub, dry_run=dry_run)
+        return self.store.update(res, ns, name, into(new), subresource=sub, dry_run=dry_run, strict=strict)
 
     async def _delete_pod(self, request: web.Request, ns: str | None, name: str) -> Obj:
         """A graceful delete, as the pod strategy does it: deletionTimestamp now, gone after the grace period."""
