@@ -116,6 +116,19 @@ def established(crd: Obj, now: str) -> Obj:
     return crd
 
 
+def on_change(store: Any, change: Any) -> dict[tuple[str, str, str], Resource]:
+    """What the stored CRDs serve after `change`; a deleted CRD's objects go with it."""
+    custom: dict[tuple[str, str, str], Resource] = {}
+    for crd in store.scan(CRDS, None):
+        for r in served(crd):
+            custom[(r.group, r.version, r.plural)] = r
+    if change.type == "DELETED":
+        for r in served(change.obj):
+            for obj in list(store.scan(r, None)):
+                store.drop(r, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+    return custom
+
+
 # --- objects of a custom resource ---------------------------------------------------------------
 
 

@@ -21,6 +21,22 @@ ROLE_BINDINGS = BY_PATH[(_G, "v1", "rolebindings")]
 CLUSTER_ROLE_BINDINGS = BY_PATH[(_G, "v1", "clusterrolebindings")]
 
 
+def review(
+    store: Store,
+    kind: str,
+    body: Obj,
+    user: str,
+    groups: list[str],
+    lookup: Callable[[str], tuple[str, list[str]] | None],
+) -> Obj:
+    """The answer to a created TokenReview, SubjectAccessReview or SelfSubjectAccessReview."""
+    if kind == "TokenReview":
+        return token_review(body, lookup)
+    if kind == "SelfSubjectAccessReview":
+        return self_access_review(store, body, user, groups)
+    return access_review(store, body)
+
+
 def token_review(body: Obj, lookup: Callable[[str], tuple[str, list[str]] | None]) -> Obj:
     token = (body.get("spec") or {}).get("token")
     if not token:

@@ -261,7 +261,7 @@ class SimKubeServer:
                 405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
             )
         await request.read()  # kubectl sends an empty review (as protobuf); the answer comes from the token
-        groups = ["system:masters", "system:authenticated"] if user == ADMIN else ["system:authenticated"]
+        groups = self._groups(user)
         review = {
             "kind": "SelfSubjectReview",
             "apiVersion": "authentication.k8s.io/v1",
@@ -278,11 +278,8 @@ class SimKubeServer:
         body = await self._body(request)
         if not isinstance(body, dict):
             raise bad_request("the body must be a JSON object")
-        if res.kind == "TokenReview":
-            return _json(rbac.token_review(body, self._user_of_token), 201)
-        if res.kind == "SelfSubjectAccessReview":
-            return _json(rbac.self_access_review(self.store, body, user, self._groups(user)), 201)
-        return _json(rbac.access_review(self.store, body), 201)
+        groups = self._groups(user)
+        return _json(rbac.review(self.store, res.kind, body, user, groups, self._user_of_token), 201)
 
     def _user_of_token(self, token: str) -> tuple[str, list[str]] | None:
         """The user a bearer token authenticates as, or None (the token table, as _authenticate reads it)."""
@@ -302,16 +299,7 @@ class SimKubeServer:
         """A CRD written or deleted: serve what the stored CRDs say (and drop a deleted CRD's objects)."""
         if change.res != (crds.CRDS.group, crds.CRDS.plural):
             return
-        custom: dict[tuple[str, str, str], Resource] = {}
-        for crd in self.store.scan(crds.CRDS, None):
-            for r in crds.served(crd):
-                custom[(r.group, r.version, r.plural)] = r
-        if change.type == "DELETED":
-            for r in crds.served(change.obj):
-                for obj in list(self.store.scan(r, None)):
-                    meta = obj["metadata"]
-                    self.store.drop(r, meta.get("namespace"), meta["name"])
-        self.custom = custom
+        self.custom = crds.on_change(self.store, change)
 
     def _authenticate(self, request: web.Request) -> str:
         if not self.tokens:
