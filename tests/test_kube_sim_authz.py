@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import yaml
 
-from core.sim.kube import SimKubeServer
+from core.sim.kube import SimKubeServer, rbac
 from core.sim.kube.rbac import ROLE_BINDINGS
 from tests.kube_helpers import Kubectl, kubectl_path
 
@@ -26,7 +26,8 @@ TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 async def call(
     server: SimKubeServer, method: str, path: str, body: Any, token: str = ADMIN_TOKEN
 ) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    ctype = "application/merge-patch+json" if method == "PATCH" else "application/json"
+    headers = {"Content-Type": ctype, "Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as session:
         async with session.request(method, server.url + path, data=json.dumps(body), headers=headers) as r:
             text = await r.text()
@@ -267,3 +268,67 @@ async def test_kubectl_auth_can_i_and_create_rolebinding(tmp_path: Path) -> None
         assert (code, out.strip()) == (1, "no")
     finally:
         await s.stop()
+
+
+# --- RBAC enforced on requests (tokens other than the seeded admin) ----------------------------
+
+
+async def test_requests_of_a_non_admin_token_are_authorized_by_the_stored_rbac(server: SimKubeServer) -> None:
+    """sim-user-1's token carries {get, list, create}: a seeded ClusterRole says so, and a RoleBinding
+    grants it more in one namespace only; the admin token is not checked."""
+    seeded = server.store.get(rbac.CLUSTER_ROLES, None, "deploydeck-sim:token:sim-user-1")
+    assert seeded["rules"] == [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["create", "get", "list"]}]
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}}
+    code, _ = await call(server, "POST", "/api/v1/namespaces/shop/configmaps", cm, token=RELEASE_TOKEN)
+    assert code == 201
+    patch = {"data": {"a": "2"}}
+    code, body = await call(
+        server, "PATCH", "/api/v1/namespaces/shop/configmaps/c", patch, token=RELEASE_TOKEN
+    )
+    assert code == 403 and body["message"] == (
+        'configmaps "c" is forbidden: User "sim-user-1" cannot patch resource "configmaps" in API group "" '
+        'in the namespace "shop"'
+    )
+    await create(server, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "cm-edit", "namespace": "shop"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch"], "resourceNames": ["c"]}],
+    })  # fmt: skip
+    await create(
+        server,
+        binding("RoleBinding", "u1-cm", "Role", "cm-edit", [{"kind": "User", "name": "sim-user-1"}], "shop"),
+    )
+    code, _ = await call(server, "PATCH", "/api/v1/namespaces/shop/configmaps/c", patch, token=RELEASE_TOKEN)
+    assert code == 200  # the Role grants patch on this one ConfigMap
+    cm["metadata"]["name"] = "d"
+    code, _ = await call(server, "POST", "/api/v1/namespaces/other/configmaps", cm, token=RELEASE_TOKEN)
+    assert code == 201
+    code, body = await call(
+        server, "PATCH", "/api/v1/namespaces/other/configmaps/d", patch, token=RELEASE_TOKEN
+    )
+    assert code == 403
+    code, _ = await call(server, "DELETE", "/api/v1/namespaces/shop/configmaps/c", None, token=ADMIN_TOKEN)
+    assert code == 200
+
+
+async def test_a_subresource_needs_its_own_rule(server: SimKubeServer) -> None:
+    """deployments/scale is not deployments: a rule for one does not grant the other."""
+    server.tokens["scaler"] = set()  # sim-user-2: nothing but what bindings grant
+    await create(server, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "scale-only"},
+        "rules": [{"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get"]}],
+    })  # fmt: skip
+    await create(
+        server,
+        binding(
+            "RoleBinding", "u2", "ClusterRole", "scale-only", [{"kind": "User", "name": "sim-user-2"}], "shop"
+        ),
+    )
+    code, _ = await call(
+        server, "GET", "/apis/apps/v1/namespaces/shop/deployments/x/scale", None, token="scaler"
+    )
+    assert code == 404  # authorized, and there is no such Deployment
+    code, body = await call(
+        server, "GET", "/apis/apps/v1/namespaces/shop/deployments/x", None, token="scaler"
+    )
+    assert code == 403 and 'cannot get resource "deployments"' in body["message"]

@@ -19,9 +19,12 @@ from core.sim.kube.server import SimKubeServer
 GAPS: tuple[str, ...] = (
     "TLS (tls=True) uses one self-signed certificate made by the openssl command; no client certificates, "
     "and without tls=True kubectl sends no bearer token (as against any plain-HTTP server).",
-    "Requests are authorized by a set of verbs per token (token users are sim-user-N in "
-    "system:authenticated), not by the stored Roles/Bindings: those answer SubjectAccessReview and "
-    "SelfSubjectAccessReview only (matchLabels-only aggregation; no impersonation).",
+    "Authorization is RBAC over the stored Roles, ClusterRoles and bindings for every token but the seeded "
+    "admin (a token mapped to None, or no tokens at all: never checked, as system:masters); a token's verb "
+    "set is a seeded ClusterRole deploydeck-sim:token:sim-user-N on every resource. Token users are "
+    "sim-user-N in system:authenticated only; discovery, /version and health URLs are open to anyone "
+    "authenticated; no default system: ClusterRoles; aggregation follows matchLabels only; no "
+    "impersonation (Impersonate-User headers are ignored).",
     "CustomResourceDefinitions: the storage version's structural schema validates and prunes (types, "
     "required, enum, bounds, pattern, lengths, date formats, additionalProperties); no defaults, CEL "
     "x-kubernetes-validations, anyOf/oneOf checks, conversion or scale subresource; deleting a CRD drops "

@@ -105,6 +105,11 @@ _NAME_RULE_BY_KIND = {"Namespace": "label", "Service": "dns1035"}
 
 def name_problems(res: Resource, name: str) -> list[tuple[str, str]]:
     """What the kind's ValidateObjectMeta says about a name, with the upstream messages."""
+    if res.group == "rbac.authorization.k8s.io":
+        # ValidateRBACName is path.IsValidPathSegmentName: "system:discovery" is a valid Role name
+        bad = [f"may not contain '{c}'" for c in ("/", "%") if c in name]
+        bad += [f"may not be '{name}'"] if name in {".", ".."} else []
+        return [("metadata.name", f'Invalid value: "{name}": {b}') for b in bad]
     regex, limit, text = _NAME_RULES[_NAME_RULE_BY_KIND.get(res.kind, "subdomain")]
     out = []
     if len(name) > limit:

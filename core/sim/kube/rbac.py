@@ -21,6 +21,19 @@ ROLE_BINDINGS = BY_PATH[(_G, "v1", "rolebindings")]
 CLUSTER_ROLE_BINDINGS = BY_PATH[(_G, "v1", "clusterrolebindings")]
 
 
+def seed_token_role(store: Store, user: str, verbs: set[str]) -> None:
+    """A token's verb set as RBAC: a ClusterRole of those verbs on everything, bound to its user
+    cluster-wide (what `tokens=` used to grant directly); further bindings add to it."""
+    name = f"deploydeck-sim:token:{user}"
+    rule = {"apiGroups": ["*"], "resources": ["*"], "verbs": sorted(verbs)}
+    store.create(CLUSTER_ROLES, None, {"metadata": {"name": name}, "rules": [rule] if verbs else []})
+    subject = {"kind": "User", "apiGroup": _G, "name": user}
+    ref = {"apiGroup": _G, "kind": "ClusterRole", "name": name}
+    store.create(
+        CLUSTER_ROLE_BINDINGS, None, {"metadata": {"name": name}, "subjects": [subject], "roleRef": ref}
+    )
+
+
 def review(
     store: Store,
     kind: str,

@@ -22,7 +22,7 @@ from core.sim.kube.errors import ApiError, bad_request, forbidden, invalid_all
 from core.sim.kube.errors import conflict as conflict_error
 from core.sim.kube.faults import FaultConfig
 from core.sim.kube.resources import Resource
-from core.sim.kube.selectors import field_matcher, label_matcher, selector_string
+from core.sim.kube.selectors import field_matcher, label_matcher, scale_of
 from core.sim.kube.store import Obj, Store, rfc3339
 from core.sim.kube.tls import ServingCert, make_serving_cert
 
@@ -53,8 +53,9 @@ def _json(body: Any, status: int = 200) -> web.Response:
 class SimKubeServer:
     """In-process Kubernetes API server subset with a deployment controller and fault injection.
 
-    ``tokens`` maps a bearer token to the verbs it may use (None: every verb); when it is
-    empty, requests need no credentials at all. ``pod_ready_delay_s`` is how long (on ``clock``)
+    ``tokens`` maps a bearer token to the verbs it may use on every resource (None: the admin, never
+    checked); its user is sim-user-<index>, authorized by RBAC over the stored Roles and bindings, the
+    verb set being a seeded ClusterRole. When it is empty, requests need no credentials at all. ``pod_ready_delay_s`` is how long (on ``clock``)
     a new pod takes to become Ready; ``pod_shutdown_s`` how long a deleted pod stays Terminating
     (None: as long as it took to start; never past its terminationGracePeriodSeconds).
     """
@@ -90,6 +91,9 @@ class SimKubeServer:
         #: the resources the stored CustomResourceDefinitions serve, by (group, version, plural)
         self.custom: dict[tuple[str, str, str], Resource] = {}
         self.store.listeners.append(self._on_change)
+        for i, verbs in enumerate(self.tokens.values()):
+            if verbs is not None:
+                rbac.seed_token_role(self.store, f"sim-user-{i}", verbs)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -248,7 +252,7 @@ class SimKubeServer:
         if res.kind == "SelfSubjectAccessReview":
             # as SelfSubjectReview: every authenticated user may ask what they may do
             return await self._review(request, res, verb, user)
-        self._authorize(user, verb, res, name, namespace)
+        self._authorize(user, verb, res, name, namespace, sub)
         await self._inject_faults(request, verb, res, name)
         self.requests.append((request.method, request.path))
         if res.kind in {"TokenReview", "SubjectAccessReview"}:
@@ -310,14 +314,20 @@ class SimKubeServer:
             raise ApiError(401, "Unauthorized", "Unauthorized")
         return f"sim-user-{list(self.tokens).index(token)}"
 
-    def _authorize(self, user: str, verb: str, res: Resource, name: str, namespace: str | None) -> None:
-        if not self.tokens:
+    def _authorize(
+        self, user: str, verb: str, res: Resource, name: str, namespace: str | None, sub: str | None
+    ) -> None:
+        """The RBAC authorizer over the stored Roles and bindings; the seeded admin (a token with no verb
+        set, or no tokens at all) is not checked, like system:masters."""
+        if not self.tokens or self._verbs_of(user) is None:
             return
-        allowed = next(
-            (v for t, v in self.tokens.items() if f"sim-user-{list(self.tokens).index(t)}" == user), None
-        )
-        if allowed is not None and verb not in allowed:
-            raise forbidden(user, verb, res.plural, res.group, name, namespace)
+        attrs = {"verb": verb, "group": res.group, "resource": res.plural, "subresource": sub or ""}
+        attrs |= {"name": name, "namespace": namespace or ""}
+        if not rbac.decide(self.store, user, self._groups(user), {"resourceAttributes": attrs})["allowed"]:
+            raise forbidden(user, verb, res.plural, res.group, name, namespace, sub)
+
+    def _verbs_of(self, user: str) -> set[str] | None:
+        return next((v for i, v in enumerate(self.tokens.values()) if f"sim-user-{i}" == user), None)
 
     @staticmethod
     def _verb(request: web.Request, name: str) -> str:
@@ -381,7 +391,7 @@ class SimKubeServer:
         if verb == "get":
             obj = self.store.get(res, ns, name)
             if sub == "scale":
-                return _json(_scale_of(obj))
+                return _json(scale_of(obj))
             if tables.wants_table(request.headers.get("Accept", "")):
                 return _json(tables.table(res, [obj], obj["metadata"]["resourceVersion"]))
             return _json(out(obj))
@@ -423,7 +433,7 @@ class SimKubeServer:
         into: Callable[[Obj], Obj] = lambda o: o,
     ) -> Obj:
         current = out(self.store.get(res, ns, name))
-        base = _scale_of(current) if sub == "scale" else current
+        base = scale_of(current) if sub == "scale" else current
         if verb == "patch":
             ctype = request.content_type
             if ctype == patches.STRATEGIC_PATCH and res.group not in _BUILTIN_GROUPS:
@@ -450,7 +460,7 @@ class SimKubeServer:
                 )
             current["spec"]["replicas"] = replicas
             current["metadata"]["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")
-            return _scale_of(self.store.update(res, ns, name, current, dry_run=dry_run))
+            return scale_of(self.store.update(res, ns, name, current, dry_run=dry_run))
         return self.store.update(res, ns, name, into(new), subresource=sub, dry_run=dry_run, strict=strict)
 
     async def _delete_pod(self, request: web.Request, ns: str | None, name: str) -> Obj:
@@ -586,23 +596,6 @@ class _TooMany(ApiError):
 
 def _same(obj: Obj) -> Obj:
     return obj
-
-
-def _scale_of(obj: Obj) -> Obj:
-    return {
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            k: obj["metadata"][k]
-            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-            if k in obj["metadata"]
-        },
-        "spec": {"replicas": obj["spec"].get("replicas", 0)},
-        "status": {
-            "replicas": (obj.get("status") or {}).get("replicas", 0),
-            "selector": selector_string(obj["spec"].get("selector")),
-        },
-    }
 
 
 __all__ = ["FaultConfig", "SimKubeServer"]
