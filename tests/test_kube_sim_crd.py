@@ -244,3 +244,9 @@ async def test_crd_without_schema_or_with_a_wrong_name_is_invalid(server: SimKub
     assert code == 422
     fields = [c["field"] for c in body["details"]["causes"]]
     assert fields == ["metadata.name", "spec.versions[0].schema.openAPIV3Schema"]
+    # an update is checked too: a CRD cannot lose its storage version's schema
+    del crd["spec"]["versions"][0]["schema"]
+    code, body = await call(server, "PUT", CRD_PATH + "/deployruns.deploydeck.dev", crd)
+    assert code == 422 and [c["field"] for c in body["details"]["causes"]] == [
+        "spec.versions[0].schema.openAPIV3Schema"
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from core.sim.kube import crds
 from core.sim.kube.errors import invalid_all
 from core.sim.kube.resources import Resource
 from core.sim.kube.selectors import label_matcher, selector_string
@@ -160,6 +161,8 @@ def validate(
     registry's Validate/ValidateUpdate return a field.ErrorList and the server reports all of it."""
     name = obj.get("metadata", {}).get("name", "")
     errors = name_problems(res, name) if creating else []
+    if res.kind == "CustomResourceDefinition":
+        errors = crds.crd_problems(obj)  # the name rule is the CRD's own (plural.group), on update too
     errors += _spec_problems(res, obj)
     if current is not None:
         errors += update_problems(res, current, obj)

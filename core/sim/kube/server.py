@@ -398,12 +398,8 @@ class SimKubeServer:
         strict = request.query.get("fieldValidation") == "Strict"
         if verb == "create":
             body = into(await self._body(request))
-            if res is crds.CRDS and isinstance(body, dict):
-                problems = crds.crd_problems(body)
-                if problems:
-                    name = (body.get("metadata") or {}).get("name", "")
-                    raise invalid_all(res.kind, res.group, name, problems)
-                body = crds.established(body, rfc3339(self.clock.now()))
+            if res is crds.CRDS and isinstance(body, dict) and not crds.crd_problems(body):
+                body = crds.established(body, rfc3339(self.clock.now()))  # (an invalid one: 422 below)
             return _json(out(self.store.create(res, ns, body, dry_run=dry_run, strict=strict)), 201)
         if verb == "delete":
             if res.plural == "pods" and not dry_run:
