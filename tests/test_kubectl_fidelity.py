@@ -341,7 +341,8 @@ async def test_over_tls_kubectl_sends_tokens_and_whoami_names_their_user(tmp_pat
         _, out, _ = await k.run("-n", NS, "get", "deploy", STABLE, "-o", "name")
         assert out.strip() == f"deployment.apps/{STABLE}"
         code, _, err = await k.run("-n", NS, "scale", f"deployment/{STABLE}", "--replicas=3", check=False)
-        assert code != 0 and 'User "sim-user-1" cannot patch resource "deployments"' in err
+        # the real authorizer names the subresource kubectl scale patches
+        assert code != 0 and 'User "sim-user-1" cannot patch resource "deployments/scale"' in err
         s.server.write_kubeconfig(s.kubeconfig, token="stolen")
         code, _, err = await k.run("auth", "whoami", check=False)
         assert code != 0 and "Unauthorized" in err

@@ -19,8 +19,16 @@ from core.sim.kube.server import SimKubeServer
 GAPS: tuple[str, ...] = (
     "TLS (tls=True) uses one self-signed certificate made by the openssl command; no client certificates, "
     "and without tls=True kubectl sends no bearer token (as against any plain-HTTP server).",
-    "RBAC is a set of verbs per token: no Roles/Bindings, no per-resource or per-namespace rules; "
-    "SelfSubjectAccessReview (`kubectl auth can-i`) is not served.",
+    "Authorization is RBAC over the stored Roles, ClusterRoles and bindings for every token but the seeded "
+    "admin (a token mapped to None, or no tokens at all: never checked, as system:masters); a token's verb "
+    "set is a seeded ClusterRole deploydeck-sim:token:sim-user-N on every resource. Token users are "
+    "sim-user-N in system:authenticated only; discovery, /version and health URLs are open to anyone "
+    "authenticated; no default system: ClusterRoles; aggregation follows matchLabels only; no "
+    "impersonation (Impersonate-User headers are ignored).",
+    "CustomResourceDefinitions: the storage version's structural schema validates and prunes (types, "
+    "required, enum, bounds, pattern, lengths, date formats, additionalProperties); no defaults, CEL "
+    "x-kubernetes-validations, anyOf/oneOf checks, conversion or scale subresource; deleting a CRD drops "
+    "its objects at once, whatever their finalizers.",
     "Server-side apply (application/apply-patch+yaml) answers 415; no managedFields.",
     "Protobuf request bodies are decoded only for Namespace, ConfigMap, Deployment and SelfSubjectReview "
     "(other kinds and unknown fields: 415); responses are always JSON.",
@@ -38,8 +46,8 @@ GAPS: tuple[str, ...] = (
     "objects (seed.canary_weight).",
     "Watches send no BOOKMARK events and ignore sendInitialEvents/resourceVersionMatch; history keeps the "
     "last 20,000 changes (older resourceVersions are 410, as after an etcd compaction).",
-    "Deleting a Namespace removes its objects at once (no Terminating phase); finalizers are not honoured; "
-    "only Pods are deleted gracefully.",
+    "Deleting a Namespace removes its objects at once (no Terminating phase, finalizers or not); other "
+    "objects with metadata.finalizers wait for them; only Pods are deleted gracefully.",
     "Events aggregate exact repeats into count; no event series or rate limiting.",
     "creationTimestamp and condition times are wall-clock; pod readiness, termination and Event times follow "
     "the server's Clock.",

@@ -116,13 +116,15 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
 
-def forbidden(user: str, verb: str, plural: str, group: str, name: str, namespace: str | None) -> ApiError:
+def forbidden(
+    user: str, verb: str, plural: str, group: str, name: str, namespace: str | None, sub: str | None = None
+) -> ApiError:
     where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
     subject = f'{qualified(plural, group)} "{name}"' if name else qualified(plural, group)
     return ApiError(
         403,
         "Forbidden",
-        f'{subject} is forbidden: User "{user}" cannot {verb} resource "{plural}" in API group '
+        f'{subject} is forbidden: User "{user}" cannot {verb} resource "{plural}{"/" + sub if sub else ""}" in API group '
         f'"{group}"{where}',
         {"name": name, "group": group, "kind": plural},
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from core.sim.kube import crds
 from core.sim.kube.errors import invalid_all
 from core.sim.kube.resources import Resource
 from core.sim.kube.selectors import label_matcher, selector_string
@@ -105,6 +106,11 @@ _NAME_RULE_BY_KIND = {"Namespace": "label", "Service": "dns1035"}
 
 def name_problems(res: Resource, name: str) -> list[tuple[str, str]]:
     """What the kind's ValidateObjectMeta says about a name, with the upstream messages."""
+    if res.group == "rbac.authorization.k8s.io":
+        # ValidateRBACName is path.IsValidPathSegmentName: "system:discovery" is a valid Role name
+        bad = [f"may not contain '{c}'" for c in ("/", "%") if c in name]
+        bad += [f"may not be '{name}'"] if name in {".", ".."} else []
+        return [("metadata.name", f'Invalid value: "{name}": {b}') for b in bad]
     regex, limit, text = _NAME_RULES[_NAME_RULE_BY_KIND.get(res.kind, "subdomain")]
     out = []
     if len(name) > limit:
@@ -155,6 +161,8 @@ def validate(
     registry's Validate/ValidateUpdate return a field.ErrorList and the server reports all of it."""
     name = obj.get("metadata", {}).get("name", "")
     errors = name_problems(res, name) if creating else []
+    if res.kind == "CustomResourceDefinition":
+        errors = crds.crd_problems(obj)  # the name rule is the CRD's own (plural.group), on update too
     errors += _spec_problems(res, obj)
     if current is not None:
         errors += update_problems(res, current, obj)

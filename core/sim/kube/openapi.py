@@ -7,15 +7,15 @@ import hashlib
 import json
 from typing import Any
 
-from core.sim.kube.resources import RESOURCES, groups
+from core.sim.kube.resources import RESOURCES, Resource, groups
 
 
 def _gv_key(group: str, version: str) -> str:
     return f"apis/{group}/{version}" if group else f"api/{version}"
 
 
-def gv_doc(group: str, version: str) -> dict[str, Any] | None:
-    found = [r for r in RESOURCES if r.group == group and r.version == version]
+def gv_doc(group: str, version: str, extra: tuple[Resource, ...] = ()) -> dict[str, Any] | None:
+    found = [r for r in (*RESOURCES, *extra) if r.group == group and r.version == version]
     if not found:
         return None
     params = [
@@ -47,11 +47,11 @@ def gv_doc(group: str, version: str) -> dict[str, Any] | None:
     }
 
 
-def index_doc() -> dict[str, Any]:
+def index_doc(extra: tuple[Resource, ...] = ()) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for group, versions in groups().items():
+    for group, versions in groups(extra).items():
         for version in versions:
-            body = json.dumps(gv_doc(group, version), sort_keys=True).encode()
+            body = json.dumps(gv_doc(group, version, extra), sort_keys=True).encode()
             digest = hashlib.sha256(body).hexdigest()[:32].upper()
             key = _gv_key(group, version)
             out[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={digest}"}

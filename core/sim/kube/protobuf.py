@@ -137,6 +137,45 @@ SCHEMAS: dict[str, dict[int, Field]] = {
     "SelfSubjectReview": {1: _f("metadata", "ObjectMeta"), 2: _f("status", "SelfSubjectReviewStatus")},
     "SelfSubjectReviewStatus": {1: _f("userInfo", "UserInfo")},
     "UserInfo": {1: _f("username"), 2: _f("uid"), 3: _f("groups", repeated=True)},
+    # k8s.io/api/authorization/v1: kubectl auth can-i sends a SelfSubjectAccessReview
+    "SelfSubjectAccessReview": {
+        1: _f("metadata", "ObjectMeta"),
+        2: _f("spec", "SelfSubjectAccessReviewSpec"),
+        3: _f("status", "SubjectAccessReviewStatus"),
+    },
+    "SelfSubjectAccessReviewSpec": {
+        1: _f("resourceAttributes", "ResourceAttributes"),
+        2: _f("nonResourceAttributes", "NonResourceAttributes"),
+    },
+    "ResourceAttributes": {
+        1: _f("namespace"),
+        2: _f("verb"),
+        3: _f("group"),
+        4: _f("version"),
+        5: _f("resource"),
+        6: _f("subresource"),
+        7: _f("name"),
+    },
+    "NonResourceAttributes": {1: _f("path"), 2: _f("verb")},
+    "SubjectAccessReviewStatus": {
+        1: _f("allowed", "bool"),
+        2: _f("reason"),
+        3: _f("evaluationError"),
+        4: _f("denied", "bool"),
+    },
+    # k8s.io/api/rbac/v1: kubectl create rolebinding / clusterrolebinding
+    "RoleBinding": {
+        1: _f("metadata", "ObjectMeta"),
+        2: _f("subjects", "Subject", True),
+        3: _f("roleRef", "RoleRef"),
+    },
+    "ClusterRoleBinding": {
+        1: _f("metadata", "ObjectMeta"),
+        2: _f("subjects", "Subject", True),
+        3: _f("roleRef", "RoleRef"),
+    },
+    "Subject": {1: _f("kind"), 2: _f("apiGroup"), 3: _f("name"), 4: _f("namespace")},
+    "RoleRef": {1: _f("apiGroup"), 2: _f("kind"), 3: _f("name")},
 }
 _INTSTR = {1: _f("type", "int"), 2: _f("intVal", "int"), 3: _f("strVal")}
 _TIME = {1: _f("seconds", "int"), 2: _f("nanos", "int")}

@@ -20,6 +20,10 @@ class Resource:
     subresources: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     verbs: tuple[str, ...] = field(default=tuple(ALL_VERBS))
+    #: a custom resource's openAPIV3Schema (None: a built-in kind, validated by kinds.py)
+    schema: Any = field(default=None, compare=False, hash=False)
+    #: a custom resource's additionalPrinterColumns: (name, type, jsonPath, priority)
+    columns: tuple[tuple[str, str, str, int], ...] = field(default=(), compare=False, hash=False)
 
     @property
     def api_version(self) -> str:
@@ -83,15 +87,60 @@ RESOURCES: tuple[Resource, ...] = (
         namespaced=False,
         verbs=("create",),
     ),
+    # TokenReview and SubjectAccessReview: create-only, answered from the token table and RBAC objects
+    Resource(
+        "authentication.k8s.io", "v1", "tokenreviews", "", "TokenReview", namespaced=False, verbs=("create",)
+    ),
+    Resource(
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "",
+        "SubjectAccessReview",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    Resource(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "",
+        "SelfSubjectAccessReview",
+        namespaced=False,
+        verbs=("create",),
+    ),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "role", "Role"),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding"),
+    Resource(
+        "rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", namespaced=False
+    ),
+    Resource(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        namespaced=False,
+    ),
+    Resource(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        "CustomResourceDefinition",
+        namespaced=False,
+        short_names=("crd", "crds"),
+        subresources=("status",),
+    ),
 )
 
 BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
 BY_KIND: dict[tuple[str, str], Resource] = {(r.api_version, r.kind): r for r in RESOURCES}
 
 
-def groups() -> dict[str, list[str]]:
+def groups(extra: tuple[Resource, ...] = ()) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for r in RESOURCES:
+    for r in (*RESOURCES, *extra):
         versions = out.setdefault(r.group, [])
         if r.version not in versions:
             versions.append(r.version)
@@ -121,9 +170,9 @@ def api_versions_doc() -> dict[str, Any]:
     }
 
 
-def api_group_list_doc() -> dict[str, Any]:
+def api_group_list_doc(extra: tuple[Resource, ...] = ()) -> dict[str, Any]:
     items = []
-    for group, versions in groups().items():
+    for group, versions in groups(extra).items():
         if not group:
             continue
         gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
@@ -131,8 +180,8 @@ def api_group_list_doc() -> dict[str, Any]:
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": items}
 
 
-def api_group_doc(group: str) -> dict[str, Any] | None:
-    versions = groups().get(group)
+def api_group_doc(group: str, extra: tuple[Resource, ...] = ()) -> dict[str, Any] | None:
+    versions = groups(extra).get(group)
     if not group or versions is None:
         return None
     gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
@@ -145,8 +194,8 @@ def api_group_doc(group: str) -> dict[str, Any] | None:
     }
 
 
-def resource_list_doc(group: str, version: str) -> dict[str, Any] | None:
-    found = [r for r in RESOURCES if r.group == group and r.version == version]
+def resource_list_doc(group: str, version: str, extra: tuple[Resource, ...] = ()) -> dict[str, Any] | None:
+    found = [r for r in (*RESOURCES, *extra) if r.group == group and r.version == version]
     if not found:
         return None
     entries: list[dict[str, Any]] = []

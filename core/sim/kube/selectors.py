@@ -135,3 +135,21 @@ def selector_string(selector: dict[str, Any] | None) -> str:
         elif op == "DoesNotExist":
             parts.append(f"!{key}")
     return ",".join(parts)
+
+
+def scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Deployment or ReplicaSet seen through its /scale subresource (autoscaling/v1 Scale)."""
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: obj["metadata"][k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in obj["metadata"]
+        },
+        "spec": {"replicas": obj["spec"].get("replicas", 0)},
+        "status": {
+            "replicas": (obj.get("status") or {}).get("replicas", 0),
+            "selector": selector_string(obj["spec"].get("selector")),
+        },
+    }

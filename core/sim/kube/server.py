@@ -15,14 +15,14 @@ import yaml
 from aiohttp import web
 
 from core.clock import Clock, SystemClock
-from core.sim.kube import events, openapi, paging, protobuf, resources, seed, tables
+from core.sim.kube import crds, events, openapi, paging, protobuf, rbac, resources, seed, tables
 from core.sim.kube import patch as patches
 from core.sim.kube.controller import DeploymentController
 from core.sim.kube.errors import ApiError, bad_request, forbidden, invalid_all
 from core.sim.kube.errors import conflict as conflict_error
 from core.sim.kube.faults import FaultConfig
 from core.sim.kube.resources import Resource
-from core.sim.kube.selectors import field_matcher, label_matcher, selector_string
+from core.sim.kube.selectors import field_matcher, label_matcher, scale_of
 from core.sim.kube.store import Obj, Store, rfc3339
 from core.sim.kube.tls import ServingCert, make_serving_cert
 
@@ -35,6 +35,10 @@ _BUILTIN_GROUPS = {
     "coordination.k8s.io",
     "events.k8s.io",
     "authentication.k8s.io",
+    "authorization.k8s.io",
+    "rbac.authorization.k8s.io",
+    "apiextensions.k8s.io",
+    "autoscaling",
 }
 
 
@@ -49,8 +53,9 @@ def _json(body: Any, status: int = 200) -> web.Response:
 class SimKubeServer:
     """In-process Kubernetes API server subset with a deployment controller and fault injection.
 
-    ``tokens`` maps a bearer token to the verbs it may use (None: every verb); when it is
-    empty, requests need no credentials at all. ``pod_ready_delay_s`` is how long (on ``clock``)
+    ``tokens`` maps a bearer token to the verbs it may use on every resource (None: the admin, never
+    checked); its user is sim-user-<index>, authorized by RBAC over the stored Roles and bindings, the
+    verb set being a seeded ClusterRole. When it is empty, requests need no credentials at all. ``pod_ready_delay_s`` is how long (on ``clock``)
     a new pod takes to become Ready; ``pod_shutdown_s`` how long a deleted pod stays Terminating
     (None: as long as it took to start; never past its terminationGracePeriodSeconds).
     """
@@ -83,6 +88,12 @@ class SimKubeServer:
         self._url = ""
         self._controller_task: asyncio.Task[None] | None = None
         self._watch_timers: set[asyncio.Future[None]] = set()
+        #: the resources the stored CustomResourceDefinitions serve, by (group, version, plural)
+        self.custom: dict[tuple[str, str, str], Resource] = {}
+        self.store.listeners.append(self._on_change)
+        for i, verbs in enumerate(self.tokens.values()):
+            if verbs is not None:
+                rbac.seed_token_role(self.store, f"sim-user-{i}", verbs)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -194,25 +205,25 @@ class SimKubeServer:
         if path == "/api":
             return _json(resources.api_versions_doc())
         if path == "/openapi/v3":
-            return _json(openapi.index_doc())
+            return _json(openapi.index_doc(self._extra()))
         if path.startswith("/openapi/v3/"):
             tail = path[len("/openapi/v3/") :].split("/")
             doc = None
             if tail[0] == "api" and len(tail) == 2:
-                doc = openapi.gv_doc("", tail[1])
+                doc = openapi.gv_doc("", tail[1], self._extra())
             elif tail[0] == "apis" and len(tail) == 3:
-                doc = openapi.gv_doc(tail[1], tail[2])
+                doc = openapi.gv_doc(tail[1], tail[2], self._extra())
             if doc is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             return _json(doc)
         if path == "/apis":
-            return _json(resources.api_group_list_doc())
+            return _json(resources.api_group_list_doc(self._extra()))
         parts = [p for p in path.split("/") if p]
         if parts[0] == "api" and len(parts) >= 2:
             group, version, rest = "", parts[1], parts[2:]
         elif parts[0] == "apis" and len(parts) >= 2:
             if len(parts) == 2:
-                doc = resources.api_group_doc(parts[1])
+                doc = resources.api_group_doc(parts[1], self._extra())
                 if doc is None:
                     raise ApiError(404, "NotFound", "the server could not find the requested resource")
                 return _json(doc)
@@ -220,14 +231,14 @@ class SimKubeServer:
         else:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if not rest:
-            doc = resources.resource_list_doc(group, version)
+            doc = resources.resource_list_doc(group, version, self._extra())
             if doc is None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             return _json(doc)
         namespace: str | None = None
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
-        res = resources.BY_PATH.get((group, version, rest[0]))
+        res = resources.BY_PATH.get((group, version, rest[0])) or self.custom.get((group, version, rest[0]))
         if res is None or len(rest) > 3:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) >= 2 else ""
@@ -238,9 +249,14 @@ class SimKubeServer:
         if res.kind == "SelfSubjectReview":
             # every authenticated user may ask who they are (the system:basic-user ClusterRole)
             return await self._self_subject_review(request, user, verb)
-        self._authorize(user, verb, res, name, namespace)
+        if res.kind == "SelfSubjectAccessReview":
+            # as SelfSubjectReview: every authenticated user may ask what they may do
+            return await self._review(request, res, verb, user)
+        self._authorize(user, verb, res, name, namespace, sub)
         await self._inject_faults(request, verb, res, name)
         self.requests.append((request.method, request.path))
+        if res.kind in {"TokenReview", "SubjectAccessReview"}:
+            return await self._review(request, res, verb, user)
         return await self._serve(request, res, namespace if res.namespaced else None, name, sub, verb)
 
     async def _self_subject_review(self, request: web.Request, user: str, verb: str) -> web.Response:
@@ -249,7 +265,7 @@ class SimKubeServer:
                 405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
             )
         await request.read()  # kubectl sends an empty review (as protobuf); the answer comes from the token
-        groups = ["system:masters", "system:authenticated"] if user == ADMIN else ["system:authenticated"]
+        groups = self._groups(user)
         review = {
             "kind": "SelfSubjectReview",
             "apiVersion": "authentication.k8s.io/v1",
@@ -257,6 +273,37 @@ class SimKubeServer:
             "status": {"userInfo": {"username": user, "groups": groups}},
         }
         return _json(review, 201)
+
+    async def _review(self, request: web.Request, res: Resource, verb: str, user: str) -> web.Response:
+        if verb != "create":
+            raise ApiError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            raise bad_request("the body must be a JSON object")
+        groups = self._groups(user)
+        return _json(rbac.review(self.store, res.kind, body, user, groups, self._user_of_token), 201)
+
+    def _user_of_token(self, token: str) -> tuple[str, list[str]] | None:
+        """The user a bearer token authenticates as, or None (the token table, as _authenticate reads it)."""
+        if token not in self.tokens:
+            return None
+        user = f"sim-user-{list(self.tokens).index(token)}"
+        return user, self._groups(user)
+
+    @staticmethod
+    def _groups(user: str) -> list[str]:
+        return ["system:masters", "system:authenticated"] if user == ADMIN else ["system:authenticated"]
+
+    def _extra(self) -> tuple[Resource, ...]:
+        return tuple(self.custom.values())
+
+    def _on_change(self, change: Any) -> None:
+        """A CRD written or deleted: serve what the stored CRDs say (and drop a deleted CRD's objects)."""
+        if change.res != (crds.CRDS.group, crds.CRDS.plural):
+            return
+        self.custom = crds.on_change(self.store, change)
 
     def _authenticate(self, request: web.Request) -> str:
         if not self.tokens:
@@ -267,14 +314,20 @@ class SimKubeServer:
             raise ApiError(401, "Unauthorized", "Unauthorized")
         return f"sim-user-{list(self.tokens).index(token)}"
 
-    def _authorize(self, user: str, verb: str, res: Resource, name: str, namespace: str | None) -> None:
-        if not self.tokens:
+    def _authorize(
+        self, user: str, verb: str, res: Resource, name: str, namespace: str | None, sub: str | None
+    ) -> None:
+        """The RBAC authorizer over the stored Roles and bindings; the seeded admin (a token with no verb
+        set, or no tokens at all) is not checked, like system:masters."""
+        if not self.tokens or self._verbs_of(user) is None:
             return
-        allowed = next(
-            (v for t, v in self.tokens.items() if f"sim-user-{list(self.tokens).index(t)}" == user), None
-        )
-        if allowed is not None and verb not in allowed:
-            raise forbidden(user, verb, res.plural, res.group, name, namespace)
+        attrs = {"verb": verb, "group": res.group, "resource": res.plural, "subresource": sub or ""}
+        attrs |= {"name": name, "namespace": namespace or ""}
+        if not rbac.decide(self.store, user, self._groups(user), {"resourceAttributes": attrs})["allowed"]:
+            raise forbidden(user, verb, res.plural, res.group, name, namespace, sub)
+
+    def _verbs_of(self, user: str) -> set[str] | None:
+        return next((v for i, v in enumerate(self.tokens.values()) if f"sim-user-{i}" == user), None)
 
     @staticmethod
     def _verb(request: web.Request, name: str) -> str:
@@ -338,20 +391,25 @@ class SimKubeServer:
         if verb == "get":
             obj = self.store.get(res, ns, name)
             if sub == "scale":
-                return _json(_scale_of(obj))
+                return _json(scale_of(obj))
             if tables.wants_table(request.headers.get("Accept", "")):
                 return _json(tables.table(res, [obj], obj["metadata"]["resourceVersion"]))
             return _json(out(obj))
+        strict = request.query.get("fieldValidation") == "Strict"
         if verb == "create":
             body = into(await self._body(request))
-            return _json(out(self.store.create(res, ns, body, dry_run=dry_run)), 201)
+            if res is crds.CRDS and isinstance(body, dict) and not crds.crd_problems(body):
+                body = crds.established(body, rfc3339(self.clock.now()))  # (an invalid one: 422 below)
+            return _json(out(self.store.create(res, ns, body, dry_run=dry_run, strict=strict)), 201)
         if verb == "delete":
             if res.plural == "pods" and not dry_run:
                 return _json(await self._delete_pod(request, ns, name))
             return _json(out(self.store.delete(res, ns, name, dry_run=dry_run)))
         if verb in {"update", "patch"}:
             body = await self._body(request)
-            return _json(out(await self._write(request, res, ns, name, sub, verb, body, dry_run, out, into)))
+            return _json(
+                out(await self._write(request, res, ns, name, sub, verb, body, dry_run, strict, out, into))
+            )
         raise ApiError(
             405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
         )
@@ -366,11 +424,12 @@ class SimKubeServer:
         verb: str,
         body: Any,
         dry_run: bool,
+        strict: bool = False,
         out: Callable[[Obj], Obj] = lambda o: o,
         into: Callable[[Obj], Obj] = lambda o: o,
     ) -> Obj:
         current = out(self.store.get(res, ns, name))
-        base = _scale_of(current) if sub == "scale" else current
+        base = scale_of(current) if sub == "scale" else current
         if verb == "patch":
             ctype = request.content_type
             if ctype == patches.STRATEGIC_PATCH and res.group not in _BUILTIN_GROUPS:
@@ -397,8 +456,8 @@ class SimKubeServer:
                 )
             current["spec"]["replicas"] = replicas
             current["metadata"]["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")
-            return _scale_of(self.store.update(res, ns, name, current, dry_run=dry_run))
-        return self.store.update(res, ns, name, into(new), subresource=sub, dry_run=dry_run)
+            return scale_of(self.store.update(res, ns, name, current, dry_run=dry_run))
+        return self.store.update(res, ns, name, into(new), subresource=sub, dry_run=dry_run, strict=strict)
 
     async def _delete_pod(self, request: web.Request, ns: str | None, name: str) -> Obj:
         """A graceful delete, as the pod strategy does it: deletionTimestamp now, gone after the grace period."""
@@ -533,23 +592,6 @@ class _TooMany(ApiError):
 
 def _same(obj: Obj) -> Obj:
     return obj
-
-
-def _scale_of(obj: Obj) -> Obj:
-    return {
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            k: obj["metadata"][k]
-            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-            if k in obj["metadata"]
-        },
-        "spec": {"replicas": obj["spec"].get("replicas", 0)},
-        "status": {
-            "replicas": (obj.get("status") or {}).get("replicas", 0),
-            "selector": selector_string(obj["spec"].get("selector")),
-        },
-    }
 
 
 __all__ = ["FaultConfig", "SimKubeServer"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core.sim.kube import kinds
+from core.sim.kube import crds, kinds
 from core.sim.kube.errors import ApiError, already_exists, conflict, invalid, not_found
 from core.sim.kube.resources import Resource
 from core.sim.kube.selectors import Matcher
@@ -91,7 +91,9 @@ class Store:
 
     # --- writes --------------------------------------------------------------
 
-    def create(self, res: Resource, namespace: str | None, obj: Obj, *, dry_run: bool = False) -> Obj:
+    def create(
+        self, res: Resource, namespace: str | None, obj: Obj, *, dry_run: bool = False, strict: bool = False
+    ) -> Obj:
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
@@ -116,6 +118,8 @@ class Store:
             raise already_exists(res.plural, res.group, name)
         obj["apiVersion"], obj["kind"] = res.api_version, res.kind
         obj = _drop_nulls(obj)
+        if res.schema is not None:
+            obj = crds.admit(res, obj, strict=strict)
         meta = obj["metadata"]
         kinds.apply_defaults(res, obj)
         kinds.validate(res, obj, creating=True)
@@ -123,7 +127,10 @@ class Store:
         meta["creationTimestamp"] = rfc3339()
         meta.pop("resourceVersion", None)
         # the kinds whose registry strategy keeps a generation (Pods only since 1.33, behind a gate)
-        if "spec" in obj and res.kind not in {"Lease", "Namespace", "Service", "Pod"}:
+        # custom resources always keep one (apiextensions-apiserver's strategy)
+        if res.schema is not None or (
+            "spec" in obj and res.kind not in {"Lease", "Namespace", "Service", "Pod"}
+        ):
             meta["generation"] = 1
         if res.has_status:
             obj.setdefault("status", {})
@@ -141,6 +148,7 @@ class Store:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        strict: bool = False,
     ) -> Obj:
         current = self.peek(res, namespace, name)
         if current is None:
@@ -174,6 +182,21 @@ class Store:
             else:
                 new["status"] = copy.deepcopy(current.get("status", {}))
         new = _drop_nulls(new)
+        if res.schema is not None:
+            new = crds.admit(res, new, strict=strict)
+        if current["metadata"].get("deletionTimestamp") and subresource != "status":
+            added = set(new["metadata"].get("finalizers") or []) - set(
+                current["metadata"].get("finalizers") or []
+            )
+            if added:
+                raise invalid(
+                    res.kind,
+                    res.group,
+                    name,
+                    "metadata.finalizers",
+                    "Forbidden: no new finalizers can be added if the object is being deleted, found new "
+                    f"finalizers {sorted(added)}",
+                )
         kinds.apply_defaults(res, new)
         kinds.validate(res, new, current=current if subresource != "status" else None)
         if "generation" in current["metadata"] and _changes_generation(res, current, new, subresource):
@@ -182,7 +205,11 @@ class Store:
             return copy.deepcopy(current)  # a no-op write does not bump resourceVersion
         if dry_run:
             return new
-        return self._commit(res, "MODIFIED", new)
+        written = self._commit(res, "MODIFIED", new)
+        if _finalized(written):
+            # the last finalizer is gone from an object a DELETE only marked: it goes now (MODIFIED, DELETED)
+            self._remove(res, namespace, name)
+        return written
 
     def mark_deleting(
         self,
@@ -208,8 +235,28 @@ class Store:
         bucket = self._objects.get((res.group, res.plural), {})
         if (namespace or "", name) not in bucket:
             raise not_found(res.plural, res.group, name)
+        current = bucket[(namespace or "", name)]
+        if current["metadata"].get("finalizers"):
+            # a finalizer holds the object: DELETE only marks it (deletionTimestamp, grace 0) until the
+            # finalizers list is emptied; a second DELETE changes nothing
+            if dry_run or current["metadata"].get("deletionTimestamp"):
+                return copy.deepcopy(current)
+            marked = copy.deepcopy(current)
+            marked["metadata"]["deletionTimestamp"] = rfc3339()
+            marked["metadata"]["deletionGracePeriodSeconds"] = 0
+            return self._commit(res, "MODIFIED", marked)
         if dry_run:
-            return copy.deepcopy(bucket[(namespace or "", name)])
+            return copy.deepcopy(current)
+        return self._remove(res, namespace, name)
+
+    def drop(self, res: Resource, namespace: str | None, name: str) -> None:
+        """Remove an object whatever its finalizers (its CRD was deleted; the real garbage collector
+        would wait for finalizers, the simulator does not)."""
+        if (namespace or "", name) in self._objects.get((res.group, res.plural), {}):
+            self._remove(res, namespace, name)
+
+    def _remove(self, res: Resource, namespace: str | None, name: str) -> Obj:
+        bucket = self._objects.get((res.group, res.plural), {})
         prev = bucket.pop((namespace or "", name))
         self._rv += 1
         obj = copy.deepcopy(prev)
@@ -311,7 +358,21 @@ def _in_scope(w: _Watcher, obj: Obj) -> bool:
     return w.matches(obj)
 
 
+def _finalized(obj: Obj) -> bool:
+    meta = obj["metadata"]
+    # grace 0: marked by a DELETE held by finalizers (a pod's graceful delete has its grace period)
+    return (
+        bool(meta.get("deletionTimestamp"))
+        and meta.get("deletionGracePeriodSeconds") == 0
+        and not meta.get("finalizers")
+    )
+
+
 def _changes_generation(res: Resource, current: Obj, new: Obj, subresource: str | None) -> bool:
+    if res.schema is not None:
+        # custom resources: every change but metadata and status (apiextensions' strategy)
+        rest = lambda o: {k: v for k, v in o.items() if k not in {"metadata", "status"}}  # noqa: E731
+        return rest(new) != rest(current)
     if new.get("spec") != current.get("spec"):
         return True
     # apps/v1 deploymentStrategy.PrepareForUpdate (pkg/registry/apps/deployment/strategy.go) also bumps

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from core.sim.kube import crds
 from core.sim.kube.resources import Resource
 
 Obj = dict[str, Any]
@@ -37,6 +38,10 @@ def _images(obj: Obj) -> tuple[str, str]:
 
 def _columns(res: Resource) -> list[tuple[str, str, int]]:
     kind = res.kind
+    if res.schema is not None:  # a custom resource: Name, then its CRD's additionalPrinterColumns
+        return [("Name", "string", 0)] + [
+            (n, t, p) for n, t, _, p in res.columns or (("Age", "date", "", 0),)
+        ]
     if kind == "Deployment":
         return [
             ("Name", "string", 0),
@@ -106,6 +111,10 @@ def _columns(res: Resource) -> list[tuple[str, str, int]]:
 
 def _cells(res: Resource, obj: Obj) -> list[Any]:
     name, spec, status = obj["metadata"]["name"], obj.get("spec") or {}, obj.get("status") or {}
+    if res.schema is not None:
+        if not res.columns:
+            return [name, _age(obj)]
+        return [name] + [crds.cell(crds.json_path(obj, path), t, _since) for _, t, path, _ in res.columns]
     if res.kind == "Deployment":
         containers, images = _images(obj)
         return [
