@@ -72,6 +72,15 @@ def test_serve_writes_a_kubeconfig_and_a_real_adapter_plan_honours_port_and_hold
             verify=str(ca),
         )
         assert denied.status_code == 403
+        # who the credentials belong to is the kubeconfig's user, as `kubectl auth whoami` shows it
+        review = httpx.post(
+            f"https://127.0.0.1:{port}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+            timeout=5,
+            verify=str(ca),
+        )
+        assert review.json()["status"]["userInfo"]["username"] == "carol", review.text
 
 
 def test_children_die_with_the_environment_even_on_sigkill(tmp_path: Path) -> None:

@@ -126,6 +126,7 @@ class SimEnvironment:
             {token: name for name, token in self.tokens.items()},
             pod_ready_delay_s=pod_start_delay_s,
             tokens={self.tokens[name]: verbs for name, verbs in USERS.items()},
+            usernames={token: name for name, token in self.tokens.items()},
             # HTTPS, as a real API server: kubectl sends bearer tokens only over TLS (a self-signed
             # serving certificate from `openssl`; without it, plain HTTP and the adapter only)
             tls=shutil.which("openssl") is not None,

@@ -69,8 +69,11 @@ class SimKubeServer:
         clock: Clock | None = None,
         tokens: dict[str, set[str] | None] | None = None,
         tls: bool = False,
+        usernames: dict[str, str] | None = None,
     ) -> None:
         self.faults = faults or FaultConfig()
+        #: token -> user name (kubeconfig users such as alice); tokens not named are sim-user-<index>
+        self.usernames = dict(usernames or {})
         self.clock: Clock = clock or SystemClock()
         self.tokens = dict(tokens or {})
         self.store = Store()
@@ -91,9 +94,9 @@ class SimKubeServer:
         #: the resources the stored CustomResourceDefinitions serve, by (group, version, plural)
         self.custom: dict[tuple[str, str, str], Resource] = {}
         self.store.listeners.append(self._on_change)
-        for i, verbs in enumerate(self.tokens.values()):
+        for token, verbs in self.tokens.items():
             if verbs is not None:
-                rbac.seed_token_role(self.store, f"sim-user-{i}", verbs)
+                rbac.seed_token_role(self.store, self._username(token), verbs)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -289,8 +292,11 @@ class SimKubeServer:
         """The user a bearer token authenticates as, or None (the token table, as _authenticate reads it)."""
         if token not in self.tokens:
             return None
-        user = f"sim-user-{list(self.tokens).index(token)}"
+        user = self._username(token)
         return user, self._groups(user)
+
+    def _username(self, token: str) -> str:
+        return self.usernames.get(token) or f"sim-user-{list(self.tokens).index(token)}"
 
     @staticmethod
     def _groups(user: str) -> list[str]:
@@ -312,7 +318,7 @@ class SimKubeServer:
         token = header[7:] if header.startswith("Bearer ") else ""
         if token not in self.tokens:
             raise ApiError(401, "Unauthorized", "Unauthorized")
-        return f"sim-user-{list(self.tokens).index(token)}"
+        return self._username(token)
 
     def _authorize(
         self, user: str, verb: str, res: Resource, name: str, namespace: str | None, sub: str | None
@@ -327,7 +333,7 @@ class SimKubeServer:
             raise forbidden(user, verb, res.plural, res.group, name, namespace, sub)
 
     def _verbs_of(self, user: str) -> set[str] | None:
-        return next((v for i, v in enumerate(self.tokens.values()) if f"sim-user-{i}" == user), None)
+        return next((v for t, v in self.tokens.items() if self._username(t) == user), None)
 
     @staticmethod
     def _verb(request: web.Request, name: str) -> str:
