@@ -34,6 +34,12 @@ real-deps:
 		$$SUDO apt-get update -q && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; \
 	fi
+	@# the simulated API server's TLS certificate (kubectl sends tokens only over TLS) is made by openssl
+	@if ! command -v openssl >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl; \
+	fi
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check core tui tests benchmarks
