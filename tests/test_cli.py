@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -115,6 +117,7 @@ def test_every_command_has_help(tmp_path: Path) -> None:
         assert result.returncode == 0 and "usage: deploydeck" in result.stdout, args
 
 
+@pytest.mark.slow  # 55 s; the same verdict through a real Prometheus runs fast in test_verdicts_scenarios
 def test_demo_with_real_prometheus_rolls_back_bad_canary_through_promql(tmp_path: Path) -> None:
     from tests.real_servers import require_binary
 

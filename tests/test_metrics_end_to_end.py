@@ -246,6 +246,7 @@ def _short_plan(scenario: str) -> Any:
 ENGINE_SPEED = 20.0  # lookback 60 plan seconds = 3 real seconds = 3 scrapes
 
 
+@pytest.mark.slow  # 24 s; test_verdicts_scenarios[prometheus-bad-canary] asserts the same rule and step
 async def test_engine_rolls_back_bad_canary_on_real_promql(
     prometheus_server: PrometheusServer, tmp_path: Any
 ) -> None:

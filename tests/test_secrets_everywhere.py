@@ -149,8 +149,15 @@ def test_an_event_carrying_a_secret_is_redacted_when_it_is_made() -> None:
 # --- every scenario, headless, and everything written about it ---------------------------------------
 
 
+# make test: the completed and the rolled-back path; every scenario in make bench (slow)
+_FAST_SCENARIOS = {"healthy", "bad-canary"}
+
+
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize(
+    "scenario",
+    [pytest.param(s, marks=[] if s in _FAST_SCENARIOS else [pytest.mark.slow]) for s in sorted(SCENARIOS)],
+)
 def test_no_secret_in_any_output_of_a_headless_run(scenario: str, tmp_path: Path) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text(PLAN, encoding="utf-8")

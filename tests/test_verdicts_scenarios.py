@@ -3,7 +3,8 @@
 Every scenario runs on the in-memory world and through a real Prometheus scraping the simulated
 workload, and must reach the verdict written next to it in core/sim/scenarios.py: same outcome,
 same rule, same step. The Prometheus runs take 10-35 s each (the demo plan at the fastest speed a
-250 ms scrape can follow), so all but bad-canary and healthy are marked slow.
+250 ms scrape can follow), so all but bad-canary are marked slow (make bench runs them all;
+healthy through a real Prometheus also runs in test_metrics_end_to_end).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from tests.engine_helpers import sim_session
 
 #: the test's Prometheus scrapes every 250 ms, so the demo plan runs at 120x (30 s = 1 scrape)
 TEST_SCRAPE_S = 0.25
-FAST_ON_PROMETHEUS = {"bad-canary", "healthy"}
+# healthy through a real Prometheus also runs in test_metrics_end_to_end; all of them in make bench
+FAST_ON_PROMETHEUS = {"bad-canary"}
 
 
 async def run_on(backend: str, name: str, tmp_path: Path) -> list[Event]:
