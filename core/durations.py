@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer
 
+from core.duration_text import format_duration
+
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 #: no plan waits, observes or times out for longer than a year (and never forever)
 MAX_DURATION_S = 366 * 86400.0
@@ -35,17 +37,6 @@ def parse_duration(value: object) -> float:
     if seconds > MAX_DURATION_S:
         raise ValueError(f"'{value}' is longer than a year; write a shorter duration")
     return seconds
-
-
-def format_duration(seconds: float) -> str:
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h}h{m:02d}m" if m else f"{h}h"
-    if m:
-        return f"{m}m{s:02d}s" if s else f"{m}m"
-    return f"{s}s"
 
 
 Duration = Annotated[

@@ -26,6 +26,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from core.duration_text import format_duration
+
 VERSION = 1
 _TAIL = 4096  # bytes hashed just before the covered end: an edit there forces a rebuild
 _SUMMARY_TYPES = frozenset(
@@ -58,16 +60,8 @@ def simulated_journal_path() -> Path:
     return default_journal_path().parent / "simulated" / "deployments.jsonl"
 
 
-def duration_text(seconds: float) -> str:
-    """As core.durations.format_duration (tested equal), stdlib only."""
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h}h{m:02d}m" if m else f"{h}h"
-    if m:
-        return f"{m}m{s:02d}s" if s else f"{m}m"
-    return f"{s}s"
+# the one duration formatter, stdlib only (log must not import pydantic)
+duration_text = format_duration
 
 
 def format_table(rows: Iterable[Iterable[str]]) -> str:

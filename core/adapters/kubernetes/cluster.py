@@ -142,14 +142,7 @@ class KubeCluster(TrafficStrategies):
         if not self._loaded:
             await self._get("stable")
         self._state = dict(state)
-        obj = await self.api.request(
-            "PATCH",
-            self._stable_path,
-            body={"metadata": {"annotations": self._annotation()}},
-            content_type=MERGE,
-            idempotent=True,
-        )
-        self._remember("stable", obj)
+        await self._write_own()
 
     # --- deploy ------------------------------------------------------------------
 
