@@ -109,9 +109,13 @@ async def open_session(
     world: World | None = None,
     rollback_unfinished: bool = False,
     prometheus_scrape_s: float = 1.0,
+    journal: Any = None,
 ) -> Session:
     """Open the world (or reuse ``world``: tests restarting a driver on the same cluster), take the
-    lease, and continue the plan's unfinished deploy if the cluster holds one (see `_resumable`)."""
+    lease, and continue the plan's unfinished deploy if the cluster holds one (see `_resumable`).
+
+    ``journal``: a Journal to write to instead of the file (the agent's PostgreSQL log,
+    core.adapters.journal_pg.PgJournal); a resumed deploy's earlier lines are read from it."""
     from core.adapters.journal import FileJournal, default_journal_path
     from core.adapters.journal_anchor import quote_journal_head
 
@@ -154,7 +158,8 @@ async def open_session(
     if resume is not None:
         from core.adapters.journal import read_journal
 
-        prior = [e for e in read_journal(journal_file).events if e.deploy_id == resume.deploy_id]
+        read = await journal.read() if journal is not None else read_journal(journal_file)
+        prior = [e for e in read.events if e.deploy_id == resume.deploy_id]
         ended = _journaled_end(prior)
         if ended is not None:
             # the driver died after journaling the outcome, before writing it to the cluster
@@ -165,7 +170,7 @@ async def open_session(
             f"resuming unfinished deploy {resume.deploy_id} of {plan.service} {plan.version.to} "
             f"(left by {resume.driver or 'unknown'} in {resume.phase}, canary at {resume.weight} %)"
         )
-    journal = FileJournal(journal_file)
+    journal = journal if journal is not None else FileJournal(journal_file)
     # every notification quotes the journal's head, so the channel can prove the log's end
     quote_journal_head(world.notifier, journal)
     rollout = Rollout(

@@ -75,15 +75,25 @@ class Condition(_Status):
     last_transition_time: dt.datetime | None = Field(default=None, alias="lastTransitionTime")
 
 
+class AgentRef(_Status):
+    """The replica driving the run: its lease holder identity and its API URL (where the other
+    replicas forward commands and event streams)."""
+
+    holder: str
+    url: str | None = None
+
+
 class DeployRunStatus(_Status):
     deploy_id: str | None = Field(default=None, alias="deployId")
     phase: Phase | None = None
+    phase_since: dt.datetime | None = Field(default=None, alias="phaseSince")
     step: int | None = Field(default=None, ge=0, description="index of the canary step")
     weight: int = Field(default=0, ge=0, le=100, description="canary traffic percent")
     windows: list[WindowStart] = Field(default_factory=list)
     outcome: Outcome | None = None
     sign_offs: list[SignOffStatus] = Field(default_factory=list, alias="signOffs")
     lease_holder: str | None = Field(default=None, alias="leaseHolder")
+    agent: AgentRef | None = Field(default=None, description="the replica driving it; null: nobody")
     observed_generation: int | None = Field(default=None, alias="observedGeneration")
     message: str = ""
     conditions: list[Condition] = Field(default_factory=list)

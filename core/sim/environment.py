@@ -47,6 +47,9 @@ WALL_RPS = 4000.0
 STATE_FILE = "sim-env.json"
 PLAN_FILE = "sim-plan.yaml"
 KUBECONFIG_FILE = "kubeconfig.yaml"
+#: the agent's own credentials (a ServiceAccount in a real cluster), apart from the people's kubeconfig
+AGENT_KUBECONFIG_FILE = "agent-kubeconfig.yaml"
+AGENT_USER = "system:serviceaccount:deploydeck:deploydeck-agent"
 
 SERVICE, FROM, TO = "checkout", "1.4.2", "1.5.0"
 IMAGE = "registry.example.com/shop/checkout"
@@ -122,11 +125,13 @@ class SimEnvironment:
         self.speed = speed
         self.use_real_servers = use_real_servers
         self.tokens = {name: secrets.token_hex(16) for name in USERS}
+        self.agent_token = secrets.token_hex(16)
+        names = {token: name for name, token in self.tokens.items()} | {self.agent_token: AGENT_USER}
         self.kube = _AuditedKube(
-            {token: name for name, token in self.tokens.items()},
+            names,
             pod_ready_delay_s=pod_start_delay_s,
-            tokens={self.tokens[name]: verbs for name, verbs in USERS.items()},
-            usernames={token: name for name, token in self.tokens.items()},
+            tokens={self.tokens[name]: verbs for name, verbs in USERS.items()} | {self.agent_token: None},
+            usernames=names,
             # HTTPS, as a real API server: kubectl sends bearer tokens only over TLS (a self-signed
             # serving certificate from `openssl`; without it, plain HTTP and the adapter only)
             tls=shutil.which("openssl") is not None,
@@ -141,6 +146,7 @@ class SimEnvironment:
         self.prometheus_url: str | None = None
         self.alertmanager_url = ""
         self.kubeconfig = directory / KUBECONFIG_FILE
+        self.agent_kubeconfig = directory / AGENT_KUBECONFIG_FILE
         self.plan_path = directory / PLAN_FILE
         self.state_path = directory / STATE_FILE
         self._workdirs: list[Path] = []
@@ -209,6 +215,7 @@ class SimEnvironment:
         await self.endpoints.start()
         await self._start_monitoring()
         self._write_kubeconfig()
+        await self._install_crd()
         self._write_plan()
         self.state_path.write_text(json.dumps(self.status(), indent=2) + "\n", encoding="utf-8")
         self.notes.insert(0, f"simulated Kubernetes API at {self.kube.url} (users alice, bob, carol, dave)")
@@ -322,6 +329,7 @@ class SimEnvironment:
             "alertmanager": self.alertmanager_url,
             "control": self.endpoints.base_url if self.endpoints else "",
             "kubeconfig": str(self.kubeconfig),
+            "agent_kubeconfig": str(self.agent_kubeconfig),
             "plan": str(self.plan_path),
             # the real servers started for this environment (they die with it)
             "children": [s.proc.pid for s in (self.prometheus, self.alertmanager) if s and s.proc],
@@ -344,6 +352,31 @@ class SimEnvironment:
         }
         self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         self.kubeconfig.chmod(0o600)  # it holds four bearer tokens
+        agent = {
+            **config,
+            "users": [{"name": "deploydeck-agent", "user": {"token": self.agent_token}}],
+            "contexts": [
+                {"name": "deploydeck-agent", "context": {"cluster": cluster, "user": "deploydeck-agent"}}
+            ],
+            "current-context": "deploydeck-agent",
+        }
+        self.agent_kubeconfig.write_text(yaml.safe_dump(agent, sort_keys=False), encoding="utf-8")
+        self.agent_kubeconfig.chmod(0o600)
+
+    async def _install_crd(self) -> None:
+        """The DeployRun CRD (deploy/crd.yaml's content), so `kubectl apply` of a DeployRun and an
+        agent (`sim serve --agent`, or `deploydeck agent --kubeconfig DIR/agent-kubeconfig.yaml`) work."""
+        from core.adapters.kubernetes.api import KubeApi
+        from core.adapters.kubernetes.credentials import load
+        from core.agent.crd import crd
+        from core.clock import SystemClock
+
+        client, credentials = await load(str(self.agent_kubeconfig), None)
+        api = KubeApi(client, SystemClock(), credentials=credentials)
+        try:
+            await api.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=crd())
+        finally:
+            await api.close()
 
     def _cluster_entry(self) -> dict[str, str]:
         entry = {"server": self.kube.url}
