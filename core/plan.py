@@ -227,6 +227,9 @@ class ManualGateSpec(Model):
     policy: str = "POL-007"
     group: Literal["pre_deploy", "migrations", "staging", "post_deploy"] = "pre_deploy"
     signers: int = Field(default=1, ge=1, le=3)
+    # false: the change's author may not sign it (their own rollback plan is no review); only ever
+    # stricter: a catalogue gate the author may not sign stays so whatever the plan says
+    author_may_sign: bool = True
 
 
 class IncidentsSpec(Model):

@@ -375,7 +375,11 @@ def gates_for(plan: Plan) -> list[GateDef]:
         if spec is not None and not gate.automated:
             # the plan may rename a catalogue sign-off or ask for more signers, never fewer
             resolved = resolved.model_copy(
-                update={"title": spec.title, "signers": max(resolved.signers, spec.signers)}
+                update={
+                    "title": spec.title,
+                    "signers": max(resolved.signers, spec.signers),
+                    "author_may_sign": resolved.author_may_sign and spec.author_may_sign,
+                }
             )
         out.append(resolved)
     for spec in manual_by_id.values():
@@ -389,6 +393,7 @@ def gates_for(plan: Plan) -> list[GateDef]:
                 group=GateGroup(spec.group),
                 automated=False,
                 signers=spec.signers,
+                author_may_sign=spec.author_may_sign,
                 why="declared by the plan as a manual check",
             )
         )

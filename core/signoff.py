@@ -13,6 +13,7 @@ The ledger is plain data so the engine can journal it and rebuild it on resume.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from core.agent.identity import is_blank, same_person
 from core.domain import GateResult, GateStatus, SignOff
+from core.events import IdentitySource
 from core.plan import Plan
 from core.policy import GateDef
 
@@ -35,6 +37,10 @@ class LedgerRecord(BaseModel):
     text: str = ""  # the note of a sign-off, the reason of an override
     at: datetime
     needed: int = 1  # distinct people the gate needs, captured when recorded
+    # how the name is known (core.events.IdentitySource) and, authenticated, the person's groups:
+    # the status the agent mirrors into a DeployRun says who signed as the cluster knows them
+    identity: IdentitySource = "self-declared"
+    groups: tuple[str, ...] = ()
 
 
 def _same(a: str, b: str) -> bool:
@@ -78,7 +84,16 @@ class SignOffLedger:
                 return f"{actor} already {verb} {gate.id}; the next one must be a different person"
         return ""
 
-    def sign(self, gate: GateDef, actor: str, note: str, at: datetime) -> tuple[bool, str, bool]:
+    def sign(
+        self,
+        gate: GateDef,
+        actor: str,
+        note: str,
+        at: datetime,
+        *,
+        identity: IdentitySource = "self-declared",
+        groups: Sequence[str] = (),
+    ) -> tuple[bool, str, bool]:
         """Record a sign-off; returns (ok, reason, complete). `reason` says what is still needed."""
         if gate.automated:
             return False, f"{gate.id} is checked automatically; it can be overridden, not signed off", False
@@ -88,7 +103,16 @@ class SignOffLedger:
         if problem:
             return False, problem, False
         self._records.append(
-            LedgerRecord(kind="sign", gate_id=gate.id, actor=actor, text=note, at=at, needed=gate.signers)
+            LedgerRecord(
+                kind="sign",
+                gate_id=gate.id,
+                actor=actor,
+                text=note,
+                at=at,
+                needed=gate.signers,
+                identity=identity,
+                groups=tuple(groups),
+            )
         )
         have = len(self.records_for(gate.id, "sign"))
         if have >= gate.signers:
@@ -96,7 +120,15 @@ class SignOffLedger:
         return True, f"{have} of {gate.signers} sign-offs; a different person must sign too", False
 
     def override(
-        self, gate: GateDef, actor: str, reason: str, at: datetime, current: GateResult | None = None
+        self,
+        gate: GateDef,
+        actor: str,
+        reason: str,
+        at: datetime,
+        current: GateResult | None = None,
+        *,
+        identity: IdentitySource = "self-declared",
+        groups: Sequence[str] = (),
     ) -> tuple[bool, str]:
         """Record an override; (ok, message). Pass the gate's current result to refuse overriding a pass."""
         if not gate.automated:
@@ -124,6 +156,8 @@ class SignOffLedger:
                 text=reason,
                 at=at,
                 needed=gate.override_signers,
+                identity=identity,
+                groups=tuple(groups),
             )
         )
         have = len(self.records_for(gate.id, "override"))
@@ -174,7 +208,15 @@ class SignOffLedger:
     # --- persistence -----------------------------------------------------------------
 
     def to_records(self) -> list[dict[str, object]]:
-        return [r.model_dump(mode="json") for r in self._records]
+        # a self-declared record keeps the shape it had before identities were recorded: a status
+        # persisted by an older version and one persisted now read the same
+        out: list[dict[str, object]] = []
+        for record in self._records:
+            data = record.model_dump(mode="json")
+            if record.identity == "self-declared" and not record.groups:
+                del data["identity"], data["groups"]
+            out.append(data)
+        return out
 
     @classmethod
     def from_records(

@@ -132,3 +132,51 @@ async def serve(
     sockets = getattr(site._server, "sockets", None) or []  # port 0: the one the OS chose
     bound = sockets[0].getsockname()[1] if sockets else port
     return runner, bound
+
+
+class ApiMetrics:
+    """The API server's series (core.agent.api), registered next to the agent's own."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "deploydeck_api_requests",
+            "API requests answered, by endpoint and HTTP status",
+            ["endpoint", "code"],
+            registry=registry,
+        )
+        self.commands = Counter(
+            "deploydeck_api_commands",
+            "Commands received, by verb and result: ok, refused (by the engine), forbidden (by RBAC)",
+            ["verb", "result"],
+            registry=registry,
+        )
+        self.forwarded = Counter(
+            "deploydeck_api_forwarded",
+            "Requests forwarded to the replica driving the run, by endpoint",
+            ["endpoint"],
+            registry=registry,
+        )
+        self.stream_clients = Gauge(
+            "deploydeck_api_stream_clients",
+            "Event streams open on this replica",
+            registry=registry,
+        )
+        self.reviews = Histogram(
+            "deploydeck_api_review_seconds",
+            "TokenReview and SubjectAccessReview calls to the API server (cache misses), by kind",
+            ["kind"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        )
+        self.review_cache_hits = Counter(
+            "deploydeck_api_review_cache_hits",
+            "TokenReview and SubjectAccessReview answers served from the short cache, by kind",
+            ["kind"],
+            registry=registry,
+        )
+
+    def observe_review(self, kind: str, seconds: float, cached: bool) -> None:
+        if cached:
+            self.review_cache_hits.labels(kind=kind).inc()
+        else:
+            self.reviews.labels(kind=kind).observe(seconds)

@@ -1,6 +1,14 @@
-"""People's commands: what is allowed now, and what each command changes."""
+"""People's commands: what is allowed now, and what each command changes.
+
+Who gave a command: ``actor`` is the name, ``identity`` how it is known. In the embedded mode the
+person typed it (``--as``, the sign-off dialog): "self-declared". Through the agent's API the name
+and ``groups`` come from a TokenReview: "authenticated". Both are journaled with sign-offs,
+overrides and refusals, so the log tells a checked name from a typed one.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from core.domain import (
     Phase,
@@ -10,6 +18,7 @@ from core.events import (
     CommandRefused,
     GateOverridden,
     GateSignedOff,
+    IdentitySource,
     LogLine,
     Resumed,
 )
@@ -119,16 +128,53 @@ class Commands(RolloutContext):
         left = max(0.0, (self.window.ends_at - self.clock.now()).total_seconds())
         return f"skip the remaining {format_duration(left)} of the 100 % bake"
 
-    async def _refused(self, command: str, actor: str) -> CommandResult | None:
+    async def _refused(
+        self, command: str, actor: str, identity: IdentitySource, groups: Sequence[str]
+    ) -> CommandResult | None:
         """The refusal (journaled) when the command makes no sense now; None when it may go ahead."""
         check = self.allowed(command)
-        return None if check.ok else await self._refuse(command, actor, check.reason)
+        return None if check.ok else await self._refuse(command, actor, check.reason, identity, groups)
 
-    async def _refuse(self, command: str, actor: str, reason: str) -> CommandResult:
-        await self._emit(CommandRefused, command=command, actor=actor, reason=reason)
+    async def _refuse(
+        self,
+        command: str,
+        actor: str,
+        reason: str,
+        identity: IdentitySource = "self-declared",
+        groups: Sequence[str] = (),
+    ) -> CommandResult:
+        await self._emit(
+            CommandRefused,
+            command=command,
+            actor=actor,
+            reason=reason,
+            identity=identity,
+            groups=list(groups),
+        )
         return CommandResult(ok=False, reason=reason)
 
-    async def sign_off(self, gate_id: str, actor: str, note: str = "") -> CommandResult:
+    async def refuse(
+        self,
+        command: str,
+        actor: str,
+        reason: str,
+        *,
+        identity: IdentitySource = "self-declared",
+        groups: Sequence[str] = (),
+    ) -> CommandResult:
+        """Journal a command refused before it reached the engine (the agent's RBAC check said no):
+        the log keeps who tried what, as it does for the engine's own refusals."""
+        return await self._refuse(command, actor, reason, identity, groups)
+
+    async def sign_off(
+        self,
+        gate_id: str,
+        actor: str,
+        note: str = "",
+        *,
+        identity: IdentitySource = "self-declared",
+        groups: Sequence[str] = (),
+    ) -> CommandResult:
         check = self.allowed("sign_off")
         gate = self.catalogue.get(gate_id)
         if check.ok and gate is None:
@@ -136,36 +182,65 @@ class Commands(RolloutContext):
         elif check.ok and gate is not None and gate.automated:
             check = CommandResult(ok=False, reason=f"{gate_id} is automated; override it instead")
         if not check.ok:
-            return await self._refuse("sign_off", actor, check.reason)
+            return await self._refuse("sign_off", actor, check.reason, identity, groups)
         assert gate is not None
-        ok, reason, complete = self.ledger.sign(gate, actor, note, self.clock.now())
+        ok, reason, complete = self.ledger.sign(
+            gate, actor, note, self.clock.now(), identity=identity, groups=groups
+        )
         if not ok:
-            return await self._refuse("sign_off", actor, reason)
-        await self._emit(GateSignedOff, gate_id=gate_id, actor=actor, note=note, complete=complete)
+            return await self._refuse("sign_off", actor, reason, identity, groups)
+        await self._emit(
+            GateSignedOff,
+            gate_id=gate_id,
+            actor=actor,
+            note=note,
+            complete=complete,
+            identity=identity,
+            groups=list(groups),
+        )
         current = self.gates.get(gate_id) or _unevaluated(gate)
         await self._record_gate(current)
         self._wake.set()
         return CommandResult(ok=True, reason="" if complete else "recorded; another person must sign too")
 
-    async def override(self, gate_id: str, actor: str, reason: str) -> CommandResult:
+    async def override(
+        self,
+        gate_id: str,
+        actor: str,
+        reason: str,
+        *,
+        identity: IdentitySource = "self-declared",
+        groups: Sequence[str] = (),
+    ) -> CommandResult:
         check = self.allowed("override")
         gate = self.catalogue.get(gate_id)
         if check.ok and gate is None:
             check = CommandResult(ok=False, reason=f"no gate '{gate_id}' in this plan")
         if not check.ok:
-            return await self._refuse("override", actor, check.reason)
+            return await self._refuse("override", actor, check.reason, identity, groups)
         assert gate is not None
-        ok, why = self.ledger.override(gate, actor, reason, self.clock.now())
+        ok, why = self.ledger.override(
+            gate, actor, reason, self.clock.now(), identity=identity, groups=groups
+        )
         if not ok:
-            return await self._refuse("override", actor, why)
-        await self._emit(GateOverridden, gate_id=gate_id, actor=actor, reason=reason)
+            return await self._refuse("override", actor, why, identity, groups)
+        await self._emit(
+            GateOverridden,
+            gate_id=gate_id,
+            actor=actor,
+            reason=reason,
+            identity=identity,
+            groups=list(groups),
+        )
         current = self.gates.get(gate_id) or _unevaluated(gate)
         await self._record_gate(current)
         self._wake.set()
         return CommandResult(ok=True)
 
-    async def proceed(self, actor: str) -> CommandResult:
-        if refused := await self._refused("proceed", actor):
+    async def proceed(
+        self, actor: str, *, identity: IdentitySource = "self-declared", groups: Sequence[str] = ()
+    ) -> CommandResult:
+        if refused := await self._refused("proceed", actor, identity, groups):
             return refused
         self._proceed_requested = actor
         self._proceed_step = self.step_index  # a proceed moves one step: the one it was given at
@@ -173,9 +248,11 @@ class Commands(RolloutContext):
         self._wake.set()
         return CommandResult(ok=True)
 
-    async def promote_early(self, actor: str) -> CommandResult:
+    async def promote_early(
+        self, actor: str, *, identity: IdentitySource = "self-declared", groups: Sequence[str] = ()
+    ) -> CommandResult:
         """Skip the rest of the final (100 %) bake and promote now: explicit, never a proceed."""
-        if refused := await self._refused("promote_early", actor):
+        if refused := await self._refused("promote_early", actor, identity, groups):
             return refused
         preview = self.promote_early_preview() or "skip the rest of the 100 % bake"
         self._promote_early_requested = actor
@@ -183,22 +260,33 @@ class Commands(RolloutContext):
         self._wake.set()
         return CommandResult(ok=True)
 
-    async def refresh_gates(self, actor: str) -> CommandResult:
+    async def refresh_gates(
+        self, actor: str, *, identity: IdentitySource = "self-declared", groups: Sequence[str] = ()
+    ) -> CommandResult:
         """Re-check the current step's automated gates now instead of at the next refresh."""
-        if refused := await self._refused("refresh", actor):
+        if refused := await self._refused("refresh", actor, identity, groups):
             return refused
         self._refresh_requested = actor
         self._wake.set()
         return CommandResult(ok=True)
 
-    async def pause(self, actor: str, reason: str = "") -> CommandResult:
-        if refused := await self._refused("pause", actor):
+    async def pause(
+        self,
+        actor: str,
+        reason: str = "",
+        *,
+        identity: IdentitySource = "self-declared",
+        groups: Sequence[str] = (),
+    ) -> CommandResult:
+        if refused := await self._refused("pause", actor, identity, groups):
             return refused
         await self._enter_pause(actor, reason or f"paused by {actor}")
         return CommandResult(ok=True)
 
-    async def resume(self, actor: str) -> CommandResult:
-        if refused := await self._refused("resume", actor):
+    async def resume(
+        self, actor: str, *, identity: IdentitySource = "self-declared", groups: Sequence[str] = ()
+    ) -> CommandResult:
+        if refused := await self._refused("resume", actor, identity, groups):
             return refused
         previous = self._paused_from or Phase.PREFLIGHT
         self._paused_from = None
@@ -209,29 +297,50 @@ class Commands(RolloutContext):
         self._wake.set()
         return CommandResult(ok=True)
 
-    async def rollback(self, actor: str, reason: str = "manual rollback") -> CommandResult:
-        if refused := await self._refused("rollback", actor):
+    async def rollback(
+        self,
+        actor: str,
+        reason: str = "manual rollback",
+        *,
+        identity: IdentitySource = "self-declared",
+        groups: Sequence[str] = (),
+    ) -> CommandResult:
+        if refused := await self._refused("rollback", actor, identity, groups):
             return refused
         await self._request_stop("rollback", actor, reason, automatic=False)
         return CommandResult(ok=True)
 
-    async def abort(self, actor: str, reason: str) -> CommandResult:
-        if refused := await self._refused("abort", actor):
+    async def abort(
+        self,
+        actor: str,
+        reason: str,
+        *,
+        identity: IdentitySource = "self-declared",
+        groups: Sequence[str] = (),
+    ) -> CommandResult:
+        if refused := await self._refused("abort", actor, identity, groups):
             return refused
         await self._request_stop("abort", actor, reason or f"aborted by {actor}", automatic=False)
         return CommandResult(ok=True)
 
-    async def decide(self, option: str, actor: str) -> CommandResult:
+    async def decide(
+        self,
+        option: str,
+        actor: str,
+        *,
+        identity: IdentitySource = "self-declared",
+        groups: Sequence[str] = (),
+    ) -> CommandResult:
         check = self.allowed("decide")
         if check.ok and self._decision_pending is not None and option not in self._decision_pending.options:
             check = CommandResult(
                 ok=False, reason=f"choose one of: {', '.join(self._decision_pending.options)}"
             )
         if not check.ok:
-            return await self._refuse("decide", actor, check.reason)
+            return await self._refuse("decide", actor, check.reason, identity, groups)
         self._decision = option
         await self._emit(LogLine, message=f"{actor} decided: {option.replace('_', '-')}", source=actor)
         if self.phase == Phase.PAUSED:
-            await self.resume(actor)
+            await self.resume(actor, identity=identity, groups=groups)
         self._wake.set()
         return CommandResult(ok=True)

@@ -70,10 +70,13 @@ class SimKubeServer:
         tokens: dict[str, set[str] | None] | None = None,
         tls: bool = False,
         usernames: dict[str, str] | None = None,
+        groups: dict[str, list[str]] | None = None,
     ) -> None:
         self.faults = faults or FaultConfig()
         #: token -> user name (kubeconfig users such as alice); tokens not named are sim-user-<index>
         self.usernames = dict(usernames or {})
+        #: user name -> the groups a TokenReview (and RBAC) says it is in, besides system:authenticated
+        self.user_groups = {user: list(g) for user, g in (groups or {}).items()}
         self.clock: Clock = clock or SystemClock()
         self.tokens = dict(tokens or {})
         self.store = Store()
@@ -298,9 +301,10 @@ class SimKubeServer:
     def _username(self, token: str) -> str:
         return self.usernames.get(token) or f"sim-user-{list(self.tokens).index(token)}"
 
-    @staticmethod
-    def _groups(user: str) -> list[str]:
-        return ["system:masters", "system:authenticated"] if user == ADMIN else ["system:authenticated"]
+    def _groups(self, user: str) -> list[str]:
+        if user == ADMIN:
+            return ["system:masters", "system:authenticated"]
+        return [*self.user_groups.get(user, []), "system:authenticated"]
 
     def _extra(self) -> tuple[Resource, ...]:
         return tuple(self.custom.values())
