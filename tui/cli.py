@@ -42,7 +42,7 @@ def _common_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tui.commands import agent_cmd, log_cmd, status_cmd, watch_cmd
+    from tui.commands import agent_cmd, attach_cmd, log_cmd, status_cmd, watch_cmd
 
     parser = argparse.ArgumentParser(
         prog="deploydeck",
@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _sim_args(run, running=True)
     _common_run_args(run)
+    attach_cmd.agent_args(
+        run, default_help="create the plan's DeployRun in the cluster and follow the agent that drives it"
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate a plan and print its gate checklist (changes nothing)")
@@ -141,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     log_cmd.register(sub)
     watch_cmd.register(sub)
     status_cmd.register(sub)
+    attach_cmd.register(sub)
     agent_cmd.register(sub)
     return parser
 
@@ -294,6 +298,10 @@ def load_plan_or_say(path: Path) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.agent:
+        from tui.commands.attach_cmd import run_with_agent
+
+        return run_with_agent(args)
     plan = _plan_for(args)
     if plan is None:
         return EXIT_BAD_INPUT
