@@ -132,6 +132,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="until a new pod is Ready, in the environment's time (a real one: ~3)",
     )
+    serve.add_argument(
+        "--agent",
+        action="store_true",
+        help="also start a deploydeck agent driving DeployRuns against the environment (its API on loopback)",
+    )
+    serve.add_argument(
+        "--agent-api-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="the agent's API port (default: any free one)",
+    )
     serve.set_defaults(func=cmd_sim_serve)
     scenario = sim_sub.add_parser("scenario", help="switch the running `sim serve` environment's scenario")
     scenario.add_argument("name", metavar="NAME")
