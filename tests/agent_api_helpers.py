@@ -191,13 +191,21 @@ async def command(
 
 
 async def sse(
-    http: aiohttp.ClientSession, url: str, user: str, last_event_id: int | None = None
+    http: aiohttp.ClientSession,
+    url: str,
+    user: str,
+    last_event_id: int | None = None,
+    *,
+    path: str | None = None,
 ) -> AsyncIterator[tuple[str, str | None, Any]]:
-    """(event, id, data) per Server-Sent Event; comments (keepalives) come as ("comment", None, text)."""
+    """(event, id, data) per Server-Sent Event; comments (keepalives) come as ("comment", None, text).
+    ``path``: the whole events URL (default: RUN's on ``url``)."""
     headers = auth(user)
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
-    async with http.get(f"{url}/api/v1/namespaces/{NS}/runs/{RUN}/events", headers=headers) as response:
+    async with http.get(
+        path or f"{url}/api/v1/namespaces/{NS}/runs/{RUN}/events", headers=headers
+    ) as response:
         if response.status != 200:
             raise AssertionError(f"events: HTTP {response.status}: {await response.text()}")
         kind, ident, data = "message", None, []
