@@ -201,3 +201,25 @@ async def test_errors_name_the_endpoint_and_the_status(tmp_path: Path) -> None:
             with pytest.raises(AgentError) as down:
                 await nowhere.runs()
             assert down.value.unreachable and "GET /api/v1/runs: unreachable" in str(down.value)
+
+
+async def test_the_fleet_at_80x24_shows_who_is_attached_and_scrolls_only_the_holder(tmp_path: Path) -> None:
+    from tui.fleet_shots import FleetShotApp, fleet_scene
+    from tui.screenshots import ACTOR
+
+    async with fleet_scene(tmp_path) as runs:
+        app = FleetShotApp(runs)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(
+                pilot, lambda: isinstance(app.screen, FleetScreen) and app.screen.fetches > 0, "the fleet"
+            )
+            await pilot.pause()
+            keys = footer_keys(app)
+            update = app.screen._compositor.render_full_update()
+            lines = ["".join(segment.text for segment in strip) for strip in update.strips]
+    checkout = next(line for line in lines if "checkout" in line)
+    for cell in ("1.4.2 → 1.5.0", "canary", "25 %", "bob, carol"):
+        assert cell in checkout
+    assert ACTOR not in checkout  # the attached column lists the others
+    assert any("payments" in line and "rolled back" in line for line in lines)
+    assert {"/", "q"} <= keys and any("Open" in line for line in lines[-2:])  # the footer offers Enter and /

@@ -474,10 +474,18 @@ def svg_to_png(svg: Path) -> Path | None:
 
 
 async def main_async(out_dir: Path, names: list[str], size: tuple[int, int]) -> int:
+    from tui.fleet_shots import FLEET_SHOTS, take_fleet
+
     for shot in SHOTS:
         if names and shot.name not in names:
             continue
         svg = await take(shot, out_dir, size)
+        png = svg_to_png(svg)
+        print(f"{svg}" + (f"  {png}" if png else "  (no rsvg-convert: SVG only)"))
+    for name in FLEET_SHOTS:  # `deploydeck attach`'s fleet screen, at its own sizes (80x24 and 120x40)
+        if names and name not in names:
+            continue
+        svg = await take_fleet(name, out_dir)
         png = svg_to_png(svg)
         print(f"{svg}" + (f"  {png}" if png else "  (no rsvg-convert: SVG only)"))
     return 0
@@ -485,7 +493,10 @@ async def main_async(out_dir: Path, names: list[str], size: tuple[int, int]) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tui.screenshots", description=__doc__)
-    parser.add_argument("names", nargs="*", help="only these shots: " + ", ".join(s.name for s in SHOTS))
+    from tui.fleet_shots import FLEET_SHOTS
+
+    known = [s.name for s in SHOTS] + list(FLEET_SHOTS)
+    parser.add_argument("names", nargs="*", help="only these shots: " + ", ".join(known))
     parser.add_argument("--out", type=Path, default=Path("screenshots"))
     parser.add_argument("--size", default="120x40", help="terminal size, WxH")
     args = parser.parse_args(argv)
@@ -493,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         width, height = (int(x) for x in args.size.lower().split("x"))
     except ValueError:
         parser.error(f"--size: expected WxH like 120x40, not {args.size!r}")
-    unknown = set(args.names) - {s.name for s in SHOTS}
+    unknown = set(args.names) - set(known)
     if unknown:
         parser.error(f"unknown shot(s): {', '.join(sorted(unknown))}")
     args.out.mkdir(parents=True, exist_ok=True)

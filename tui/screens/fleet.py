@@ -26,7 +26,10 @@ from core.duration_text import format_duration
 from tui.widgets import words
 from tui.widgets.glyphs import OUTCOME_STYLE, PHASE_STYLE
 
-COLUMNS = ("service", "from → to", "phase", "weight", "in phase", "lease holder", "attached")
+#: who else watches comes before the replica's (long) name: at 80 columns the holder is what scrolls
+COLUMNS = ("service", "from → to", "phase", "weight", "in phase", "attached", "lease holder")
+#: phases where the canary weight is the news; elsewhere 0 % would read as "no traffic"
+_WEIGHTED = {"canary", "paused", "rolling_back"}
 
 
 def _phase_cell(row: FleetEntry) -> Text:
@@ -48,14 +51,21 @@ def row_cells(row: FleetEntry, now: datetime, me: str) -> tuple[object, ...]:
     if row.phase_since is not None and not row.outcome:
         since = format_duration(max(0.0, (now - row.phase_since).total_seconds()))
     others = [who for who in row.attached if who != me]
+    weighted = row.weight or (row.phase in _WEIGHTED and not row.outcome)
+    if row.lease_holder:
+        holder: object = row.lease_holder
+    elif row.outcome:
+        holder = Text("–", style="dim")  # finished: nobody needs to hold it
+    else:
+        holder = Text("nobody", style="yellow")  # unfinished and undriven: worth a look
     return (
         Text(row.service or row.name, style="bold"),
         f"{row.version_from or '?'} → {row.version_to or '?'}",
         _phase_cell(row),
-        Text(f"{row.weight} %", justify="right"),
+        Text(f"{row.weight} %" if weighted else "–", justify="right"),
         since,
-        row.lease_holder or Text("nobody", style="yellow"),
         ", ".join(others) or "–",
+        holder,
     )
 
 
@@ -81,6 +91,12 @@ def matches(row: FleetEntry, needle: str) -> bool:
     return all(word in hay for word in needle.lower().split())
 
 
+class FleetTable(DataTable[object]):
+    """The fleet's table: Enter opens the highlighted run, and the footer says so."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Open", id="fleet.open")]
+
+
 class FleetScreen(Screen[None]):
     """Runs the caller may see; Enter posts :class:`FleetScreen.Open` for the highlighted one."""
 
@@ -95,7 +111,7 @@ class FleetScreen(Screen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", key_display="/", id="fleet.filter"),
-        Binding("enter", "open", "Open", id="fleet.open"),
+        Binding("enter", "open", "Open", id="fleet.open.screen", show=False),
         Binding("escape", "clear_filter", "Clear filter", id="fleet.clear", show=False),
     ]
 
@@ -128,7 +144,7 @@ class FleetScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(self.title_text, id="fleet-title")
-        table: DataTable[object] = DataTable(id="fleet-table", cursor_type="row", zebra_stripes=True)
+        table = FleetTable(id="fleet-table", cursor_type="row", zebra_stripes=True)
         table.border_title = "Fleet"
         yield table
         yield Input(placeholder="filter: service, phase, version, holder, namespace…", id="fleet-filter")
