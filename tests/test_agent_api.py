@@ -362,3 +362,83 @@ async def test_token_reviews_are_cached_by_token_hash_and_shared(env: Env) -> No
     assert all("tok-alice" not in repr(key) for key in authorizer._cache)  # the token is never a key
     kube_api = agent_kube_api(env.kube.url)
     await kube_api.close()
+
+
+async def test_keepalives_flow_and_a_stream_ends_when_the_run_is_no_longer_driven_here(
+    tmp_path: Path,
+) -> None:
+    kube = await start_cluster()
+    session = await sim_session(tmp_path, "healthy", interactive=True, approve=False)
+    view = View((NS, RUN), session.rollout)
+    replica = await start_replica(kube.url, [view], keepalive_s=0.05)
+    try:
+        async with aiohttp.ClientSession() as http:
+            kinds: list[str] = []
+            stream = sse(http, replica.url, "carol")
+            async for kind, _, _ in stream:
+                kinds.append(kind)
+                if kinds.count("comment") == 2:
+                    break
+            assert kinds == ["state", "comment", "comment"]  # nothing happened yet: state, then keepalives
+            assert (await anext(stream))[0] == "comment"
+            view.engine = None  # the lease went elsewhere: this replica no longer drives it
+            rest = [kind async for kind, _, _ in stream]  # ends by itself: the client reconnects
+            assert set(rest) <= {"comment"}
+            assert replica.server.hub.attached((NS, RUN)) == []
+    finally:
+        await replica.close()
+        await session.close()
+        await kube.stop()
+
+
+async def test_a_client_that_cannot_keep_up_is_dropped_and_catches_up_from_history(env: Env) -> None:
+    from core.agent.stream import RunStream
+    from core.events import LogLine
+
+    hub = RunStream(env.rollout, max_backlog=3)
+    history, slow = hub.attach("slow")
+    _, fast = hub.attach("fast")
+    for i in range(5):
+        await env.rollout._emit(LogLine, message=f"line {i}")
+        fast.queue.get_nowait()  # the fast one reads each frame as it comes
+    assert slow.dropped and slow.queue.get_nowait() is None and slow.queue.empty()
+    assert not fast.dropped and hub.attached() == {"fast"}
+    again, _ = hub.attach("slow", last_event_id=hub.seq - 5)  # reconnects with its Last-Event-ID
+    assert again.count(b"event: event") == 5 and b"line 0" in again and b"line 4" in again
+    assert history.count(b"event: event") == hub.seq - 5
+    hub.close()
+
+
+async def test_the_cluster_not_answering_is_a_503_never_a_yes(env: Env) -> None:
+    from core.agent.auth import Authorizer
+
+    async with env.http.get(f"{env.url}/api/v1/whoami", headers=auth("alice")) as r:
+        assert r.status == 200  # cached from here on for a few seconds
+    await env.kube.stop()
+    env.replica.server.auth.deadline_s = 0.3  # the whole wait, retries included
+    async with env.http.get(f"{env.url}/api/v1/whoami", headers=auth("bob")) as r:
+        assert r.status == 503 and "TokenReview" in (await r.json())["error"]
+    # a SubjectAccessReview that cannot be asked refuses the command (and says why)
+    status, body = await command(env.http, env.url, "alice", "pause")
+    assert status == 503 and "SubjectAccessReview" in body["error"]
+    assert env.rollout.phase.value != "paused"
+    slow = Authorizer(env.replica.agent.api, deadline_s=0.2)
+    slow.api.request = _never  # type: ignore[method-assign]
+    with pytest.raises(Exception, match=r"took over 0\.2s"):
+        await slow.authenticate("Bearer something")
+
+
+async def _never(*_args: Any, **_kwargs: Any) -> Any:
+    await asyncio.sleep(3600)
+
+
+async def test_a_removed_binding_takes_effect_once_the_short_cache_expires(env: Env) -> None:
+    from core.sim.kube.rbac import ROLE_BINDINGS
+
+    await env.start_run()
+    env.replica.server.auth.access_ttl = __import__("datetime").timedelta(seconds=0.2)
+    assert (await command(env.http, env.url, "dave", "pause", {"reason": "hold"}))[0] == 200
+    env.kube.store.delete(ROLE_BINDINGS, NS, "dave")
+    await asyncio.sleep(0.3)
+    status, body = await command(env.http, env.url, "dave", "resume")
+    assert status == 403 and "dave may not create deployruns/pause" in body["error"]
