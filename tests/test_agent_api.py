@@ -266,7 +266,12 @@ async def test_the_fleet_lists_only_namespaces_the_caller_may_list(tmp_path: Pat
             assert (await anext(stream))[0] in {"event", "state"}
             async with http.get(f"{replica.url}/api/v1/runs", headers=auth("alice")) as r:
                 assert [row["attached"] for row in (await r.json())["runs"]] == [["bob"]]
-            await stream.aclose()
+            await stream.aclose()  # bob hangs up: within a second he is no longer listed
+            for _ in range(300):
+                if not replica.server.hub.attached((NS, RUN)):
+                    break
+                await asyncio.sleep(0.01)
+            assert replica.server.hub.attached((NS, RUN)) == []
             # nobody drives the other run and it is not driven here: commands say so
             kube_ns = "payments"
             async with http.post(
@@ -442,3 +447,13 @@ async def test_a_removed_binding_takes_effect_once_the_short_cache_expires(env: 
     await asyncio.sleep(0.3)
     status, body = await command(env.http, env.url, "dave", "resume")
     assert status == 403 and "dave may not create deployruns/pause" in body["error"]
+
+
+async def test_every_error_is_json(env: Env) -> None:
+    async with env.http.get(f"{env.url}/api/v1/nothing-here", headers=auth("alice")) as r:
+        assert r.status == 404 and (await r.json())["error"] == "GET /api/v1/nothing-here: HTTP 404 Not Found"
+    async with env.http.delete(f"{env.url}/api/v1/whoami", headers=auth("alice")) as r:
+        assert r.status == 405 and "HTTP 405" in (await r.json())["error"]
+    big = {"gate": "rollback-plan", "note": "x" * 100_000}
+    status, body = await command(env.http, env.url, "alice", "signoff", big)
+    assert status == 413 and "HTTP 413" in body["error"]

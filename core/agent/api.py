@@ -179,7 +179,7 @@ class ApiServer:
     # --- the application ------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024)
+        app = web.Application(client_max_size=64 * 1024, middlewares=[_json_errors])
         run = PREFIX + "/namespaces/{ns}/runs/{name}"
         app.router.add_get(PREFIX + "/whoami", self._wrap("whoami", self.whoami))
         app.router.add_get(PREFIX + "/runs", self._wrap("runs", self.runs))
@@ -202,6 +202,14 @@ class ApiServer:
                 response = await handler(request)
             except (AuthProblem, _HttpError) as exc:
                 response = web.json_response({"error": exc.message}, status=exc.status)
+            except web.HTTPException:
+                raise  # aiohttp's own (a body too large...): made JSON by _json_errors
+            except Exception as exc:  # a bug: the caller gets JSON naming the request, the log the trace
+                log.exception("%s %s failed", request.method, request.path)
+                response = web.json_response(
+                    {"error": f"{request.method} {request.path}: internal error ({type(exc).__name__})"},
+                    status=500,
+                )
             if self.metrics is not None:
                 self.metrics.requests.labels(endpoint=endpoint, code=str(response.status)).inc()
             return response
@@ -331,10 +339,13 @@ class ApiServer:
             while True:
                 try:
                     # wakes at least once a second to notice a run taken over by another replica
+                    # and a client that hung up (no longer listed as attached)
                     frame = await asyncio.wait_for(sub.queue.get(), min(1.0, self.keepalive_s))
                 except TimeoutError:
                     if view.rollout is not rollout or stream.closed:
                         break  # the client reconnects and is sent to whoever drives it now
+                    if request.transport is None or request.transport.is_closing():
+                        break
                     if loop.time() - quiet_since >= self.keepalive_s:
                         await response.write(KEEPALIVE)
                         quiet_since = loop.time()
@@ -507,6 +518,23 @@ class ApiServer:
             return response
         finally:
             upstream.release()
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own answers (no such route, wrong method, body too large) as JSON, like the rest."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return web.json_response(
+            {"error": f"{request.method} {request.path}: HTTP {exc.status} {exc.reason}"},
+            status=exc.status,
+            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+        )
 
 
 def forward_context(tls_cert: str | Path | None, ca: str | Path | None = None) -> ssl.SSLContext | None:
