@@ -457,3 +457,62 @@ async def test_every_error_is_json(env: Env) -> None:
     big = {"gate": "rollback-plan", "note": "x" * 100_000}
     status, body = await command(env.http, env.url, "alice", "signoff", big)
     assert status == 413 and "HTTP 413" in body["error"]
+
+
+def agent_cert(folder: Path) -> tuple[Path, Path]:
+    """A self-signed serving certificate naming the agent's Service only, as deploy/ would mount:
+    the replicas reach each other at Pod IPs (here 127.0.0.1), which it does not list."""
+    import shutil
+    import subprocess
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed (make real-deps)")
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "tls.crt", folder / "tls.key"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "1", "-subj", "/CN=deploydeck-agent",
+            "-addext", "subjectAltName=DNS:deploydeck-agent.deploydeck-system.svc",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_forwarding_between_https_replicas_pins_their_shared_certificate(
+    env: Env, tmp_path: Path
+) -> None:
+    import ssl
+
+    pair, other = agent_cert(tmp_path / "a"), agent_cert(tmp_path / "b")
+    driver = await start_replica(env.kube.url, [View((NS, RUN), env.rollout)], tls=pair)
+    standby = await start_replica(env.kube.url, [View((NS, RUN), None, driver.url)], tls=pair)
+    impostor = await start_replica(env.kube.url, [View((NS, RUN), None, standby.url)], tls=other)
+    try:
+        await env.start_run()
+        trust = ssl.create_default_context(cafile=str(pair[0]))
+        trust.check_hostname = False  # the test client, like the replicas, pins the certificate
+        url = f"{standby.url}/api/v1/namespaces/{NS}/runs/{RUN}/commands/pause"
+        async with env.http.post(url, headers=auth("alice"), json={"reason": "hold"}, ssl=trust) as r:
+            assert (r.status, await r.json()) == (200, {"ok": True, "reason": ""})
+        assert env.rollout.phase.value == "paused"
+        # a replica with another certificate does not trust this one with a caller's token
+        trust_other = ssl.create_default_context(cafile=str(other[0]))
+        trust_other.check_hostname = False
+        url = f"{impostor.url}/api/v1/namespaces/{NS}/runs/{RUN}/commands/resume"
+        async with env.http.post(url, headers=auth("alice"), ssl=trust_other) as r:
+            body = await r.json()
+            assert (
+                r.status == 503
+                and "did not answer" in body["error"]
+                and "CERTIFICATE_VERIFY_FAILED" in body["error"]
+            )
+        assert env.rollout.phase.value == "paused"
+    finally:
+        for replica in (impostor, standby, driver):
+            await replica.close()

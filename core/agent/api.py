@@ -538,12 +538,16 @@ async def _json_errors(
 
 
 def forward_context(tls_cert: str | Path | None, ca: str | Path | None = None) -> ssl.SSLContext | None:
-    """How this replica verifies another's HTTPS API: the system CAs, plus ``ca`` (or the replicas'
-    shared serving certificate itself, when it is self-signed)."""
+    """How this replica verifies another's HTTPS API when it forwards a request there.
+
+    With ``ca``: that CA, host names checked. Without: the replicas' shared serving certificate is
+    the only trust anchor, a pin: a peer must present that very certificate (so hold its key), and
+    its host name is not checked, since replicas are reached at Pod IPs no certificate can list."""
     if tls_cert is None and ca is None:
         return None
-    context = ssl.create_default_context()
-    context.load_verify_locations(cafile=str(ca or tls_cert))
+    context = ssl.create_default_context(cafile=str(ca or tls_cert))
+    if ca is None:
+        context.check_hostname = False  # verify_mode stays CERT_REQUIRED: the pin is checked
     return context
 
 
