@@ -16,15 +16,12 @@ Endpoints (all under ``/api/v1``):
 - ``POST namespaces/{ns}/runs/{name}/commands/{verb}``: ``{ok, reason}``; 403 RBAC, 409 engine
 
 One replica drives a run (it holds the run's Lease); the others answer reads of the fleet and
-forward the rest to the driver's URL (``RunView.driver_url``) with the caller's own token, so the
-driver authorizes and journals. A forwarded request is never forwarded again: if the lease moved
-meanwhile the caller gets a 503 and retries.
+forward the rest to the driver (core.agent.forward), which authorizes and journals.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import ssl
@@ -39,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from core import redact
 from core.adapters.kubernetes.api import KubeApi
 from core.agent.auth import SUBRESOURCE_OF, Authorizer, AuthProblem, Identity
+from core.agent.forward import FORWARDED, Forwarder, HttpProblem, forward_context
 from core.agent.http import ApiMetrics
 from core.agent.runs import RunRegistry, RunView
 from core.agent.stream import KEEPALIVE, StreamHub, run_state
@@ -47,8 +45,6 @@ from core.rollout import CommandResult, Rollout
 log = logging.getLogger("deploydeck.agent.api")
 
 PREFIX = "/api/v1"
-#: set on a forwarded request: the replica it came from (a forwarded request is not forwarded again)
-FORWARDED = "X-Deploydeck-Forwarded-By"
 #: the permissions ``you.may`` reports, as the subresources a Role grants
 MAY = ("signoff", "proceed", "rollback", "abort", "pause")
 #: the engine's name of each API verb (what ``command_refused`` records)
@@ -117,13 +113,6 @@ BODY_OF: dict[str, type[_Body]] = {
 }
 
 
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def redacted_plan(rollout: Rollout) -> dict[str, Any]:
     """The plan as a caller may read it: every secret value masked (its interpolated secrets and
     the process's secret-looking variables, as the journal does), and every credential field
@@ -172,9 +161,13 @@ class ApiServer:
         )
         self.hub = StreamHub()
         self.keepalive_s = keepalive_s
-        self.forward_timeout_s = forward_timeout_s
-        self.forward_ssl = forward_ssl
-        self._session: aiohttp.ClientSession | None = None
+        self.forwarder = Forwarder(
+            lambda: self.agent.api_url or "",
+            ssl_context=forward_ssl,
+            timeout_s=forward_timeout_s,
+            keepalive_s=keepalive_s,
+            count=(lambda e: self.metrics.forwarded.labels(endpoint=e).inc()) if self.metrics else None,
+        )
 
     # --- the application ------------------------------------------------------------------
 
@@ -191,8 +184,7 @@ class ApiServer:
 
     async def _shutdown(self, _app: web.Application) -> None:
         self.hub.close()  # open event streams end now instead of holding the shutdown
-        if self._session is not None:
-            await self._session.close()
+        await self.forwarder.close()
 
     def _wrap(
         self, endpoint: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -200,7 +192,7 @@ class ApiServer:
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
                 response = await handler(request)
-            except (AuthProblem, _HttpError) as exc:
+            except (AuthProblem, HttpProblem) as exc:
                 response = web.json_response({"error": exc.message}, status=exc.status)
             except web.HTTPException:
                 raise  # aiohttp's own (a body too large...): made JSON by _json_errors
@@ -225,7 +217,7 @@ class ApiServer:
         ns, name = request.match_info["ns"], request.match_info["name"]
         view = self.agent.registry.get(ns, name)
         if view is None:
-            raise _HttpError(404, f"deployrun {ns}/{name} not found (GET {request.path})")
+            raise HttpProblem(404, f"deployrun {ns}/{name} not found (GET {request.path})")
         return view
 
     def _row(self, view: RunView) -> dict[str, Any]:
@@ -246,39 +238,11 @@ class ApiServer:
         shown = {key: view for key, view in sorted(views.items()) if key[0] in visible}
         rows = {key: self._row(view) for key, view in shown.items()}
         if FORWARDED not in request.headers:
-            for key, attached in (await self._attached_elsewhere(request, shown)).items():
+            for key, attached in (
+                await self.forwarder.attached_elsewhere(request, shown, PREFIX + "/runs")
+            ).items():
                 rows[key]["attached"] = sorted(set(rows[key]["attached"]) | set(attached))
         return web.json_response({"runs": list(rows.values())})
-
-    async def _attached_elsewhere(
-        self, request: web.Request, views: dict[tuple[str, str], RunView]
-    ) -> dict[tuple[str, str], list[str]]:
-        """Who is attached to the runs other replicas drive (their streams are open there)."""
-        urls = {
-            v.driver_url
-            for v in views.values()
-            if v.rollout is None and v.driver_url and v.driver_url.rstrip("/") != self._self_url()
-        }
-        out: dict[tuple[str, str], list[str]] = {}
-
-        async def ask(url: str) -> None:
-            headers = {"Authorization": request.headers.get("Authorization", ""), FORWARDED: self._self_url()}
-            # best effort and quick: a replica that does not answer leaves "attached" as known here
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError):
-                async with self._client().get(
-                    url.rstrip("/") + PREFIX + "/runs",
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=1.0),
-                    ssl=self.forward_ssl,
-                ) as response:
-                    if response.status == 200:
-                        for row in (await response.json())["runs"]:
-                            key = (row["namespace"], row["name"])
-                            if key in views and views[key].driver_url == url:
-                                out[key] = list(row.get("attached") or [])
-
-        await asyncio.gather(*(ask(u) for u in sorted(urls)))  # type: ignore[arg-type]
-        return out
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         who = await self._who(request)
@@ -287,8 +251,12 @@ class ApiServer:
         view = self._view(request)
         rollout = view.rollout
         if rollout is None:
-            if view.driver_url and FORWARDED not in request.headers and not self._is_self(view.driver_url):
-                return await self._forward(request, view, "run")
+            if (
+                view.driver_url
+                and FORWARDED not in request.headers
+                and not self.forwarder.is_self(view.driver_url)
+            ):
+                return await self.forwarder.forward(request, view, "run")
             # nobody drives it (finished, or between replicas): what the DeployRun says
             return web.json_response(
                 {"row": self._row(view), "plan": None, "state": None, "you": await self._you(who, ns, name)}
@@ -316,10 +284,10 @@ class ApiServer:
         try:
             last = int(raw)
         except ValueError:
-            raise _HttpError(400, f"Last-Event-ID must be an event number, got {raw[:40]!r}") from None
+            raise HttpProblem(400, f"Last-Event-ID must be an event number, got {raw[:40]!r}") from None
         rollout = view.rollout
         if rollout is None:
-            return await self._forward(request, view, "events", stream=True)
+            return await self.forwarder.forward(request, view, "events", stream=True)
         stream = self.hub.stream(view.key, rollout)
         history, sub = stream.attach(who.username, last)
         response = web.StreamResponse(
@@ -376,7 +344,7 @@ class ApiServer:
     async def command(self, request: web.Request) -> web.StreamResponse:
         verb = request.match_info["verb"]
         if verb not in SUBRESOURCE_OF:
-            raise _HttpError(
+            raise HttpProblem(
                 404, f"unknown command '{verb}' (POST {request.path}); one of: {', '.join(SUBRESOURCE_OF)}"
             )
         who = await self._who(request)
@@ -384,13 +352,13 @@ class ApiServer:
         rollout = view.rollout
         if rollout is None:
             # the driver authorizes and journals: it holds the run's log
-            return await self._forward(request, view, "command")
+            return await self.forwarder.forward(request, view, "command")
         ns, name = view.key
         decision = await self.auth.check(who, "create", ns, name, SUBRESOURCE_OF[verb])
         if not decision.allowed:
             await self._journal_refusal(rollout, verb, who, decision.reason)
             self._count(verb, "forbidden")
-            raise _HttpError(403, decision.reason)
+            raise HttpProblem(403, decision.reason)
         body = await self._body(request, verb)
         result = await self._apply(rollout, verb, who, body)
         self._count(verb, "ok" if result.ok else "refused")
@@ -413,7 +381,7 @@ class ApiServer:
         raw = await request.read()
         if model is None:
             if raw.strip() not in {b"", b"{}", b"null"}:
-                raise _HttpError(400, f"POST {request.path}: {verb} takes no body")
+                raise HttpProblem(400, f"POST {request.path}: {verb} takes no body")
             return None
         try:
             return model.model_validate_json(raw or b"{}")
@@ -421,7 +389,7 @@ class ApiServer:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
             )
-            raise _HttpError(400, f"POST {request.path}: {problems}") from None
+            raise HttpProblem(400, f"POST {request.path}: {problems}") from None
 
     async def _apply(self, rollout: Rollout, verb: str, who: Identity, body: _Body | None) -> CommandResult:
         actor = who.username
@@ -447,78 +415,6 @@ class ApiServer:
         }
         return await simple[verb](actor, **kw)
 
-    # --- forwarding to the driving replica ----------------------------------------------------
-
-    def _self_url(self) -> str:
-        return (self.agent.api_url or "").rstrip("/")
-
-    def _is_self(self, url: str) -> bool:
-        return bool(self._self_url()) and url.rstrip("/") == self._self_url()
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-        return self._session
-
-    async def _forward(
-        self, request: web.Request, view: RunView, endpoint: str, *, stream: bool = False
-    ) -> web.StreamResponse:
-        ns, name = view.key
-        url = view.driver_url
-        if not url or FORWARDED in request.headers or self._is_self(url):
-            came = request.headers.get(FORWARDED)
-            why = (
-                f"forwarded here by {came}, but this replica does not drive it"
-                if came
-                else "no replica drives it"
-            )
-            raise _HttpError(503, f"deployrun {ns}/{name}: {why} right now; retry in a few seconds")
-        headers = {
-            h: request.headers[h]
-            for h in ("Authorization", "Content-Type", "Last-Event-ID", "Accept")
-            if h in request.headers
-        }
-        headers[FORWARDED] = self._self_url() or "unknown"
-        target = url.rstrip("/") + request.rel_url.path_qs
-        timeout = (
-            aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=3 * self.keepalive_s + 5)
-            if stream
-            else aiohttp.ClientTimeout(total=self.forward_timeout_s)
-        )
-        if self.metrics is not None:
-            self.metrics.forwarded.labels(endpoint=endpoint).inc()
-        try:
-            upstream = await self._client().request(
-                request.method,
-                target,
-                headers=headers,
-                data=await request.read() or None,
-                timeout=timeout,
-                ssl=self.forward_ssl,
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _HttpError(
-                503,
-                f"deployrun {ns}/{name}: the replica driving it ({url}) did not answer: {type(exc).__name__} {exc}",
-            ) from None
-        try:
-            kind = upstream.headers.get("Content-Type", "application/json")
-            if not stream or upstream.status != 200:
-                return web.Response(
-                    body=await upstream.read(), status=upstream.status, headers={"Content-Type": kind}
-                )
-            response = web.StreamResponse(
-                status=200,
-                headers={"Content-Type": kind, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
-            await response.prepare(request)
-            with contextlib.suppress(aiohttp.ClientError, ConnectionResetError, TimeoutError):
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-            return response
-        finally:
-            upstream.release()
-
 
 @web.middleware
 async def _json_errors(
@@ -535,20 +431,6 @@ async def _json_errors(
             status=exc.status,
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
-
-
-def forward_context(tls_cert: str | Path | None, ca: str | Path | None = None) -> ssl.SSLContext | None:
-    """How this replica verifies another's HTTPS API when it forwards a request there.
-
-    With ``ca``: that CA, host names checked. Without: the replicas' shared serving certificate is
-    the only trust anchor, a pin: a peer must present that very certificate (so hold its key), and
-    its host name is not checked, since replicas are reached at Pod IPs no certificate can list."""
-    if tls_cert is None and ca is None:
-        return None
-    context = ssl.create_default_context(cafile=str(ca or tls_cert))
-    if ca is None:
-        context.check_hostname = False  # verify_mode stays CERT_REQUIRED: the pin is checked
-    return context
 
 
 async def serve_api(
