@@ -138,6 +138,17 @@ async def test_people_act_on_a_run_the_agent_drives_with_their_own_identities(tm
             await asyncio.wait_for(watcher, 30)
             finished = [d for k, d in watcher_frames if k == "event" and d["type"] == "finished"]
             assert finished and finished[0]["outcome"] != "completed"
+            # the API's series are on the agent's /metrics
+            async with http.get(f"{agent.http_url}/metrics") as r:
+                exposition = await r.text()
+            for line in (
+                'deploydeck_api_commands_total{result="forbidden",verb="rollback"} 1.0',
+                'deploydeck_api_commands_total{result="refused",verb="signoff"} 2.0',
+                'deploydeck_api_commands_total{result="ok",verb="signoff"} 2.0',
+                'deploydeck_api_commands_total{result="ok",verb="rollback"} 1.0',
+            ):
+                assert line in exposition, line
+            assert 'deploydeck_api_review_seconds_count{kind="token"}' in exposition
 
         lines = [parse_event(json.loads(line)) for line in journal.read_text(encoding="utf-8").splitlines()]
         refused = [(e.command, e.actor, e.identity) for e in lines if e.type == "command_refused"]
