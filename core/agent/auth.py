@@ -59,6 +59,10 @@ class Identity(BaseModel):
 
     username: str
     groups: list[str] = Field(default_factory=list)
+    # passed on to every SubjectAccessReview as the TokenReview gave them: an authorizer (a webhook,
+    # scoped tokens) may decide on them; never shown
+    uid: str = Field(default="", exclude=True)
+    extra: dict[str, list[str]] = Field(default_factory=dict, exclude=True)
 
 
 class AuthProblem(Exception):
@@ -138,7 +142,13 @@ class Authorizer:
         user = status.get("user") or {}
         if not status.get("authenticated") or not user.get("username"):
             return None
-        return Identity(username=str(user["username"]), groups=[str(g) for g in user.get("groups") or []])
+        extra = user.get("extra") if isinstance(user.get("extra"), dict) else {}
+        return Identity(
+            username=str(user["username"]),
+            groups=[str(g) for g in user.get("groups") or []],
+            uid=str(user.get("uid") or ""),
+            extra={str(k): [str(v) for v in (vs or [])] for k, vs in extra.items()},
+        )
 
     # --- may they --------------------------------------------------------------------------
 
@@ -154,13 +164,26 @@ class Authorizer:
             "namespace": namespace,
             "name": name,
         }
-        key = ("access", who.username, tuple(who.groups), *attrs.values())
+        key = (
+            "access",
+            who.username,
+            who.uid,
+            tuple(who.groups),
+            repr(sorted(who.extra.items())),
+            *attrs.values(),
+        )
 
         async def ask() -> Decision:
             body = {
                 "apiVersion": "authorization.k8s.io/v1",
                 "kind": "SubjectAccessReview",
-                "spec": {"user": who.username, "groups": who.groups, "resourceAttributes": attrs},
+                "spec": {
+                    "user": who.username,
+                    "groups": who.groups,
+                    **({"uid": who.uid} if who.uid else {}),
+                    **({"extra": who.extra} if who.extra else {}),
+                    "resourceAttributes": attrs,
+                },
             }
             status = (await self._ask("SubjectAccessReview", ACCESS_REVIEWS, body)).get("status") or {}
             said = str(status.get("reason") or "")
