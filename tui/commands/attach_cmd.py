@@ -141,15 +141,26 @@ async def dashboard(
 
 
 async def follow_headless(
-    client: Any, namespace: str, name: str, printer: Any, *, approvals: list[str] = (), err: Any = None
+    client: Any,
+    namespace: str,
+    name: str,
+    printer: Any,
+    *,
+    approvals: list[str] = (),
+    auto_proceed: bool = False,
+    err: Any = None,
 ) -> int:
     """Print the run's events as the embedded headless mode does, until it finishes; the exit code.
 
-    ``approvals``: manual gates to sign (as the authenticated caller) when they ask for it. A signal
-    detaches (130/143/129): the agent keeps driving the run."""
-    from core.agent.client import AgentError, StreamEvent
+    ``approvals``: manual gates to sign (as the authenticated caller) when they ask for it.
+    ``auto_proceed``: the agent runs every DeployRun interactively (a person proceeds past the gates
+    and each canary step); a headless launcher has nobody at the keyboard, so it proceeds, as the
+    caller, each time the engine says it waits for one ("press p") and allows it: what the embedded
+    headless mode does by itself. The gates and the analysis still decide; only the wait is answered.
+    A signal detaches (130/143/129): the agent keeps driving the run."""
+    from core.agent.client import AgentError, StreamEvent, StreamState
     from core.domain import EXIT_CODES, GateStatus
-    from core.events import Finished, GateEvaluated
+    from core.events import Finished, GateEvaluated, LogLine, PhaseChanged, WindowStarted
 
     err = err or sys.stderr
     outcome = None
@@ -171,28 +182,45 @@ async def follow_headless(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(number, stop, sig_name)
             installed.append(number)
+    waiting = False  # the engine said it waits for a proceed; answered at the state after it
+    to_sign: set[str] = set()  # approved gates asking for a sign-off now (history included)
+
+    async def send(verb: str, body: dict[str, Any] | None, what: str) -> None:
+        try:
+            answer = await client.command(namespace, name, verb, body)
+        except AgentError as exc:
+            err.write(f"deploydeck: {what} refused: {exc}\n")
+        else:
+            if not answer.ok:
+                err.write(f"deploydeck: {what} refused: {answer.reason}\n")
+
     try:
         async for item in client.events(namespace, name):
+            if isinstance(item, StreamState):
+                # act on the current state only: the history before it replays waits long answered
+                for gate in sorted(to_sign - signed):
+                    signed.add(gate)
+                    await send("signoff", {"gate": gate, "note": ""}, f"sign-off of {gate}")
+                proceed = item.state.allowed.get("proceed")
+                if auto_proceed and waiting and not to_sign and proceed is not None and proceed.ok:
+                    waiting = False
+                    await send("proceed", None, "proceed")
+                continue
             if not isinstance(item, StreamEvent):
                 continue
             event = item.event
             printer(event)
-            if (
-                isinstance(event, GateEvaluated)
-                and event.gate.status == GateStatus.NEEDS_SIGN_OFF
-                and event.gate.gate_id in approvals
-                and event.gate.gate_id not in signed
+            if isinstance(event, LogLine) and event.source == "engine" and "press p" in event.message:
+                waiting = True
+            elif isinstance(event, PhaseChanged | WindowStarted | Finished) or (
+                isinstance(event, LogLine) and event.message.endswith(" proceeds")
             ):
-                signed.add(event.gate.gate_id)
-                try:
-                    answer = await client.command(
-                        namespace, name, "signoff", {"gate": event.gate.gate_id, "note": ""}
-                    )
-                except AgentError as exc:
-                    err.write(f"deploydeck: sign-off of {event.gate.gate_id} refused: {exc}\n")
+                waiting = False  # that wait was answered or the flow moved on
+            if isinstance(event, GateEvaluated) and event.gate.gate_id in approvals:
+                if event.gate.status == GateStatus.NEEDS_SIGN_OFF:
+                    to_sign.add(event.gate.gate_id)
                 else:
-                    if not answer.ok:
-                        err.write(f"deploydeck: sign-off of {event.gate.gate_id} refused: {answer.reason}\n")
+                    to_sign.discard(event.gate.gate_id)
             if isinstance(event, Finished):
                 outcome = event.outcome
                 break
@@ -308,16 +336,29 @@ async def _run_with_agent(args: argparse.Namespace, url: str, plan: Any, raw: di
         except ClusterError as exc:
             _say(f"cannot create the DeployRun: {exc}")
             return EXIT_BAD_INPUT
-        verb = "created" if created else "exists; attaching to"
+        if not created:
+            done = (await client.run(ns, name)).row.outcome
+            if done:
+                from core.domain import EXIT_CODES, Outcome
+
+                print(
+                    f"DeployRun {ns}/{name} already ran this plan: {done}. To run it again, delete it "
+                    f"(kubectl delete deployrun -n {ns} {name}) or change version.to",
+                    file=sys.stderr,
+                )
+                return EXIT_CODES[Outcome(done)]
+        how = "created" if created else "exists with this plan: attaching"
         print(
-            f"DeployRun {ns}/{name} {verb} (as {me.username}); the agent at {client.url} drives it",
+            f"DeployRun {ns}/{name} {how} as {me.username}; the agent at {client.url} drives it",
             file=sys.stderr,
         )
         if args.headless:
             from tui.headless import JsonPrinter, ProgressPrinter
 
             printer = JsonPrinter() if args.json else ProgressPrinter()
-            return await follow_headless(client, ns, name, printer, approvals=list(args.approve))
+            return await follow_headless(
+                client, ns, name, printer, approvals=list(args.approve), auto_proceed=True
+            )
         return await dashboard(client, me, fleet=False, run=(ns, name), read_only=args.read_only)
     finally:
         await client.close()
