@@ -16,12 +16,13 @@ from textual.app import App
 from textual.widgets import DataTable, Footer
 
 from core.agent.client import AgentError, StreamEvent
-from core.events import CommandRefused
+from core.events import CommandRefused, GateSignedOff
 from core.sim.kube.rbac import ROLE_BINDINGS
 from tests.attach_helpers import NS, Fleet, agent_fleet, samples
-from tui.remote import AttachApp, RemoteCommands
+from tui.remote import AttachApp, RemoteCommands, RemoteSession
 from tui.screens.fleet import FleetScreen
 from tui.screens.main import MainScreen
+from tui.screenshots import at_gates
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -223,3 +224,20 @@ async def test_the_fleet_at_80x24_shows_who_is_attached_and_scrolls_only_the_hol
     assert ACTOR not in checkout  # the attached column lists the others
     assert any("payments" in line and "rolled back" in line for line in lines)
     assert {"/", "q"} <= keys and any("Open" in line for line in lines[-2:])  # the footer offers Enter and /
+
+
+async def test_attached_you_sign_as_your_kubeconfig_identity_only(tmp_path: Path) -> None:
+    runs = [("search-3-1-0", "healthy", "search", at_gates, False)]
+    async with agent_fleet(tmp_path, runs=runs) as fleet, fleet.client("alice") as client:
+        session = await RemoteSession.open(client, NS, "search-3-1-0")
+        try:
+            refused = await session.rollout.sign_off("rollback-plan", "bob", "")
+            assert not refused.ok and "you sign as alice" in refused.reason
+            signed = await session.rollout.sign_off("rollback-plan", "alice", "read it")
+            assert signed.ok, signed.reason
+        finally:
+            await session.close()
+        engine = fleet.runs["search-3-1-0"].session.rollout
+        assert [(e.gate_id, e.actor) for e in engine.events if isinstance(e, GateSignedOff)] == [
+            ("rollback-plan", "alice")
+        ]

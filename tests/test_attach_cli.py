@@ -201,3 +201,55 @@ async def test_headless_attached_signs_approved_gates_as_the_caller_and_a_signal
         assert await asyncio.wait_for(follower, 10) == 143
         assert "detached from shop/search-3-1-0; the agent keeps driving it" in err.getvalue()
         assert engine.outcome is None
+
+
+async def test_an_https_agent_is_trusted_through_the_kubeconfig_ca_or_agent_ca(tmp_path: Path) -> None:
+    import base64
+    import shutil
+
+    from core.agent.client import AgentError
+    from core.sim.kube.tls import make_serving_cert
+    from tests.agent_api_helpers import start_cluster, start_replica
+    from tui.commands import attach_cmd
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl for the agent's serving certificate")
+    cert = make_serving_cert()
+    cluster = await start_cluster()
+    replica = await start_replica(cluster.url, [], tls=(cert.cert_file, cert.key_file))
+    try:
+        assert replica.url.startswith("https://")
+        async with AgentClient(replica.url, TOKENS["alice"], deadline_s=2) as blind:
+            with pytest.raises(AgentError, match=r"certificate is not trusted.*--agent-ca") as untrusted:
+                await blind.whoami()
+            assert "GET /api/v1/whoami" in str(untrusted.value)
+        async with AgentClient(replica.url, TOKENS["alice"], ca_file=cert.cert_file) as told:
+            assert (await told.whoami()).username == "alice"  # --agent-ca
+        # the kubeconfig's cluster CA (the agent's certificate signed by the cluster's CA, or the same)
+        config = tmp_path / "k.yaml"
+        cluster_entry = {
+            "server": "https://127.0.0.1:6443",
+            "certificate-authority-data": base64.b64encode(cert.ca_pem).decode(),
+        }
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": cluster_entry}],
+                    "users": [{"name": "bob", "user": {"token": TOKENS["bob"]}}],
+                    "contexts": [{"name": "bob", "context": {"cluster": "c", "user": "bob"}}],
+                    "current-context": "bob",
+                }
+            ),
+            encoding="utf-8",
+        )
+        args = attach_cmd_args(["attach", "--agent", replica.url, "--kubeconfig", str(config)])
+        client, token, me = await attach_cmd.connect(args, replica.url)  # type: ignore[arg-type]
+        await client.close()
+        await token.close()
+        assert me.username == "bob"
+    finally:
+        await replica.close()
+        await cluster.stop()
+        shutil.rmtree(cert.folder, ignore_errors=True)

@@ -267,6 +267,13 @@ class RemoteRollout:
                 self.you = self.you.model_copy(update={"may": {}})
 
     async def sign_off(self, gate_id: str, actor: str, note: str = "") -> CommandResult:
+        if actor.strip() != self.you.username:
+            # the dialog asks for a signer; attached, the agent records who the token says you are
+            return CommandResult(
+                ok=False,
+                reason=f"attached, you sign as {self.you.username} (your kubeconfig identity), not as "
+                f"{actor.strip()!r}; {actor.strip()} signs from their own terminal",
+            )
         return await self._send("signoff", {"gate": gate_id, "note": note})
 
     async def proceed(self, actor: str) -> CommandResult:

@@ -312,6 +312,14 @@ class AgentClient:
             f"agent {self.url}: {endpoint}: HTTP {status}: {why}{hint}", endpoint=endpoint, status=status
         )
 
+    def _tls_error(self, method: str, path: str, exc: Exception) -> AgentError:
+        # not "unreachable": the agent answered, with a certificate nobody told us to trust
+        return AgentError(
+            f"agent {self.url}: {method} {path}: TLS: the agent's certificate is not trusted ({exc}); "
+            "give its CA with --agent-ca PATH (default: your kubeconfig cluster's CA)",
+            endpoint=f"{method} {path}",
+        )
+
     async def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         auth = await self.token.header()
@@ -343,6 +351,8 @@ class AgentClient:
                     )
                 status, text = response.status_code, response.text
             except httpx.ConnectError as exc:
+                if _untrusted(exc):
+                    raise self._tls_error(method, path, exc) from None
                 status, text = 0, f"{type(exc).__name__}: {exc}".rstrip(": ")
             except (httpx.TransportError, TimeoutError) as exc:
                 if not retry_sent:
@@ -471,6 +481,8 @@ class AgentClient:
                 finally:
                     await response.aclose()
             except (httpx.TransportError, TimeoutError) as exc:
+                if _untrusted(exc):
+                    raise self._tls_error("GET", path, exc) from None
                 why = f"{type(exc).__name__}: {exc}".rstrip(": ")
             if status == 200 and finished:
                 return  # the run is over and the agent said everything
@@ -512,6 +524,15 @@ class AgentClient:
                 endpoint=f"GET {path}",
                 status=200,
             ) from None
+
+
+def _untrusted(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _int(text: str | None) -> int | None:
