@@ -272,6 +272,7 @@ async def test_the_fleet_lists_only_namespaces_the_caller_may_list(tmp_path: Pat
                     break
                 await asyncio.sleep(0.01)
             assert replica.server.hub.attached((NS, RUN)) == []
+            assert replica.server.hub.get((NS, RUN)) is None  # nobody watches: no frames kept
             # nobody drives the other run and it is not driven here: commands say so
             kube_ns = "payments"
             async with http.post(

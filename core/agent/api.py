@@ -334,7 +334,7 @@ class ApiServer:
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             pass  # the client went away
         finally:
-            stream.detach(sub)
+            self.hub.detach(view.key, stream, sub)
             if self.metrics is not None:
                 self.metrics.stream_clients.dec()
         return response

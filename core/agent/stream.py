@@ -187,6 +187,14 @@ class StreamHub:
         self._streams[key] = current
         return current
 
+    def detach(self, key: tuple[str, str], stream: RunStream, sub: Subscriber) -> None:
+        """A client left. The last one to leave ends the stream: nobody watching means no frames
+        kept in memory (a run driven for days, 100 runs per agent); the next client to attach
+        gets a new stream whose history is rebuilt from the engine's events, numbered the same."""
+        stream.detach(sub)
+        if not stream.subscribers and self._streams.get(key) is stream:
+            self.forget(key)
+
     def forget(self, key: tuple[str, str]) -> None:
         stream = self._streams.pop(key, None)
         if stream is not None:
