@@ -333,17 +333,20 @@ class AgentClient:
         await self.clock.sleep(delay)
         return delay
 
-    async def _call(self, method: str, path: str, body: Any = None, *, retry_sent: bool) -> tuple[int, Any]:
+    async def _call(
+        self, method: str, path: str, body: Any = None, *, retry_sent: bool, deadline_s: float | None = None
+    ) -> tuple[int, Any]:
         """(status, JSON payload) of a 2xx or 409; AgentError otherwise. ``retry_sent``: the request
         may be repeated after it reached the agent (reads); commands are only repeated when the
         connection could not even be made."""
         started = self.clock.now()
+        deadline = self.deadline_s if deadline_s is None else deadline_s
         attempt = 0
         renewed = False
         while True:
             attempt += 1
             elapsed = (self.clock.now() - started).total_seconds()
-            remaining = self.deadline_s - elapsed
+            remaining = deadline - elapsed
             try:
                 async with asyncio.timeout(max(0.1, remaining)):
                     response = await self._http.request(
@@ -372,7 +375,7 @@ class AgentClient:
                     continue
             transient = status == 0 or (status in _TRANSIENT and retry_sent)
             elapsed = (self.clock.now() - started).total_seconds()
-            if not transient or elapsed >= self.deadline_s:
+            if not transient or elapsed >= deadline:
                 why = _why(payload, text)
                 if transient:
                     why = f"gave up after {attempt} attempts in {elapsed:.1f}s: {why}"
@@ -396,9 +399,12 @@ class AgentClient:
 
     # --- the API ---------------------------------------------------------------------------
 
-    async def whoami(self) -> Identity:
+    async def whoami(self, *, deadline_s: float | None = None) -> Identity:
+        """Who the agent says the caller is; ``deadline_s`` shorter than the client's for the first
+        call of a command line, so a wrong URL is said in seconds."""
         path = f"{API}/whoami"
-        return self._parse(Identity, await self._get(path), f"GET {path}")
+        _, payload = await self._call("GET", path, retry_sent=True, deadline_s=deadline_s)
+        return self._parse(Identity, payload, f"GET {path}")
 
     async def runs(self) -> list[FleetEntry]:
         path = f"{API}/runs"

@@ -22,6 +22,8 @@ from typing import Any
 
 EXIT_BAD_INPUT = 2
 ENV_AGENT = "DEPLOYDECK_AGENT"
+#: how long the first call may take before "unreachable" (later calls have the client's 15 s)
+CONNECT_DEADLINE_S = 3.0
 _DETACH_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 
 
@@ -86,7 +88,7 @@ async def connect(args: argparse.Namespace, url: str) -> tuple[Any, Any, Any]:
     ca = args.agent_ca or token.ca_file
     client = AgentClient(url, token, ca_file=ca)
     try:
-        me = await client.whoami()
+        me = await client.whoami(deadline_s=CONNECT_DEADLINE_S)
     except BaseException:
         await client.close()
         await token.close()
