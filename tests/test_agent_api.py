@@ -36,6 +36,7 @@ from tests.agent_api_helpers import (
 )
 from tests.engine_helpers import sim_session, until
 
+ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(90)
 
 
@@ -517,3 +518,27 @@ async def test_forwarding_between_https_replicas_pins_their_shared_certificate(
     finally:
         for replica in (impostor, standby, driver):
             await replica.close()
+
+
+def test_the_plan_a_caller_reads_has_no_credentials() -> None:
+    from types import SimpleNamespace
+
+    from core.agent.api import redacted_plan
+    from core.plan import parse_plan
+
+    text = (ROOT / "examples" / "full.yaml").read_text(encoding="utf-8")
+    env = {
+        "PROMETHEUS_TOKEN": "prom-secret-value-1",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/zzz",
+    }
+    plan = parse_plan(text, "examples/full.yaml", env=env)
+    ci = plan.gates.ci.model_copy(update={"token": "written-in-the-plan"})
+    literal = plan.model_copy(update={"gates": plan.gates.model_copy(update={"ci": ci})})
+    shown = json.dumps(redacted_plan(SimpleNamespace(plan=literal)))  # type: ignore[arg-type]
+    for secret in ("prom-secret-value-1", "hooks.slack.com/services/T0/B0/zzz", "written-in-the-plan"):
+        assert secret not in shown, secret
+    data = json.loads(shown)
+    assert data["prometheus"]["token"] == "***" and data["gates"]["ci"]["token"] == "***"
+    assert data["notifications"]["webhooks"][0]["url"] == "***"
+    assert data["prometheus"]["url"] == "http://prometheus.monitoring.svc:9090"  # the rest as it is
+    assert data["change"]["author"] == plan.change.author
