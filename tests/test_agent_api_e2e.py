@@ -138,6 +138,12 @@ async def test_people_act_on_a_run_the_agent_drives_with_their_own_identities(tm
             await asyncio.wait_for(watcher, 30)
             finished = [d for k, d in watcher_frames if k == "event" and d["type"] == "finished"]
             assert finished and finished[0]["outcome"] != "completed"
+            # once nobody drives it, the run still reads: its row, and the plan as the DeployRun holds it
+            await eventually(lambda: run.rollout is None, "the driver to let the finished run go")
+            async with http.get(base, headers=auth("carol")) as r:
+                detail = await r.json()
+            assert detail["state"] is None and detail["plan"]["change"]["author"] == "dave"
+            assert detail["you"]["may"]["rollback"] is False
             # the API's series are on the agent's /metrics
             async with http.get(f"{agent.http_url}/metrics") as r:
                 exposition = await r.text()

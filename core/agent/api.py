@@ -122,6 +122,13 @@ def redacted_plan(rollout: Rollout) -> dict[str, Any]:
     return _mask_fields(redact.redact_obj(rollout.plan.model_dump(mode="json"), forms))  # type: ignore[no-any-return]
 
 
+def written_plan(view: RunView) -> dict[str, Any] | None:
+    """The DeployRun's spec as written (``${VAR}`` references, not their values), credentials
+    masked: the plan of a run nobody drives now. None when the view does not hold the object."""
+    spec = (getattr(view, "obj", None) or {}).get("spec")  # core.agent.drive.DrivenRun keeps it
+    return _mask_fields(redact.redact_obj(spec)) if isinstance(spec, dict) else None  # type: ignore[no-any-return]
+
+
 #: the plan's credential fields (core.plan): masked even when written into the plan as they are
 CREDENTIAL_FIELDS = frozenset({"token", "password", "pagerduty_token", "tickets_webhook"})
 
@@ -259,7 +266,12 @@ class ApiServer:
                 return await self.forwarder.forward(request, view, "run")
             # nobody drives it (finished, or between replicas): what the DeployRun says
             return web.json_response(
-                {"row": self._row(view), "plan": None, "state": None, "you": await self._you(who, ns, name)}
+                {
+                    "row": self._row(view),
+                    "plan": written_plan(view),
+                    "state": None,
+                    "you": await self._you(who, ns, name),
+                }
             )
         return web.json_response(
             {
