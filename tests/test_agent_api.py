@@ -542,3 +542,25 @@ def test_the_plan_a_caller_reads_has_no_credentials() -> None:
     assert data["notifications"]["webhooks"][0]["url"] == "***"
     assert data["prometheus"]["url"] == "http://prometheus.monitoring.svc:9090"  # the rest as it is
     assert data["change"]["author"] == plan.change.author
+
+
+async def test_the_embedded_mode_stays_self_declared(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy", interactive=True, approve=False, **the_plan())
+    run = asyncio.create_task(session.rollout.run())
+    try:
+        rollout = session.rollout
+        await until(lambda: rollout.allowed("sign_off").ok and "rollback-plan" in rollout.gates)
+        assert (await rollout.sign_off("rollback-plan", "alice", "typed")).ok  # --as alice, the dialog
+        await rollout.rollback("zoe", "typed too")
+        await until(lambda: rollout.outcome is not None)
+        signed = [e for e in rollout.events if isinstance(e, GateSignedOff)]
+        assert [(e.actor, e.identity, e.groups) for e in signed] == [("alice", "self-declared", [])]
+        assert rollout.ledger.to_records()[0].keys() == {"kind", "gate_id", "actor", "text", "at", "needed"}
+        refused = await rollout.pause("zoe")  # too late: journaled as typed
+        assert not refused.ok
+        last = rollout.events[-1]
+        assert isinstance(last, CommandRefused) and (last.actor, last.identity) == ("zoe", "self-declared")
+    finally:
+        run.cancel()
+        await asyncio.wait({run})
+        await session.close()
