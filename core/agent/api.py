@@ -161,8 +161,7 @@ class ApiServer:
         forward_ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.agent = agent
-        registry = getattr(getattr(agent, "metrics", None), "registry", None)
-        self.metrics = ApiMetrics(registry) if registry is not None else None
+        self.metrics = _api_metrics(getattr(agent, "metrics", None))
         self.auth = authorizer or Authorizer(
             agent.api, observe=self.metrics.observe_review if self.metrics else None
         )
@@ -426,6 +425,19 @@ class ApiServer:
             "refresh": rollout.refresh_gates,
         }
         return await simple[verb](actor, **kw)
+
+
+def _api_metrics(agent_metrics: Any) -> ApiMetrics | None:
+    """The API's series in the agent's registry, registered once per registry (an API served
+    again, after a restart of the listener, counts on)."""
+    registry = getattr(agent_metrics, "registry", None)
+    if registry is None:
+        return None
+    existing = getattr(agent_metrics, "_deploydeck_api", None)
+    if existing is None:
+        existing = ApiMetrics(registry)
+        agent_metrics._deploydeck_api = existing
+    return existing  # type: ignore[no-any-return]
 
 
 @web.middleware
