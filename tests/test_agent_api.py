@@ -219,6 +219,7 @@ async def test_unauthenticated_requests_get_401(env: Env) -> None:
     for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Basic YWxpY2U6eA=="}):
         async with env.http.get(f"{env.url}/api/v1/whoami", headers=headers) as r:
             assert r.status == 401, headers
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
             assert "token" in (await r.json())["error"]
         async with env.http.post(
             f"{env.url}/api/v1/namespaces/{NS}/runs/{RUN}/commands/rollback", headers=headers, json={}

@@ -200,6 +200,8 @@ class ApiServer:
                 response = await handler(request)
             except (AuthProblem, HttpProblem) as exc:
                 response = web.json_response({"error": exc.message}, status=exc.status)
+                if exc.status == 401:
+                    response.headers["WWW-Authenticate"] = 'Bearer realm="deploydeck"'
             except web.HTTPException:
                 raise  # aiohttp's own (a body too large...): made JSON by _json_errors
             except Exception as exc:  # a bug: the caller gets JSON naming the request, the log the trace
