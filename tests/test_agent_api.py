@@ -565,3 +565,23 @@ async def test_the_embedded_mode_stays_self_declared(tmp_path: Path) -> None:
         run.cancel()
         await asyncio.wait({run})
         await session.close()
+
+
+async def test_a_failing_stream_never_reaches_the_engine(env: Env) -> None:
+    from core.agent.stream import RunStream, run_state
+    from core.events import LogLine
+
+    calls = 0
+
+    def state(rollout: Any) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise RuntimeError("a bug in the state")
+        return run_state(rollout)
+
+    stream = RunStream(env.rollout, state=state)
+    _, sub = stream.attach("alice")
+    event = await env.rollout._emit(LogLine, message="the engine goes on")
+    assert env.rollout.events[-1] is event  # published and journaled: the failure stayed in the stream
+    assert stream.closed and sub.queue.get_nowait() is None  # its client is told to reconnect

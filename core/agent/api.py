@@ -346,6 +346,8 @@ class ApiServer:
                     break
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             pass  # the client went away
+        except Exception:  # the response has begun: end it (the client reconnects), log why
+            log.exception("event stream of %s/%s failed", ns, name)
         finally:
             self.hub.detach(view.key, stream, sub)
             if self.metrics is not None:

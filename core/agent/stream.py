@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,8 @@ from core.events import Event
 
 if TYPE_CHECKING:
     from core.rollout import Rollout
+
+log = logging.getLogger("deploydeck.agent.api")
 
 #: the engine commands whose allowed/reason the state carries (core.rollout.commands names them)
 COMMANDS = (
@@ -116,6 +119,17 @@ class RunStream:
         return len(self.frames)
 
     def _on_event(self, event: Event) -> None:
+        # called by the engine's own publishing: whatever goes wrong here must not reach the
+        # rollout (an API problem never stops a deploy); the clients reconnect to a new stream
+        try:
+            self._publish(event)
+        except Exception:
+            log.exception(
+                "event stream of deploy %s failed; its clients are disconnected", self.rollout.deploy_id
+            )
+            self.close()
+
+    def _publish(self, event: Event) -> None:
         # called synchronously right after the engine appended the event: the state computed
         # here is the state that event left, before any later one
         frame = event_frame(len(self.frames) + 1, event)
