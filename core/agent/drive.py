@@ -274,7 +274,8 @@ class RunDriver:
         mirror = asyncio.create_task(self._mirror(run), name=f"status {run.key[0]}/{run.key[1]}")
         outcome: Outcome | None = None
         try:
-            await self._write_status(run)
+            # the status follows the engine's first event (run_resumed, deploy_started): written
+            # now it would show the fresh engine's "pending" over the phase a dead replica left
             body = asyncio.ensure_future(rollout.run())
             if run.deleting and not run.rollback_asked:  # deleted while the session was opening
                 await asyncio.sleep(0)

@@ -62,6 +62,21 @@ USERS: dict[str, set[str] | None] = {
     "carol": {"get", "list", "watch"},
     "dave": None,
 }
+#: the groups a TokenReview says each person is in; deploy/rbac-users.yaml's ClusterRoles are bound
+#: to them in both namespaces (dave, the change's author, may act too: the engine's author rule, not
+#: RBAC, keeps him from signing his own change)
+GROUPS: dict[str, list[str]] = {
+    "alice": ["deploydeck:release-managers"],
+    "bob": ["deploydeck:release-managers"],
+    "carol": ["deploydeck:viewers"],
+    "dave": ["shop:developers"],
+}
+BINDINGS = (
+    ("release-managers", "deploydeck-release-manager", "Group", "deploydeck:release-managers"),
+    ("dave", "deploydeck-release-manager", "User", "dave"),
+    ("viewers", "deploydeck-viewer", "Group", "deploydeck:viewers"),
+)
+_RBAC_USERS = Path(__file__).resolve().parents[2] / "deploy" / "rbac-users.yaml"
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -132,6 +147,7 @@ class SimEnvironment:
             pod_ready_delay_s=pod_start_delay_s,
             tokens={self.tokens[name]: verbs for name, verbs in USERS.items()} | {self.agent_token: None},
             usernames=names,
+            groups=GROUPS,
             # HTTPS, as a real API server: kubectl sends bearer tokens only over TLS (a self-signed
             # serving certificate from `openssl`; without it, plain HTTP and the adapter only)
             tls=shutil.which("openssl") is not None,
@@ -364,8 +380,9 @@ class SimEnvironment:
         self.agent_kubeconfig.chmod(0o600)
 
     async def _install_crd(self) -> None:
-        """The DeployRun CRD (deploy/crd.yaml's content), so `kubectl apply` of a DeployRun and an
-        agent (`sim serve --agent`, or `deploydeck agent --kubeconfig DIR/agent-kubeconfig.yaml`) work."""
+        """The DeployRun CRD (deploy/crd.yaml's content) and the people's Roles (deploy/rbac-users.yaml,
+        bound as GROUPS/BINDINGS say), so `kubectl apply` of a DeployRun, an agent (`sim serve --agent`,
+        or `deploydeck agent --kubeconfig DIR/agent-kubeconfig.yaml`) and its permission checks work."""
         from core.adapters.kubernetes.api import KubeApi
         from core.adapters.kubernetes.credentials import load
         from core.agent.crd import crd
@@ -373,8 +390,25 @@ class SimEnvironment:
 
         client, credentials = await load(str(self.agent_kubeconfig), None)
         api = KubeApi(client, SystemClock(), credentials=credentials)
+        rbac = "/apis/rbac.authorization.k8s.io/v1"
+        group = "rbac.authorization.k8s.io"
         try:
             await api.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=crd())
+            # a checkout has deploy/; an installed package does not: then every SAR says no
+            text = _RBAC_USERS.read_text(encoding="utf-8") if _RBAC_USERS.is_file() else ""
+            for doc in yaml.safe_load_all(text):
+                if doc and doc.get("kind") == "ClusterRole":
+                    await api.request("POST", f"{rbac}/clusterroles", body=doc)
+            for namespace in (PROD_NS, STAGING_NS):
+                for name, role, kind, subject in BINDINGS:
+                    binding = {
+                        "apiVersion": f"{group}/v1",
+                        "kind": "RoleBinding",
+                        "metadata": {"name": name, "namespace": namespace},
+                        "subjects": [{"kind": kind, "apiGroup": group, "name": subject}],
+                        "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": role},
+                    }
+                    await api.request("POST", f"{rbac}/namespaces/{namespace}/rolebindings", body=binding)
         finally:
             await api.close()
 
@@ -445,7 +479,13 @@ def plan_text(env: SimEnvironment) -> str:
                 {"name": "postgres", "url": f"{aux}/deps/postgres/health/ready"},
             ],
             "manual": [
-                {"id": "rollback-plan", "title": "Rollback plan documented", "policy": "POL-007"},
+                # the change's author (dave) may not vouch for its rollback plan: another person signs
+                {
+                    "id": "rollback-plan",
+                    "title": "Rollback plan documented",
+                    "policy": "POL-007",
+                    "author_may_sign": False,
+                },
                 {"id": "dashboards-reviewed", "title": "Dashboards reviewed by on-call", "policy": "POL-008"},
             ],
             "timeout": "5s",

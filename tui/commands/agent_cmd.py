@@ -74,6 +74,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from core.ports import ClusterError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per probe and gate read drowns the runs
     for flag, value in (("--port", args.port), ("--api-port", args.api_port)):
         if value is not None and not 0 <= value <= 65535:
             print(f"deploydeck agent: {flag} {value} is not a port", file=sys.stderr)
