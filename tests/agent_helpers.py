@@ -27,12 +27,14 @@ from core.clock import SystemClock
 from tests.serve_helpers import REPO, Serve, child_env, deploydeck
 
 
-def short_plan(serve: Serve, *, observe: str = "3s") -> dict[str, Any]:
+def short_plan(
+    serve: Serve, *, observe: str = "3s", steps: tuple[int, ...] = (5, 25, 50, 100)
+) -> dict[str, Any]:
     """sim-plan.yaml, quick: short soak, steps and verification."""
     plan = yaml.safe_load(Path(serve.printed("plan")).read_text(encoding="utf-8"))
     plan["staging"]["soak"]["duration"] = "2s"
-    plan["canary"]["steps"] = [{"weight": w, "observe": observe} for w in (5, 25, 50, 100)]
-    plan["verification"]["duration"] = "4s"
+    plan["canary"]["steps"] = [{"weight": w, "observe": observe} for w in steps]
+    plan["verification"]["duration"] = "3s"
     return plan
 
 
@@ -152,6 +154,22 @@ class AgentProc:
 
     def text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def metrics(self) -> dict[str, float]:
+        """Its /metrics, one entry per series (``name{labels}`` → value)."""
+        import re
+
+        import httpx
+
+        found = re.search(r"health and metrics on (http://127\.0\.0\.1:\d+)", self.text())
+        assert found, self.text()
+        text = httpx.get(f"{found.group(1)}/metrics", timeout=5).text
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                out[key] = float(value)
+        return out
 
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -30,14 +30,16 @@ pytestmark = [pytest.mark.real, pytest.mark.timeout(240)]
 async def test_kill_9_the_driving_agent_at_25_percent_and_the_standby_resumes_it(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    with sim_serve(tmp_path / "env") as env:
+    # the simulated metrics API instead of a real Prometheus: seconds less to start, same adapters
+    with sim_serve(tmp_path / "env", real_servers=False) as env:
         api = await kube(env)
         agents = [
             AgentProc(env, name, tmp_path, database=postgres_dsn, ttl_s=TTL_S)
             for name in ("agent-a", "agent-b")
         ]
         try:
-            await create_run(api, short_plan(env))
+            # 25 % first, then all: the kill lands mid-canary, the resume has a step left to take
+            await create_run(api, short_plan(env, steps=(25, 100)))
             await sign_off(env, api)
             at_25 = await wait_run(
                 api,
@@ -58,6 +60,10 @@ async def test_kill_9_the_driving_agent_at_25_percent_and_the_standby_resumes_it
                 120,
             )
             assert status(done)["outcome"] == "completed", status(done)
+            seen = await asyncio.to_thread(standby.metrics)
+            assert seen['deploydeck_lease_transitions_total{transition="acquired"}'] == 1.0
+            assert seen['deploydeck_lease_transitions_total{transition="released"}'] == 1.0
+            assert seen["deploydeck_analysis_read_seconds_count"] > 0  # its canary reads, timed
         except AssertionError as exc:
             raise AssertionError(f"{exc}{logs(agents)}") from None
         finally:
@@ -75,7 +81,7 @@ async def test_kill_9_the_driving_agent_at_25_percent_and_the_standby_resumes_it
         # twice (a dead holder on this host is seen at once; a Pod elsewhere waits out one TTL)
         assert resumed[0].unwatched_s < 2 * TTL_S + 5, resumed[0]  # type: ignore[union-attr]
         moves = [e.effective for e in events if e.type == "traffic_changed" and e.applied]  # type: ignore[union-attr]
-        assert moves == [5, 25, 50, 100, 0], moves  # nothing repeated or skipped across the takeover
+        assert moves == [25, 100, 0], moves  # nothing repeated or skipped across the takeover
         assert events[-1].type == "finished" and events[-1].outcome == "completed"  # type: ignore[union-attr]
         check = await asyncio.to_thread(run_cli, "log", "verify", "--database", postgres_dsn)
         assert check.returncode == 0, check.stdout + check.stderr
@@ -100,6 +106,8 @@ async def test_a_deployrun_deleted_at_50_percent_is_rolled_back_before_it_goes(
             )
             await wait_run(api, lambda o: o is None, "the DeployRun to go", 90, seen=seen)
             audit = env.control("audit")
+            counted = await asyncio.to_thread(agent.metrics)
+            assert counted['deploydeck_rollbacks_total{rule="manual"}'] == 1.0
         except AssertionError as exc:
             raise AssertionError(f"{exc}{logs([agent])}") from None
         finally:

@@ -35,7 +35,7 @@ from core.agent.crd import GROUP, PLURAL, VERSION, DeployRunStatus
 from core.agent.http import AgentMetrics
 from core.agent.runs import Key, fleet_row
 from core.agent.watch import RunChange, finished
-from core.domain import Outcome
+from core.domain import Outcome, Phase
 
 log = logging.getLogger("deploydeck.agent")
 
@@ -266,6 +266,9 @@ class RunDriver:
             if isinstance(event, RollbackTriggered):
                 self.metrics.rollbacks.labels(rule=event.rule).inc()
             phase = rollout.effective_phase.value
+            left = (run.obj.get("status") or {}).get("phase")
+            if phase == Phase.PENDING.value and left not in (None, Phase.PENDING.value):
+                return  # a resume's first lines: the status keeps what the last replica left
             if phase != run._phase:
                 run._phase, run.phase_since = phase, event.ts
             run._dirty.set()
