@@ -509,6 +509,7 @@ class AttachApp(RemoteDeckApp):
             self._unsubscribe = None
         self.session = None  # type: ignore[assignment]
         self._started = None
+        self.outcome = None  # a watcher leaving the fleet exits 0, whatever the runs it looked at did
         while len(self.screen_stack) > 1 and not isinstance(self.screen, FleetScreen):
             self.pop_screen()
         if session is not None:
