@@ -73,3 +73,48 @@ def test_run_with_agent_headless_json_creates_the_deployrun_and_follows_it_to_th
             "--headless",
         )
         assert refused.returncode == 2 and "cannot create the DeployRun" in refused.stderr
+
+
+def test_attach_on_a_terminal_lists_the_fleet_opens_a_run_and_leaves_it_to_the_agent(tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.agent_helpers import create_run, get_run, kube
+    from tests.pty_helpers import Terminal
+
+    with sim_serve(tmp_path / "env", "--agent") as serve:
+        plan = yaml.safe_load(Path(quick_plan(serve.printed("plan"), tmp_path / "plan.yaml")).read_text())
+
+        async def create() -> None:
+            api = await kube(serve, "alice")
+            try:
+                await create_run(api, plan)  # its manual gates wait for a person: it stays in flight
+            finally:
+                await api.close()
+
+        asyncio.run(create())
+        argv = deploydeck(
+            "attach", "--agent", serve.printed("agent"), "--kubeconfig", serve.printed("kubeconfig")
+        )
+        term = Terminal([*argv, "--context", "bob"], cwd=REPO, env=child_env(DEPLOYDECK_DEBUG="0"))
+        try:
+            term.wait_for(
+                lambda: "you: bob" in term.text and "checkout 1.4.2 → 1.5.0" in term.text, 60, "the fleet"
+            )
+            term.send("\r")  # Enter: the dashboard of the highlighted run
+            term.wait_for(lambda: "Rollback plan documented" in term.text, 60, "the run's dashboard")
+            term.send("q")  # back to the fleet (nothing to confirm: the agent keeps the run)
+            term.pump(1.0)
+            term.send("q")  # and out
+            assert term.proc.wait(timeout=20) == 0
+        finally:
+            term.close()
+
+        async def still_there() -> dict[str, object]:
+            api = await kube(serve, "alice")
+            try:
+                return (await get_run(api)) or {}
+            finally:
+                await api.close()
+
+        status = asyncio.run(still_there()).get("status") or {}
+        assert not status.get("outcome")  # watching and leaving changed nothing
