@@ -82,9 +82,16 @@ def agent_url(args: argparse.Namespace, *, from_env: bool = True) -> str | None:
 async def connect(args: argparse.Namespace, url: str) -> tuple[Any, Any, Any]:
     """(AgentClient, KubeconfigToken, Identity); raises AgentError/ClusterError/ValueError."""
     from core.agent.client import AgentClient, KubeconfigToken, check_agent_url
+    from core.ports import ClusterError
 
     check_agent_url(url)
-    token = await KubeconfigToken.load(str(args.kubeconfig) if args.kubeconfig else None, args.context)
+    try:
+        token = await KubeconfigToken.load(str(args.kubeconfig) if args.kubeconfig else None, args.context)
+    except ClusterError as exc:
+        # the kubeconfig is who you are to the agent: say so, the loader's words are about clusters
+        raise ClusterError(
+            f"{exc} (the agent knows you by this credential: --kubeconfig, --context)"
+        ) from None
     ca = args.agent_ca or token.ca_file
     client = AgentClient(url, token, ca_file=ca)
     try:
