@@ -241,3 +241,21 @@ async def test_attached_you_sign_as_your_kubeconfig_identity_only(tmp_path: Path
         assert [(e.gate_id, e.actor) for e in engine.events if isinstance(e, GateSignedOff)] == [
             ("rollback-plan", "alice")
         ]
+
+
+async def test_a_stream_the_agent_ends_for_good_is_said_and_is_no_outcome(tmp_path: Path) -> None:
+    async with agent_fleet(tmp_path) as fleet:
+        app, client = await attached(fleet, "alice", fleet=False, run=(NS, CHECKOUT))
+        notes: list[str] = []
+        async with client, app.run_test(size=(120, 40)) as pilot:  # type: ignore[attr-defined]
+            real_notify = app.notify
+            app.notify = lambda message, **kw: (notes.append(str(message)), real_notify(message, **kw))[1]  # type: ignore[method-assign]
+            await until(pilot, lambda: isinstance(app.screen, MainScreen), "the dashboard")
+            # the agent forgets the run (deleted, or another agent's namespace now) and drops its stream
+            fleet.replica.registry.views.pop((NS, CHECKOUT))
+            fleet.replica.server.hub.get((NS, CHECKOUT)).close()
+            await until(
+                pilot, lambda: any("lost the agent's event stream" in n for n in notes), "the loss said"
+            )
+            assert "HTTP 404" in next(n for n in notes if "lost the agent" in n)
+            assert app.outcome is None  # the run was not this dashboard's to end

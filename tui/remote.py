@@ -405,6 +405,23 @@ class RemoteDeckApp(DeployDeckApp):
         self.follow_permissions()
         super()._refresh_keys()
 
+    async def _drive(self) -> None:
+        """Follow the run (the base class runs an engine here): a stream the agent stopped answering
+        is said as such; the run itself goes on in the cluster, so this is no outcome."""
+        rollout = self.rollout
+        try:
+            outcome = await rollout.run()
+        except AgentError as exc:
+            from tui.widgets.model import LogEntry
+
+            why = f"lost the agent's event stream (the run goes on in the cluster): {exc}"
+            self.model.log.append(LogEntry(ts=self.now(), level="error", text=why))
+            self._mark({"log", "header"})
+            self.notify(why, severity="error", timeout=30)
+            return
+        if rollout is self.rollout:
+            self.outcome = outcome
+
     def action_history(self) -> None:
         self.notify(
             "the deployment log is the agent's: `deploydeck log --database URL` (or the agent's log file) "
