@@ -225,6 +225,16 @@ async def test_an_https_agent_is_trusted_through_the_kubeconfig_ca_or_agent_ca(t
             assert "GET /api/v1/whoami" in str(untrusted.value)
         async with AgentClient(replica.url, TOKENS["alice"], ca_file=cert.cert_file) as told:
             assert (await told.whoami()).username == "alice"  # --agent-ca
+        # through a port-forward: the certificate's name, not the URL's, is what is verified
+        named = AgentClient(replica.url, TOKENS["alice"], ca_file=cert.cert_file, tls_server_name="localhost")
+        async with named:
+            assert (await named.whoami()).username == "alice"
+        other = AgentClient(
+            replica.url, TOKENS["alice"], ca_file=cert.cert_file, tls_server_name="agent.example"
+        )
+        async with other:
+            with pytest.raises(AgentError, match="not trusted"):
+                await other.whoami()
         # the kubeconfig's cluster CA (the agent's certificate signed by the cluster's CA, or the same)
         config = tmp_path / "k.yaml"
         cluster_entry = {

@@ -262,8 +262,12 @@ class AgentClient:
         stream_idle_s: float = 45.0,
         reconnect_deadline_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        tls_server_name: str | None = None,
     ) -> None:
         self.url = check_agent_url(url)
+        # through `kubectl port-forward` the agent is 127.0.0.1, its certificate names its Service:
+        # verify (and send SNI) for that name, as a kubeconfig's tls-server-name does
+        self._extensions = {"sni_hostname": tls_server_name} if tls_server_name else {}
         self.token: TokenSource = token if not isinstance(token, str | None) else StaticToken(token)
         self.clock = clock or SystemClock()
         self.deadline_s = deadline_s
@@ -350,7 +354,7 @@ class AgentClient:
             try:
                 async with asyncio.timeout(max(0.1, remaining)):
                     response = await self._http.request(
-                        method, path, json=body, headers=await self._headers()
+                        method, path, json=body, headers=await self._headers(), extensions=self._extensions
                     )
                 status, text = response.status_code, response.text
             except httpx.ConnectError as exc:
@@ -458,7 +462,11 @@ class AgentClient:
             try:
                 timeout = httpx.Timeout(self.request_timeout_s, read=self.stream_idle_s)
                 request = self._http.build_request(
-                    "GET", path, headers=await self._headers(extra), timeout=timeout
+                    "GET",
+                    path,
+                    headers=await self._headers(extra),
+                    timeout=timeout,
+                    extensions=self._extensions,
                 )
                 response = await self._http.send(request, stream=True)
                 try:

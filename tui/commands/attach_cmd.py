@@ -37,6 +37,13 @@ def agent_args(p: argparse.ArgumentParser, *, default_help: str) -> None:
         help="CA bundle for an https agent (default: the kubeconfig cluster's CA, then the system's)",
     )
     p.add_argument(
+        "--agent-tls-server-name",
+        default=None,
+        metavar="NAME",
+        help="the name the agent's certificate carries, when URL says otherwise (kubectl port-forward: "
+        "deploydeck-agent.deploydeck-system.svc)",
+    )
+    p.add_argument(
         "--kubeconfig",
         type=Path,
         default=None,
@@ -73,7 +80,7 @@ def agent_url(args: argparse.Namespace, *, from_env: bool = True) -> str | None:
         _say(
             f"no agent URL: give --agent URL or set ${ENV_AGENT} (the address `deploydeck agent --api-port` "
             "serves; in a cluster, e.g. `kubectl -n deploydeck-system port-forward svc/deploydeck-agent 8443` "
-            "then --agent https://127.0.0.1:8443)"
+            "then --agent https://127.0.0.1:8443 --agent-tls-server-name deploydeck-agent.deploydeck-system.svc)"
         )
         return None
     return url
@@ -93,7 +100,7 @@ async def connect(args: argparse.Namespace, url: str) -> tuple[Any, Any, Any]:
             f"{exc} (the agent knows you by this credential: --kubeconfig, --context)"
         ) from None
     ca = args.agent_ca or token.ca_file
-    client = AgentClient(url, token, ca_file=ca)
+    client = AgentClient(url, token, ca_file=ca, tls_server_name=args.agent_tls_server_name)
     try:
         me = await client.whoami(deadline_s=CONNECT_DEADLINE_S)
     except BaseException:
