@@ -263,3 +263,15 @@ async def test_an_https_agent_is_trusted_through_the_kubeconfig_ca_or_agent_ca(t
         await replica.close()
         await cluster.stop()
         shutil.rmtree(cert.folder, ignore_errors=True)
+
+
+def test_agent_flags_without_agent_are_bad_input(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["run", "examples/minimal.yaml", "--sim", "--headless", "--context", "alice"]) == 2
+    assert "--context go with --agent URL" in capsys.readouterr().err
+
+
+def test_run_with_agent_refuses_as_and_json_without_headless(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["run", "examples/minimal.yaml", "--agent", "http://127.0.0.1:9", "--as", "bob"]) == 2
+    assert "--as does not apply with --agent" in capsys.readouterr().err
+    assert main(["run", "examples/minimal.yaml", "--agent", "http://127.0.0.1:9", "--json"]) == 2
+    assert "--json needs --headless" in capsys.readouterr().err

@@ -314,6 +314,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         from tui.commands.attach_cmd import run_with_agent
 
         return run_with_agent(args)
+    agent_only = [
+        flag
+        for flag, value in (
+            ("--kubeconfig", args.kubeconfig),
+            ("--context", args.context),
+            ("--agent-ca", args.agent_ca),
+            ("--agent-tls-server-name", args.agent_tls_server_name),
+        )
+        if value is not None
+    ]
+    if agent_only:
+        print(
+            f"deploydeck: {', '.join(agent_only)} go with --agent URL; without it the plan names its cluster "
+            "(cluster.kubeconfig, targets.*.context)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     plan = _plan_for(args)
     if plan is None:
         return EXIT_BAD_INPUT
