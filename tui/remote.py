@@ -399,6 +399,9 @@ class RemoteDeckApp(DeployDeckApp):
     def _attach(self) -> None:
         self.follow_permissions()
         super()._attach()
+        # what is allowed arrives in the `state` after each event: redraw the keys then, not at the
+        # next tick
+        self.session.rollout.on_state(lambda _state: self.call_later(self._refresh_keys))  # type: ignore[attr-defined]
 
     def _refresh_keys(self) -> None:
         # `you.may` can change (a 403 re-reads it): keep the read-only mode in step before the keys
