@@ -7,11 +7,14 @@ Run: python benchmarks/bench_agent_api.py  (or `make bench`). Prints goal beside
    simulated API server. The 20 clients run in a separate process (as remote dashboards would:
    their parsing does not load the agent's loop); each event carries the monotonic time it was
    emitted, and each client measures when the frame was parsed (CLOCK_MONOTONIC is system-wide).
-2. POST rollback → the cluster write. The engine drives the kube-backed world (the simulated
-   API server through the real adapter), sits in its canary at a weight, paused; the time is
-   from sending ``POST .../commands/rollback`` to the simulated API server storing the first
-   traffic write (a production Deployment's replicas change) and, before it, receiving the
-   persisted intent (the progress annotation).
+2. POST rollback → the first traffic write (a production Deployment's replicas change, as the
+   simulated API server stores it), twice:
+   - through the API in front of an engine alone, on the kube-backed world (the simulated API
+     server through the real adapter), paused in its canary at a weight; also the time to the
+     persisted intent (the progress annotation) the engine writes before any traffic change;
+   - through ``deploydeck agent`` itself (``run_agent``) on ``sim serve``'s environment (its
+     simulated metrics API), driving a DeployRun with its own credentials while alice, with her
+     own token, signs, proceeds and, at the first canary step, rolls back.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ CLIENTS = 20
 EVENTS = 200
 SPACING_S = 0.02
 ROLLBACKS = 10
+AGENT_ROLLBACKS = 5
 
 
 def pct(values: list[float], q: float) -> float:
@@ -208,10 +212,121 @@ async def rollbacks() -> tuple[list[float], list[float]]:
     return first, traffic
 
 
+async def poll(condition: Any, timeout_s: float, every_s: float) -> bool:
+    """Whether ``condition()`` held within ``timeout_s`` (checked every ``every_s``)."""
+    for _ in range(int(timeout_s / every_s) + 1):
+        if condition():
+            return True
+        await asyncio.sleep(every_s)
+    return bool(condition())
+
+
+# --- 2b. the same, through `deploydeck agent` on the simulated environment ------------------------
+
+
+async def agent_rollbacks(runs: int = AGENT_ROLLBACKS) -> list[float]:
+    """`sim serve`'s environment (simulated metrics API), an agent driving DeployRuns of its plan
+    with its own credentials, people acting through the agent's API with their own tokens: per
+    run, alice signs and proceeds, and at the first canary step presses rollback."""
+    import yaml
+
+    from core.adapters.kubernetes.api import KubeApi
+    from core.adapters.kubernetes.credentials import load
+    from core.agent.crd import deployrun
+    from core.agent.runner import Agent, run_agent
+    from core.clock import SystemClock
+    from core.sim.environment import PROD_NS, SimEnvironment
+
+    out: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = SimEnvironment(Path(tmp), use_real_servers=False)
+        await env.start()
+        client, credentials = await load(str(env.agent_kubeconfig), None)
+        agent_api = KubeApi(client, SystemClock(), credentials=credentials)
+        ready: asyncio.Future[Agent] = asyncio.get_running_loop().create_future()
+        drive = {
+            "kubeconfig": str(env.agent_kubeconfig),
+            "context": None,
+            "journal_path": Path(tmp) / "j.jsonl",
+        }
+        task = asyncio.create_task(
+            run_agent(agent_api, None, "127.0.0.1", 0, drive=drive, api_port=0, ready=ready)
+        )
+        admin_client, admin_credentials = await load(str(env.agent_kubeconfig), None)
+        admin = KubeApi(admin_client, SystemClock(), credentials=admin_credentials)
+        try:
+            agent = await asyncio.wait_for(ready, 30)
+            plan = yaml.safe_load(env.plan_path.read_text(encoding="utf-8"))
+            plan["staging"]["soak"]["duration"] = "3s"  # the metrics need a few scrapes
+            plan["canary"]["steps"] = [{"weight": w, "observe": "60s"} for w in (5, 25, 50, 100)]
+            headers = {"Authorization": f"Bearer {env.tokens['alice']}"}
+            scaled: list[float] = []
+
+            def on_change(change: Any) -> None:
+                obj, prev = change.obj, change.prev or {}
+                if change.res[-1] == "deployments" and obj["metadata"].get("namespace") == PROD_NS:
+                    if obj.get("spec", {}).get("replicas") != prev.get("spec", {}).get("replicas"):
+                        scaled.append(time.monotonic())
+
+            env.kube.store.listeners.append(on_change)
+            async with aiohttp.ClientSession() as http:
+                for i in range(runs):
+                    name = f"checkout-bench-{i}"
+                    body = deployrun(plan, name=name, namespace=PROD_NS)
+                    await admin.request(
+                        "POST", f"/apis/deploydeck.dev/v1alpha1/namespaces/{PROD_NS}/deployruns", body=body
+                    )
+                    base = f"{agent.api_url}/api/v1/namespaces/{PROD_NS}/runs/{name}/commands"
+                    deadline = time.monotonic() + 40
+                    while True:  # sign (once evaluated), proceed, until the canary holds traffic
+                        view = agent.registry.get(PROD_NS, name)
+                        rollout = view.rollout if view is not None else None
+                        if rollout is not None and rollout.phase.value == "canary" and rollout.weight > 0:
+                            break
+                        if rollout is not None and rollout.allowed("sign_off").ok:
+                            for gate in ("rollback-plan", "dashboards-reviewed"):
+                                if not rollout.ledger.signed(gate) and gate in rollout.gates:
+                                    async with http.post(
+                                        f"{base}/signoff", json={"gate": gate}, headers=headers
+                                    ) as r:
+                                        await r.read()
+                        if rollout is not None and rollout.allowed("proceed").ok:
+                            async with http.post(f"{base}/proceed", headers=headers) as r:
+                                await r.read()
+                        if time.monotonic() > deadline:
+                            where = (
+                                f"{rollout.phase.value}: {'; '.join(rollout.pending_reasons())}"
+                                if rollout is not None
+                                else f"not driven here ({view.row() if view else 'not seen'})"
+                            )
+                            tail = (Path(tmp) / "j.jsonl").read_text(encoding="utf-8").splitlines()[-6:]
+                            raise RuntimeError(
+                                f"{name} never reached its canary ({where})\n" + "\n".join(tail)
+                            )
+                        await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.5)  # settled in the step: the pods of 5 % are up
+                    scaled.clear()
+                    sent = time.monotonic()
+                    async with http.post(f"{base}/rollback", json={"reason": "bench"}, headers=headers) as r:
+                        assert r.status == 200, await r.text()
+                    if not await poll(lambda: bool(scaled), 30, 0.001):
+                        raise RuntimeError(f"{name}: the rollback never changed a deployment's replicas")
+                    out.append(scaled[0] - sent)
+                    # rolled back and let go before the next run
+                    await poll(lambda v=view: v is None or v.rollout is None, 60, 0.05)
+        finally:
+            task.cancel()
+            await asyncio.wait({task})
+            await admin.close()
+            await env.stop()
+    return out
+
+
 async def main() -> None:
     latencies, expected = await fanout()
     ms = [x * 1000 for x in latencies]
     first, traffic = await rollbacks()
+    through_agent = await agent_rollbacks()
     rows = [
         (
             f"engine event → {CLIENTS} SSE clients ({EVENTS} events, {len(ms)}/{expected} frames)",
@@ -221,6 +336,11 @@ async def main() -> None:
         (
             f"POST rollback → first traffic write ({ROLLBACKS} runs)",
             f"p50 {statistics.median(traffic) * 1000:.1f} ms, max {max(traffic) * 1000:.1f} ms",
+            "goal p50 ≤ 100 ms",
+        ),
+        (
+            f"POST rollback → first traffic write, `deploydeck agent` on sim serve ({len(through_agent)} runs)",
+            f"p50 {statistics.median(through_agent) * 1000:.1f} ms, max {max(through_agent) * 1000:.1f} ms",
             "goal p50 ≤ 100 ms",
         ),
         (
