@@ -275,3 +275,15 @@ def test_run_with_agent_refuses_as_and_json_without_headless(capsys) -> None:  #
     assert "--as does not apply with --agent" in capsys.readouterr().err
     assert main(["run", "examples/minimal.yaml", "--agent", "http://127.0.0.1:9", "--json"]) == 2
     assert "--json needs --headless" in capsys.readouterr().err
+
+
+def test_a_bare_agent_flag_takes_the_environment_and_without_it_run_stays_embedded(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.delenv("DEPLOYDECK_AGENT", raising=False)
+    assert main(["run", "examples/minimal.yaml", "--agent", "--headless"]) == 2
+    assert "no agent URL" in capsys.readouterr().err
+    monkeypatch.setenv("DEPLOYDECK_AGENT", "http://10.9.9.9:8080")  # a bare --agent reads it
+    assert main(["run", "examples/minimal.yaml", "--agent", "--headless"]) == 2
+    assert "plain HTTP sends your Kubernetes token in the clear" in capsys.readouterr().err

@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     _sim_args(run, running=True)
     _common_run_args(run)
     attach_cmd.agent_args(
-        run, default_help="create the plan's DeployRun in the cluster and follow the agent that drives it"
+        run,
+        default_help="create the plan's DeployRun in the cluster and follow the agent that drives it "
+        "(a bare --agent: $DEPLOYDECK_AGENT)",
     )
     run.set_defaults(func=cmd_run)
 
@@ -310,7 +312,7 @@ def load_plan_or_say(path: Path) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.agent:
+    if args.agent is not None:
         from tui.commands.attach_cmd import run_with_agent
 
         return run_with_agent(args)

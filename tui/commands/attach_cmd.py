@@ -28,7 +28,8 @@ _DETACH_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 
 
 def agent_args(p: argparse.ArgumentParser, *, default_help: str) -> None:
-    p.add_argument("--agent", default=None, metavar="URL", help=default_help)
+    # a bare --agent takes $DEPLOYDECK_AGENT (without --agent, `run` stays embedded whatever is set)
+    p.add_argument("--agent", nargs="?", const="", default=None, metavar="URL", help=default_help)
     p.add_argument(
         "--agent-ca",
         type=Path,
@@ -47,6 +48,7 @@ def agent_args(p: argparse.ArgumentParser, *, default_help: str) -> None:
         "--kubeconfig",
         type=Path,
         default=None,
+        metavar="PATH",
         help="whose credential (default: $KUBECONFIG, ~/.kube/config)",
     )
     p.add_argument(
@@ -74,8 +76,8 @@ def _say(message: str) -> None:
     print(f"deploydeck: {message}", file=sys.stderr)
 
 
-def agent_url(args: argparse.Namespace, *, from_env: bool = True) -> str | None:
-    url = args.agent or (os.environ.get(ENV_AGENT, "").strip() if from_env else "")
+def agent_url(args: argparse.Namespace) -> str | None:
+    url = args.agent or os.environ.get(ENV_AGENT, "").strip()
     if not url:
         _say(
             f"no agent URL: give --agent URL or set ${ENV_AGENT} (the address `deploydeck agent --api-port` "
@@ -298,7 +300,7 @@ def run_with_agent(args: argparse.Namespace) -> int:
     if args.actor:
         _say("--as does not apply with --agent: the agent knows you by your kubeconfig context (--context)")
         return EXIT_BAD_INPUT
-    url = agent_url(args, from_env=False)
+    url = agent_url(args)
     if url is None:
         return EXIT_BAD_INPUT
     loaded = _load_for_agent(args.plan)
