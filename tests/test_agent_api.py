@@ -585,3 +585,16 @@ async def test_a_failing_stream_never_reaches_the_engine(env: Env) -> None:
     event = await env.rollout._emit(LogLine, message="the engine goes on")
     assert env.rollout.events[-1] is event  # published and journaled: the failure stayed in the stream
     assert stream.closed and sub.queue.get_nowait() is None  # its client is told to reconnect
+
+
+async def test_any_replica_lists_who_is_attached_to_a_run_another_drives(env: Env) -> None:
+    standby = await start_replica(env.kube.url, [View((NS, RUN), None, env.url)])
+    try:
+        stream = sse(env.http, env.url, "bob")  # bob watches on the driving replica
+        assert (await anext(stream))[0] == "state"
+        async with env.http.get(f"{standby.url}/api/v1/runs", headers=auth("carol")) as r:
+            rows = (await r.json())["runs"]
+        assert [(row["name"], row["attached"]) for row in rows] == [(RUN, ["bob"])]
+        await stream.aclose()
+    finally:
+        await standby.close()
