@@ -71,6 +71,22 @@ async def test_fleet_lists_filters_and_enter_opens_the_dashboard_filled_from_his
             assert "replica-a" in checkout
             assert any(r.startswith("payments") and "rolled back" in r for r in rows)
 
+            # the fleet follows the runs by itself: bob pauses checkout, the row says so without a key
+            async with fleet.client("bob") as bob:
+                assert (await bob.command(NS, CHECKOUT, "pause", {"reason": "look"})).ok
+            await until(
+                pilot,
+                lambda: any(r.startswith("checkout") and "paused" in r for r in table_text(app)),
+                "paused",
+            )
+            async with fleet.client("bob") as bob:
+                assert (await bob.command(NS, CHECKOUT, "resume")).ok
+            await until(
+                pilot,
+                lambda: any(r.startswith("checkout | 1.4.2 → 1.5.0 | canary") for r in table_text(app)),
+                "resumed",
+            )
+
             await pilot.press("slash", *"pay")
             await pilot.pause()
             assert [r.split(" | ")[0] for r in table_text(app)] == ["payments"]
