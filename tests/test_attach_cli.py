@@ -287,3 +287,43 @@ def test_a_bare_agent_flag_takes_the_environment_and_without_it_run_stays_embedd
     monkeypatch.setenv("DEPLOYDECK_AGENT", "http://10.9.9.9:8080")  # a bare --agent reads it
     assert main(["run", "examples/minimal.yaml", "--agent", "--headless"]) == 2
     assert "plain HTTP sends your Kubernetes token in the clear" in capsys.readouterr().err
+
+
+async def test_an_exec_plugin_that_hangs_is_bounded_and_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.ports import ClusterError
+    from tui.commands import attach_cmd
+
+    script = tmp_path / "hang.py"
+    script.write_text("import time\ntime.sleep(5)\n", encoding="utf-8")
+    config = tmp_path / "k.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443"}}],
+                "users": [
+                    {
+                        "name": "u",
+                        "user": {
+                            "exec": {
+                                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                                "command": sys.executable,
+                                "args": [str(script)],
+                                "interactiveMode": "Never",
+                            }
+                        },
+                    }
+                ],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(attach_cmd, "CREDENTIAL_DEADLINE_S", 0.5)
+    args = attach_cmd_args(["attach", "--agent", "http://127.0.0.1:9", "--kubeconfig", str(config)])
+    with pytest.raises(ClusterError, match=r"credential \(exec plugin\) did not answer within 0.5 s"):
+        await attach_cmd.connect(args, "http://127.0.0.1:9")  # type: ignore[arg-type]

@@ -461,10 +461,12 @@ class AgentClient:
             status = 0
             try:
                 timeout = httpx.Timeout(self.request_timeout_s, read=self.stream_idle_s)
+                async with asyncio.timeout(self.request_timeout_s):  # an exec plugin that hangs
+                    headers = await self._headers(extra)
                 request = self._http.build_request(
                     "GET",
                     path,
-                    headers=await self._headers(extra),
+                    headers=headers,
                     timeout=timeout,
                     extensions=self._extensions,
                 )

@@ -24,6 +24,8 @@ EXIT_BAD_INPUT = 2
 ENV_AGENT = "DEPLOYDECK_AGENT"
 #: how long the first call may take before "unreachable" (later calls have the client's 15 s)
 CONNECT_DEADLINE_S = 3.0
+#: how long reading the kubeconfig's credential may take (an exec plugin included)
+CREDENTIAL_DEADLINE_S = 60.0
 _DETACH_CODES = {"SIGINT": 130, "SIGTERM": 143, "SIGHUP": 129}
 
 
@@ -95,7 +97,15 @@ async def connect(args: argparse.Namespace, url: str) -> tuple[Any, Any, Any]:
 
     check_agent_url(url)
     try:
-        token = await KubeconfigToken.load(str(args.kubeconfig) if args.kubeconfig else None, args.context)
+        # an exec plugin may ask its identity provider (a browser login, a cloud CLI): give it a minute
+        async with asyncio.timeout(CREDENTIAL_DEADLINE_S):
+            token = await KubeconfigToken.load(
+                str(args.kubeconfig) if args.kubeconfig else None, args.context
+            )
+    except TimeoutError:
+        raise ClusterError(
+            f"the kubeconfig's credential (exec plugin) did not answer within {CREDENTIAL_DEADLINE_S:g} s"
+        ) from None
     except ClusterError as exc:
         # the kubeconfig is who you are to the agent: say so, the loader's words are about clusters
         raise ClusterError(
