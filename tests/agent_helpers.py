@@ -130,7 +130,11 @@ class AgentProc:
         database: str | None,
         ttl_s: float,
         journal: Path | None = None,
+        own_host: bool = False,
     ) -> None:
+        """``own_host``: run it in a UTS namespace of its own, hostname ``name`` (``unshare -u``), as
+        a replica on another node: a standby cannot then see that a dead holder's process is gone,
+        and waits out the Lease's TTL as it would in a cluster."""
         self.name = name
         self.log_path = logs / f"{name}.log"
         args = ["agent", "--kubeconfig", str(serve.directory / "agent-kubeconfig.yaml"), "--port", "0"]
@@ -140,8 +144,12 @@ class AgentProc:
         elif journal is not None:
             args += ["--journal", str(journal)]
         self._log = self.log_path.open("w")
+        argv = deploydeck(*args)
+        if own_host:
+            # unshare and sh exec in place: the pid is the agent's
+            argv = ["unshare", "-u", "sh", "-c", f'hostname {name} && exec "$@"', "sh", *argv]
         self.proc = subprocess.Popen(
-            deploydeck(*args),
+            argv,
             stdout=subprocess.DEVNULL,
             stderr=self._log,  # a file: nobody reads it while it runs, a pipe would fill
             env=child_env(DEPLOYDECK_LEASE_TTL=str(ttl_s)),
@@ -174,6 +182,7 @@ class AgentProc:
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
+        self._log.close()
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -183,7 +192,8 @@ class AgentProc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return self.proc.returncode
 
 
