@@ -65,13 +65,15 @@ async def _serve(
     # SIGTERM and Ctrl-C both stop the environment cleanly (its Prometheus and Alertmanager too)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
+    agent_task: asyncio.Task[None] | None = None
     try:
         try:
             await env.start()
         except OSError as exc:
             print(f"deploydeck sim serve: cannot listen: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        agent_task = await _start_agent(env, agent_port) if agent_port is not None else None
+        if agent_port is not None:
+            agent_task = await _start_agent(env, agent_port)
         for note in env.notes:
             print(note)
         print(f"scenario: {scenario}")
