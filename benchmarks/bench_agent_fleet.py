@@ -1,0 +1,371 @@
+"""One agent drives 100 concurrent DeployRuns on the simulated world (issue 12): its CPU, its memory,
+and how late the slowest analysis interval came.
+
+Run: python benchmarks/bench_agent_fleet.py  (or `make bench`; BENCH_FLEET_RUNS to change 100).
+This process is the world: one simulated API server with 100 services (production and staging
+Deployments, the DeployRun CRD, deploy/rbac-users.yaml's roles), a simulated workload per
+Deployment and the simulated Prometheus query API over all of them. `deploydeck agent` is a child
+process; only it is measured (``/proc/<pid>``): CPU seconds over wall seconds (goal ≤ 1 core), peak
+RSS (goal ≤ 500 MB), and per canary step the gap between consecutive analysis samples minus the
+plan's interval (the lateness; the slowest one is printed). Every run's pre-deploy sign-offs and
+proceed go through the agent's API as alice, as an attached client would send them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.adapters.kubernetes.api import KubeApi
+from core.adapters.kubernetes.credentials import load
+from core.agent.crd import crd, deployrun
+from core.clock import ScaledClock, SystemClock
+from core.sim.environment import SPEED, scaled
+from core.sim.scenarios import get_scenario
+from core.sim.sim_prometheus import SimPrometheus
+from core.sim.workload import SimWorkload
+from tests.agent_api_helpers import AGENT_USER, TOKENS, start_cluster
+from tests.serve_helpers import REPO, child_env
+
+RUNS = int(os.environ.get("BENCH_FLEET_RUNS", "100"))
+NS, STAGING = "fleet", "fleet-staging"
+FROM, TO, IMAGE = "1.0.0", "1.1.0", "registry.example.com/fleet/app"
+INTERVAL_S = 2.0
+RPS = 150.0  # per service and wall second: enough for the analysis, cheap for 200 workloads
+#: the workloads' generator step in scenario seconds: half a wall second (the sim env's 0.1 s, times
+#: 200 workloads, would spend this process's core on ticks and starve the world's API server)
+TICK_S = SPEED * 0.5
+
+
+REPO_NAME, COMMIT, PR = "fleet/app", "9f3c2ab4d1e0", 7
+
+
+def plan(service: str, prometheus: str, aux: str, github_token: str, prod: str, stg: str) -> dict[str, Any]:
+    """The service's plan; ``prod``/``stg``: its production and staging workloads' base URLs."""
+    return {
+        "service": service,
+        "namespace": NS,
+        "version": {"from": FROM, "to": TO, "image": f"{IMAGE}:{TO}"},
+        "change": {
+            "id": f"CHG-{service}",
+            "class": "standard",
+            "author": "dave",
+            "repo": REPO_NAME,
+            "commit": COMMIT,
+            "pull_request": PR,
+        },
+        "cluster": {"kind": "kube"},
+        "targets": {
+            "staging": {
+                "namespace": STAGING,
+                "deployment": service,
+                "replicas": 4,
+                "rollout_timeout": "60s",
+                "health": {"live": f"{stg}/canary/health/live", "ready": f"{stg}/canary/health/ready"},
+            },
+            "production": {
+                "namespace": NS,
+                "deployment": service,
+                "replicas": 20,
+                "canary_deployment": f"{service}-canary",
+                "service": service,
+                "rollout_timeout": "60s",
+                "health": {"live": f"{prod}/stable/health/live", "ready": f"{prod}/stable/health/ready"},
+            },
+        },
+        "gates": {
+            "timezone": "UTC",
+            "freeze": {"no_fridays": False},
+            "error_budget": {"objective": 99.0},
+            "ci": {"provider": "github", "base_url": f"{aux}/github", "token": github_token},
+        },
+        "alertmanager": {"url": f"{aux}/alertmanager", "timeout": "5s"},
+        "staging": {
+            "e2e": {"command": f"curl -fsS {aux}/e2e", "timeout": "30s"},
+            "new_errors_query": f'sum(increase(log_messages_total{{namespace="{STAGING}",level="error"}}[1m]))'
+            " or vector(0)",
+            "soak": {"duration": 0},  # the canary is what is measured here
+        },
+        "canary": {"steps": [{"weight": w, "observe": "12s"} for w in (10, 50, 100)]},
+        "analysis": {
+            "interval": f"{INTERVAL_S:g}s",
+            "lookback": "10s",
+            "min_requests": 20,
+            "health_urls": [f"{prod}/canary/health/ready"],
+        },
+        "verification": {"duration": "6s", "max_error_delta_pp": 1.0, "on_failure": "rollback"},
+        "prometheus": {"url": prometheus, "timeout": "5s", "retries": 1},
+    }
+
+
+class Fleet:
+    """The world of RUNS services, in this process."""
+
+    async def start(self, root: Path) -> None:
+        self.server = await start_cluster((NS, STAGING))
+        clock = ScaledClock(SPEED)
+        self.workloads: list[SimWorkload] = []
+        self.urls: dict[tuple[str, str], str] = {}
+        healthy = scaled(get_scenario("healthy"), RPS, SPEED)
+        for i in range(RUNS):
+            service = f"svc-{i:03d}"
+            for namespace, replicas in ((NS, 20), (STAGING, 4)):
+                self.server.seed_service(
+                    namespace=namespace,
+                    deployment=service,
+                    canary_deployment=f"{service}-canary",
+                    image=f"{IMAGE}:{FROM}",
+                    replicas=replicas,
+                    service=service,
+                )
+            for namespace in (NS, STAGING):
+                workload = SimWorkload(
+                    healthy,
+                    service=service,
+                    namespace=namespace,
+                    stable_version=FROM,
+                    canary_version=TO,
+                    weight=self._share(namespace, service),
+                    clock=clock,
+                    seed=i,
+                    tick_s=TICK_S,
+                )
+                await workload.start()
+                self.workloads.append(workload)
+                self.urls[(namespace, service)] = workload.base_url
+        from core.sim.env_endpoints import Endpoints
+
+        self.github_token = "fleet-github-token"
+        # GitHub (CI green, the PR reviewed) and an Alertmanager with no alerts, for every service
+        self.endpoints = Endpoints(
+            token=self.github_token,
+            repo=REPO_NAME,
+            commit=COMMIT,
+            pull_request=PR,
+            author="dave",
+            reviewer="bob",
+            switch_scenario=lambda name: name,
+            set_faults=lambda changes: changes,
+            audit=list,
+            status=dict,
+        )
+        await self.endpoints.start()
+        self.prometheus = SimPrometheus(self.workloads)
+        self.prometheus_url = await self.prometheus.start()
+        self.kubeconfig = root / "agent-kubeconfig.yaml"
+        self.kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "fleet", "cluster": {"server": self.server.url}}],
+                    "users": [{"name": "agent", "user": {"token": TOKENS[AGENT_USER]}}],
+                    "contexts": [{"name": "agent", "context": {"cluster": "fleet", "user": "agent"}}],
+                    "current-context": "agent",
+                }
+            )
+        )
+        client, credentials = await load(str(self.kubeconfig), None)
+        self.api = KubeApi(client, SystemClock(), credentials=credentials)
+        await self.api.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body=crd())
+
+    def _share(self, namespace: str, service: str) -> Any:
+        server, new = self.server, f"{IMAGE}:{TO}"
+
+        def share() -> int:
+            if namespace == STAGING:
+                return 100 if server.deployment_image(namespace, service) == new else 0
+            stable = server.deployment_image(namespace, service)
+            canary = server.deployment_image(namespace, f"{service}-canary")
+            weight = server.canary_weight(namespace, service, f"{service}-canary", "replicas")
+            if stable == new:
+                return 100 - weight if canary != new else 100
+            return weight if canary == new else 0
+
+        return share
+
+    async def stop(self) -> None:
+        await self.api.close()
+        await self.prometheus.stop()
+        await self.endpoints.stop()
+        for workload in self.workloads:
+            await workload.stop()
+        await self.server.stop()
+
+
+def tail(root: Path, lines: int = 40) -> str:
+    return "\n".join((root / "agent.log").read_text(errors="replace").splitlines()[-lines:])
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def release_gates(client: httpx.AsyncClient, api: KubeApi, name: str) -> None:
+    """alice signs both sign-offs and proceeds, through the agent's API, once the run waits."""
+    path = f"/apis/deploydeck.dev/v1alpha1/namespaces/{NS}/deployruns/{name}"
+    url = ""
+    while not url:
+        status = (await api.request("GET", path)).get("status") or {}
+        url = (status.get("agent") or {}).get("url", "") if status.get("phase") == "preflight" else ""
+        if not url:
+            await asyncio.sleep(0.5)
+    headers = {"Authorization": f"Bearer {TOKENS['alice']}"}
+    base = f"{url}/api/v1/namespaces/{NS}/runs/{name}/commands"
+    steps = [
+        ("signoff", {"gate": "rollback-plan"}),
+        ("signoff", {"gate": "dashboards-reviewed"}),
+        ("proceed", {}),
+    ]
+    for verb, body in steps:
+        for _ in range(300):
+            answer = await client.post(f"{base}/{verb}", json=body, headers=headers)
+            if answer.status_code == 200:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"{name} {verb}: {answer.status_code} {answer.text}")
+
+
+def lateness(journal: Path) -> tuple[float, int, dict[str, int]]:
+    """(the slowest interval's lateness in s, intervals measured, outcomes by name)."""
+    events = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    worst, count, outcomes = 0.0, 0, {}
+    by_deploy = itertools.groupby(
+        sorted(events, key=lambda e: (e["deploy_id"], e["seq"])), key=lambda e: e["deploy_id"]
+    )
+    for _, lines in by_deploy:
+        samples = []
+        for event in lines:
+            if event["type"] == "analysis":
+                samples.append(event)
+            elif event["type"] == "rollback_triggered":
+                rule = f"rolled back by rule {event['rule']}"
+                outcomes[rule] = outcomes.get(rule, 0) + 1
+            elif event["type"] == "finished":
+                outcomes[event["outcome"]] = outcomes.get(event["outcome"], 0) + 1
+        for a, b in itertools.pairwise(samples):
+            if a["weight"] == b["weight"] and a.get("phase") == b.get("phase"):
+                gap = (parse(b["ts"]) - parse(a["ts"])) - INTERVAL_S
+                worst, count = max(worst, gap), count + 1
+    return worst, count, outcomes
+
+
+def parse(ts: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        fleet = Fleet()
+        await fleet.start(root)
+        journal = root / "fleet.jsonl"
+        log = (root / "agent.log").open("w")
+        agent = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tui.cli", "agent", "--kubeconfig", str(fleet.kubeconfig), "--port", "0",
+            "--api-port", "0", "--identity", "fleet-agent", "-n", NS, "--journal", str(journal),
+            stdout=subprocess.DEVNULL, stderr=log, env=child_env(), cwd=REPO,
+        )  # fmt: skip
+        try:
+            started, cpu0 = time.monotonic(), proc_cpu_s(agent.pid)
+            names = []
+            for i in range(RUNS):
+                service = f"svc-{i:03d}"
+                run = deployrun(
+                    plan(
+                        service,
+                        fleet.prometheus_url,
+                        fleet.endpoints.base_url,
+                        fleet.github_token,
+                        fleet.urls[(NS, service)],
+                        fleet.urls[(STAGING, service)],
+                    ),
+                    name=f"{service}-{TO.replace('.', '-')}",
+                    namespace=NS,
+                )
+                await fleet.api.request(
+                    "POST", f"/apis/deploydeck.dev/v1alpha1/namespaces/{NS}/deployruns", body=run
+                )
+                names.append(run["metadata"]["name"])
+            print(
+                f"  {RUNS} DeployRuns created; signing off through the agent's API",
+                file=sys.stderr,
+                flush=True,
+            )
+            async with httpx.AsyncClient(timeout=30) as client:
+                gates = asyncio.gather(*(release_gates(client, fleet.api, n) for n in names))
+                try:
+                    await asyncio.wait_for(gates, 300)
+                except TimeoutError:
+                    raise SystemExit(
+                        "sign-offs not accepted in 5 min; the agent said:\n" + tail(root)
+                    ) from None
+            print("  all released; waiting for the outcomes", file=sys.stderr, flush=True)
+            pending = set(names)
+            deadline = time.monotonic() + float(os.environ.get("BENCH_FLEET_DEADLINE", "900"))
+            while pending and time.monotonic() < deadline:
+                listed = await fleet.api.request(
+                    "GET", f"/apis/deploydeck.dev/v1alpha1/namespaces/{NS}/deployruns"
+                )
+                done = {
+                    o["metadata"]["name"] for o in listed["items"] if (o.get("status") or {}).get("outcome")
+                }
+                pending -= done
+                await asyncio.sleep(1.0)
+            if pending:
+                phases = sorted({(o.get("status") or {}).get("phase", "?") for o in listed["items"]})
+                last = [json.loads(x) for x in journal.read_text().splitlines()[-6:]]
+                said = [(e["type"], e.get("message") or e.get("reason") or e.get("gate", "")) for e in last]
+                print(f"  unfinished: {len(pending)} (phases {phases}); last lines {said}", file=sys.stderr)
+            wall, cpu = time.monotonic() - started, proc_cpu_s(agent.pid) - cpu0
+            peak = proc_peak_rss_mb(agent.pid)
+        finally:
+            agent.terminate()
+            try:
+                await asyncio.wait_for(agent.wait(), 60)
+            except TimeoutError:
+                agent.kill()
+                await agent.wait()
+            log.close()
+            await fleet.stop()
+        worst, count, outcomes = lateness(journal)
+        print(
+            f"one agent, {RUNS} concurrent DeployRuns on the simulated world ({len(pending)} unfinished at the deadline)"
+        )
+        print(f"  outcomes: {outcomes}; wall {wall:.0f} s from the first DeployRun to the last outcome")
+        print(
+            f"  agent CPU: {cpu / wall:.2f} cores on average ({cpu:.0f} s over {wall:.0f} s; goal ≤ 1 core)"
+        )
+        print(f"  agent peak RSS: {peak:.0f} MB (goal ≤ 500 MB)")
+        print(
+            f"  analysis intervals: {count} measured; slowest came {worst:.2f} s late "
+            f"(the plan's interval {INTERVAL_S:g} s; median lateness is not the goal, the worst is)"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
