@@ -254,10 +254,7 @@ async def test_agent_lists_watches_and_counts_runs_by_phase(
     )
 
     logged = [r.getMessage() for r in caplog.records if r.name == "deploydeck.agent"]
-    assert any(
-        "deployrun shop/checkout-canary: checkout 1.4.2 → 1.5.0, phase canary" in m
-        for m in logged
-    )
+    assert any("deployrun shop/checkout-canary: checkout 1.4.2 → 1.5.0, phase canary" in m for m in logged)
     assert any("deployrun shop/checkout-old: finished: completed" in m for m in logged)
     assert any(
         "deployrun shop/checkout-bad: not a valid plan" in m and "weights must increase" in m for m in logged
