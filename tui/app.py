@@ -72,6 +72,7 @@ class DeployDeckApp(SteeringActions, App[None]):
         Binding("g", "refresh_gates", "Re-check", id="refresh_gates"),
         Binding("d", "decide", "Decide", id="decide"),
         Binding("v", "verification", "Verify", id="verification"),
+        Binding("t", "rollout_tree", "Pods", id="rollout_tree"),
         Binding("l", "show_log", "Log", id="log"),
         Binding("h", "history", "History", id="history"),
         Binding("question_mark", "help", "Help", id="help", key_display="?"),
@@ -334,6 +335,13 @@ class DeployDeckApp(SteeringActions, App[None]):
                     self.session.plan.verification.max_error_delta_pp,
                 )
             )
+
+    def action_rollout_tree(self) -> None:
+        """ReplicaSets, pods, images, weights and analysis counts (kubectl argo rollouts get rollout)."""
+        from tui.screens.rollout_tree import RolloutScreen
+
+        if self.session is not None and not isinstance(self.screen, RolloutScreen):
+            self.push_screen(RolloutScreen(self.model, self._header, self.session.inspector()))
 
     def action_history(self) -> None:
         from tui.screens.history import HistoryScreen
