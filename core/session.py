@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -488,7 +489,9 @@ def _wire_pod_logs(model: object, plan: Plan, production: object, closers: list[
             ),
             None,
         )
-        return requests.lines(pod["metadata"]["name"], image)
+        started = (pod.get("status") or {}).get("startTime")
+        since = datetime.fromisoformat(started.replace("Z", "+00:00")) if started else None
+        return requests.lines(pod["metadata"]["name"], image, since)
 
     server.controller.pods.log_source = lines
 

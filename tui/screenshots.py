@@ -396,7 +396,8 @@ class Shot:
     name: str
     scenario: str
     until: Until
-    then: str = ""  # keys pressed after the state is reached ("v": verification, "h": history)
+    # keys pressed after the state is reached ("v": verification, "h": history); "wait:MS" waits
+    then: str | tuple[str, ...] = ""
     theme: str | None = None
 
 
@@ -406,7 +407,11 @@ SHOTS: list[Shot] = [
     Shot("canary-25-light", "healthy", canary_at(25), theme="textual-light"),
     Shot("rolled-back", "bad-canary", rolled_back),
     Shot("verification", "healthy", verifying(), then="v"),
-    Shot("pods", "bad-canary", canary_at(25, samples=6), then="t"),
+    Shot("pods", "bad-canary", canary_at(25, samples=6), then=("t", "wait:300")),
+    # Enter on the last canary pod: its events and log tail (bad-canary: its 503s)
+    Shot(
+        "pod", "bad-canary", canary_at(25, samples=6), then=("t", "wait:300", "ctrl+end", "enter", "wait:300")
+    ),
     Shot("history", "bad-canary", rolled_back, then="h"),
 ]
 

@@ -35,10 +35,11 @@ class RequestLog:
         self._last: dict[str, datetime] = {}
         self._rng: dict[str, random.Random] = {}
 
-    def lines(self, pod: str, image: str | None) -> list[str]:
+    def lines(self, pod: str, image: str | None, started: datetime | None = None) -> list[str]:
+        """Lines since the last read (the first read: since the pod started, else one second)."""
         role: Role = "canary" if image == self.new_image else "stable"
         now = self.model.clock.now()
-        last = self._last.get(pod)
+        last = self._last.get(pod) or started
         self._last[pod] = now
         seconds = 1.0 if last is None else (now - last).total_seconds()
         count = min(LINES_PER_READ, max(0, int(seconds)))
@@ -59,7 +60,8 @@ class RequestLog:
 
 
 def _stamped(at: datetime, lines: list[str]) -> list[str]:
-    stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """As KubeCluster.pod_detail shows a line: the kubelet's time of day, then the output."""
+    stamp = at.strftime("%H:%M:%S")
     return [f"{stamp} {line}" for line in lines]
 
 
@@ -175,6 +177,6 @@ class SimTree:
                 log = self.logs[pod] = deque(maxlen=1000)
                 log.extend(_stamped(since, [f"starting {image}", "listening on :8080, ready"]))
             if self.requests is not None:
-                log.extend(_stamped(now, self.requests.lines(pod, image)))
+                log.extend(_stamped(now, self.requests.lines(pod, image, since)))
             return PodDetail(name=pod, events=events, log=list(log)[-tail:] if tail else [])
         raise ClusterError(f'pods "{pod}" not found')

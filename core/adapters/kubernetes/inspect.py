@@ -173,7 +173,7 @@ async def pod_detail(cluster: KubeCluster, name: str, tail: int = 50) -> PodDeta
         answer = await cluster.api.request(
             "GET",
             f"/api/v1/namespaces/{ns}/pods/{name}/log",
-            query={"container": container, "tailLines": str(max(0, tail))},
+            query={"container": container, "tailLines": str(max(0, tail)), "timestamps": "true"},
             text=True,
         )
     except KubeApiError as exc:
@@ -181,5 +181,15 @@ async def pod_detail(cluster: KubeCluster, name: str, tail: int = 50) -> PodDeta
             raise
         # a container still creating (400) or a pod gone meanwhile (404): the events say why
         return PodDetail(name=name, events=events, log_error=str(exc))
-    lines = str(answer.get("text", "")).splitlines()
+    lines = [_short_stamp(line) for line in str(answer.get("text", "")).splitlines()]
     return PodDetail(name=name, events=events, log=lines[-tail:] if tail else [])
+
+
+def _short_stamp(line: str) -> str:
+    """`2026-11-24T10:15:35.5Z message` (kubectl logs --timestamps) → `10:15:35 message`."""
+    stamp, _, rest = line.partition(" ")
+    try:
+        at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return line  # not stamped as the kubelet stamps: shown as it came
+    return f"{at.strftime('%H:%M:%S')} {rest}"

@@ -79,8 +79,9 @@ class PodLifecycle:
         self._spawn = spawn
         #: when (on the Clock) each pod became Ready, by uid: minReadySeconds counts from there
         self.ready_at: dict[str, float] = {}
-        #: what each container wrote to stdout, by (pod uid, container): `kubectl logs` reads it
-        self.logs: dict[tuple[str, str], deque[str]] = {}
+        #: what each container wrote to stdout, by (pod uid, container), each line with the time the
+        #: kubelet stamped it (RFC 3339): `kubectl logs` reads it, `--timestamps` shows the stamps
+        self.logs: dict[tuple[str, str], deque[tuple[str, str]]] = {}
         #: more lines for a running container, asked per log read (the simulated workload's requests)
         self.log_source: Callable[[Obj, str], list[str]] | None = None
 
@@ -143,7 +144,7 @@ class PodLifecycle:
             "phase": "Running",
             "podIP": f"10.0.0.{(hash(name) % 250) + 2}",
             "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": rfc3339()}],
-            "startTime": rfc3339(),
+            "startTime": started,
             "containerStatuses": [
                 _container_status(c, {"running": {"startedAt": started}}, ready=True) for c in containers
             ],
@@ -222,10 +223,13 @@ class PodLifecycle:
             del self.logs[key]  # the container's log goes with its pod, as on a node
 
     def _write(self, uid: str, container: str, line: str) -> None:
-        stamp = self.clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        self.logs.setdefault((uid, container), deque(maxlen=LOG_LINES)).append(f"{stamp} {line}")
+        now = self.clock.now()
+        # RFC3339Nano as the kubelet writes it: trailing zeros of the fraction dropped
+        fraction = f".{now.microsecond:06d}".rstrip("0") if now.microsecond else ""
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+        self.logs.setdefault((uid, container), deque(maxlen=LOG_LINES)).append((stamp, line))
 
-    def log(self, pod: Obj, container: str | None, tail_lines: str | None) -> str:
+    def log(self, pod: Obj, container: str | None, tail_lines: str | None, timestamps: bool = False) -> str:
         """`GET pods/NAME/log`: the container's output, as the kubelet serves it; errors as the API
         server words them (pkg/registry/core/pod/strategy.go LogLocation, validateContainer)."""
         meta, spec = pod["metadata"], pod.get("spec") or {}
@@ -269,7 +273,9 @@ class PodLifecycle:
         lines = list(self.logs.get(key, ()))
         if tail is not None:
             lines = lines[-tail:] if tail else []
-        return "".join(f"{line}\n" for line in lines)
+        if timestamps:
+            return "".join(f"{stamp} {line}\n" for stamp, line in lines)
+        return "".join(f"{line}\n" for _, line in lines)
 
     def available_in(self, pod: Obj, min_ready_s: float) -> float | None:
         """0 when the pod is available (Ready for minReadySeconds), the seconds still to go, or None."""

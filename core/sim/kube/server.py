@@ -370,7 +370,12 @@ class SimKubeServer:
                 405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
             )
         pod = self.store.get(res, ns, name)
-        text = self.controller.pods.log(pod, request.query.get("container"), request.query.get("tailLines"))
+        text = self.controller.pods.log(
+            pod,
+            request.query.get("container"),
+            request.query.get("tailLines"),
+            timestamps=request.query.get("timestamps") in {"true", "1"},
+        )
         return web.Response(body=text.encode(), status=200, content_type="text/plain")
 
     async def _serve(
