@@ -244,3 +244,42 @@ async def test_promotion_reports_stable_with_its_real_pods_not_0_of_0(tmp_path: 
         assert status.stable_ready == status.stable_desired == replicas
     finally:
         await session.close()
+
+
+async def test_reading_a_log_needs_pods_log_not_just_pods(tmp_path: Path) -> None:
+    """RBAC as Kubernetes checks it: `get pods` does not grant `get pods/log`."""
+    import aiohttp
+
+    from core.sim.kube.rbac import ROLE_BINDINGS, ROLES
+    from tests.kube_helpers import start_sim
+
+    s = await start_sim(tmp_path, tokens={"admin-token": None, "viewer-token": set()})
+    try:
+        store = s.server.store
+        g = "rbac.authorization.k8s.io"
+        rule = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}
+        store.create(ROLES, NS, {"metadata": {"name": "pods-only"}, "rules": [rule]})
+        subject = {"kind": "User", "apiGroup": g, "name": "sim-user-1"}
+        ref = {"apiGroup": g, "kind": "Role", "name": "pods-only"}
+        store.create(
+            ROLE_BINDINGS, NS, {"metadata": {"name": "pods-only"}, "subjects": [subject], "roleRef": ref}
+        )
+        await eventually(lambda: all(p["status"].get("phase") == "Running" for p in _pods(s)), what="pods up")
+        name = _pods(s)[0]["metadata"]["name"]
+        headers = {"Authorization": "Bearer viewer-token"}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{s.server.url}/api/v1/namespaces/{NS}/pods/{name}", headers=headers) as r:
+                assert r.status == 200
+            async with http.get(
+                f"{s.server.url}/api/v1/namespaces/{NS}/pods/{name}/log", headers=headers
+            ) as r:
+                body = await r.json()
+                assert r.status == 403 and 'cannot get resource "pods/log"' in body["message"], body
+            rule["resources"] = ["pods", "pods/log"]
+            store.update(ROLES, NS, "pods-only", {"metadata": {"name": "pods-only"}, "rules": [rule]})
+            async with http.get(
+                f"{s.server.url}/api/v1/namespaces/{NS}/pods/{name}/log", headers=headers
+            ) as r:
+                assert r.status == 200 and "listening on :8080" in await r.text()
+    finally:
+        await s.server.stop()

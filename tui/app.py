@@ -374,8 +374,13 @@ class DeployDeckApp(SteeringActions, App[None]):
 
     def action_rollout_tree(self) -> None:
         """ReplicaSets, pods, images, weights and analysis counts (kubectl argo rollouts get rollout)."""
+        from tui.screens.history import HistoryScreen, ReplayScreen
         from tui.screens.rollout_tree import RolloutScreen
 
+        if isinstance(self.screen, HistoryScreen | ReplayScreen):
+            # a replay of a past deploy: the cluster shows today's pods, not that deploy's
+            self.notify("pods: the live deploy's only (esc back to it first)", severity="warning")
+            return
         if self.session is not None and not isinstance(self.screen, RolloutScreen):
             self.push_screen(RolloutScreen(self.model, self._header, self.session.inspector()))
 
