@@ -209,7 +209,7 @@ def test_a_deployment_scaled_to_zero_is_not_reported_as_rolled_out_pods() -> Non
         "status": {"observedGeneration": 3, "updatedReplicas": 0, "replicas": 0, "availableReplicas": 0},
     }
     done, message = rollout_status(zero)
-    assert done and "scaled to 0 replicas" in message and "0 of 0" not in message
+    assert done and "scaled to 0 replicas: no pods run it yet" in message and "0 of 0" not in message
 
 
 async def test_promotion_reports_stable_with_its_real_pods_not_0_of_0(tmp_path: Path) -> None:

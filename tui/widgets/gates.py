@@ -21,6 +21,12 @@ PHASE_GROUP: dict[Phase, GateGroup] = {
 }
 
 
+#: what folds inside the current group when it does not fit: automated passes first, then every
+#: satisfied gate (signed, overridden) too
+_AUTOMATED_PASS = frozenset({GateStatus.PASS, GateStatus.SKIPPED})
+_SATISFIED = frozenset(s for s in GateStatus if s.satisfied)
+
+
 def _lines(options: list[Option]) -> int:
     """Rows the options take: a gate is two lines, a header one."""
     return sum(len(str(o.prompt).splitlines()) or 1 for o in options)
@@ -117,10 +123,13 @@ class GateChecklist(OptionList):
         self._signature = signature
         keep = self.selected_gate_id
         current = PHASE_GROUP.get(self.model.phase)
-        options = self._gate_options(groups, current, width, fold_current=False)
-        if budget is not None and _lines(options) > budget:
-            # the current phase's open gates must stay in view (issue 15): its passed gates fold too
-            options = self._gate_options(groups, current, width, fold_current=True)
+        options = self._gate_options(groups, current, width, fold=frozenset())
+        # the current phase's open gates must stay in view (issue 15): its passed gates fold too,
+        # the automated ones first; a person's sign-off or override stays on its row while it fits
+        for fold in (_AUTOMATED_PASS, _SATISFIED):
+            if budget is None or _lines(options) <= budget:
+                break
+            options = self._gate_options(groups, current, width, fold=fold)
         self.set_options(options)
         target = keep or self._first_needing_sign_off()
         if target is not None:
@@ -135,7 +144,7 @@ class GateChecklist(OptionList):
         current: GateGroup | None,
         width: int,
         *,
-        fold_current: bool,
+        fold: frozenset[GateStatus],
     ) -> list[Option]:
         options: list[Option] = []
         for group, views in groups:
@@ -152,12 +161,13 @@ class GateChecklist(OptionList):
             if folded:
                 continue
             shown = views
-            if fold_current and group == current and done:
-                shown = [v for v in views if not v.result.status.satisfied]
+            folded_views = [v for v in views if v.result.status in fold] if group == current else []
+            if folded_views:
+                shown = [v for v in views if v.result.status not in fold]
                 line = Text(no_wrap=True, overflow="ellipsis")
                 line.append(f"{GATE_GLYPH[GateStatus.PASS][0]} ", style=GATE_GLYPH[GateStatus.PASS][1])
-                names = ", ".join(v.result.gate_id for v in views if v.result.status.satisfied)
-                line.append(_fit(f"{done} passed: {names}", max(8, width - 2)), style="dim")
+                names = ", ".join(v.result.gate_id for v in folded_views)
+                line.append(_fit(f"{len(folded_views)} passed: {names}", max(8, width - 2)), style="dim")
                 options.append(Option(line, id=f"group:{group.value}:passed", disabled=True))
             options.extend(Option(gate_prompt(v, width), id=v.result.gate_id) for v in shown)
         if not options:

@@ -387,7 +387,7 @@ def rollout_status(d: dict[str, Any]) -> tuple[bool, str]:
     if desired == 0:
         # complete as kubectl says, but nothing runs: "rolled out (0 of 0 available)" read as a
         # healthy stable while its pods were still to come (issue 15); say what is true
-        return True, "new template in place, scaled to 0 replicas (no pods run it yet)"
+        return True, "rolled out, scaled to 0 replicas: no pods run it yet"
     return True, f"rolled out ({available} of {desired} available)"
 
 
