@@ -1,7 +1,8 @@
 """Dashboard benchmarks: first frame, `r` to the Cluster port, idle CPU, chart cost.
 
-Run: python benchmarks/bench_tui.py [--quick]. Prints one table; targets from issue 3.
---quick shortens the idle-CPU window and the number of presses (for a smoke run).
+Run: python benchmarks/bench_tui.py [--quick]. Prints one table; targets from issues 3 and 15.
+--quick shortens the idle-CPU window and the number of presses (for a smoke run). CPU figures are
+the median of several windows (the machine is shared and noisy); `r` is 200 presses (issue 15).
 """
 
 from __future__ import annotations
@@ -313,6 +314,18 @@ async def chart_cost(iterations: int) -> tuple[list[float], list[float]]:
 
 # --- table ----------------------------------------------------------------------------------
 
+#: what made a press slow (issue 15: p99 256 ms), found by timing each step between the key and the
+#: call; printed with the figures so the number is never read without its explanation
+SLOW_PRESS_CAUSE = (
+    "cause of slow presses (found, issue 15): the engine's RollbackTriggered and PhaseChanged repainted",
+    "the dashboard at once (why panel, footer keys, header): a full-screen frame of 30-190 ms ran on the",
+    "event loop between the journal writes and Cluster.rollback. Now painting waits until the engine",
+    "has called the cluster (Rollout.rollback_started, at most 0.5 s). The tail that remains, traced on",
+    "a shared 2-core box: a gen-2 garbage collection (~90 ms, the heap of 200 sessions in this process),",
+    "gaps where the process got no CPU (load > 2), a frame already being drawn when the key arrives,",
+    "and two durable journal writes (fsync, journal-before-action: 1-13 ms each).",
+)
+
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -323,9 +336,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    presses = 10 if args.quick else 50
-    window = 5.0 if args.quick else 30.0
+    presses = 20 if args.quick else 200
+    window = 5.0 if args.quick else 20.0
     runs = 3 if args.quick else 5
+    cpu_runs = 1 if args.quick else 3
 
     rows: list[tuple[str, str, str]] = []
     headless, heavy = first_frame_headless(runs)
@@ -352,16 +366,33 @@ def main() -> int:
         (f"`r` → Cluster.rollback p50 ({presses} presses)", f"{pct(lat, 0.5) * 1000:.1f} ms", "< 30 ms")
     )
     rows.append(
-        (f"`r` → Cluster.rollback p99 ({presses} presses)", f"{pct(lat, 0.99) * 1000:.1f} ms", "< 100 ms")
+        (f"`r` → Cluster.rollback p99 ({presses} presses)", f"{pct(lat, 0.99) * 1000:.1f} ms", "≤ 100 ms")
     )
-    cpu, state = asyncio.run(idle_cpu(window))
+    rows.append(("  slowest press", f"{max(lat) * 1000:.1f} ms", "(cause below)"))
+    for line in SLOW_PRESS_CAUSE:
+        rows.append((f"  {line}", "", ""))
+    live = [asyncio.run(idle_cpu(window)) for _ in range(cpu_runs)]
+    cpu = statistics.median(c for c, _ in live)
     rows.append(
-        (f"CPU watching a live rollout, {window:.0f} s, 1 Hz charts", f"{cpu:.1f} % of a core", "< 3 %")
+        (
+            f"CPU watching a live rollout at 120×40, 1 Hz charts (median of {cpu_runs}×{window:.0f} s)",
+            f"{cpu:.1f} % of a core",
+            "≤ 5 % (issue 15)",
+        )
     )
-    rows.append(("  (rollout during the window)", state, "issue 15: ≤ 5 %"))
+    rows.append(("  (runs)", ", ".join(f"{c:.1f} %" for c, _ in live), ""))
+    rows.append(("  (rollout during the last window)", live[-1][1], ""))
     for where, label in (("gates", "waiting at the gates for a sign-off"), ("complete", "after completion")):
-        idle, phase = asyncio.run(idle_dashboard_cpu(window, where))
-        rows.append((f"CPU idle, {label}, {window:.0f} s ({phase})", f"{idle:.1f} % of a core", "≤ 1 %"))
+        idle_runs = [asyncio.run(idle_dashboard_cpu(window, where)) for _ in range(cpu_runs)]
+        idle = statistics.median(c for c, _ in idle_runs)
+        phase = idle_runs[-1][1]
+        rows.append(
+            (
+                f"CPU idle, {label} (median of {cpu_runs}×{window:.0f} s, {phase})",
+                f"{idle:.1f} % of a core",
+                "≤ 1 %",
+            )
+        )
     pure, frames = asyncio.run(chart_cost(200))
     rows.append(
         (

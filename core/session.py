@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,6 +24,7 @@ from core.world import World
 
 if TYPE_CHECKING:
     from core.adapters.kubernetes.lease import LeaseKeeper
+    from core.cluster_view import ClusterInspector
     from core.rollout.progress import RolloutStatus
 
 #: simulated seconds until a new pod of the simulated cluster is Ready (a real one takes a few); on the
@@ -84,6 +86,12 @@ class Session:
     kubeconfig: str | None = None
     notes: list[str] = field(default_factory=list)  # what the session set up, for the person to read
     lease: LeaseKeeper | None = None
+
+    def inspector(self) -> ClusterInspector:
+        """Read-only views of production (ReplicaSets, pods, events, logs) for the dashboard."""
+        from core.cluster_view import ClusterInspector
+
+        return ClusterInspector(self.world.production, self.clock)
 
     async def close(self) -> None:
         if self.lease is not None:
@@ -420,10 +428,15 @@ async def _sim_world(
             f"simulated Kubernetes API at {server.url}; kubectl --kubeconfig {kubeconfig} get deploy -A"
         )
     else:
-        staging = SimCluster(stable_image=old_image, replicas=stg_t.replicas or 4, clock=clock)
-        production = SimCluster(stable_image=old_image, replicas=prod_t.replicas or 10, clock=clock)
+        staging = SimCluster(
+            stable_image=old_image, replicas=stg_t.replicas or 4, clock=clock, deployment=stg_t.deployment
+        )
+        production = SimCluster(
+            stable_image=old_image, replicas=prod_t.replicas or 10, clock=clock, deployment=prod_t.deployment
+        )
         traffic = production
     model = WorkloadModel(scenario, traffic, clock)
+    _wire_pod_logs(model, plan, production, closers)
     production = ObservedCluster(production, model.traffic_requested)
     metrics = SimMetrics(model, min_requests=plan.analysis.min_requests, seed=plan.seed)
     if use_prometheus:
@@ -452,6 +465,40 @@ async def _sim_world(
         closers=closers,
     )
     return world, kubeconfig, notes
+
+
+def _wire_pod_logs(model: object, plan: Plan, production: object, closers: list[object]) -> None:
+    """Request lines in the production pods' logs follow the scenario (core.sim.pod_logs)."""
+    from core.sim.pod_logs import RequestLog
+    from core.sim.world import SimCluster
+
+    requests = RequestLog(model, plan.seed, plan.version.image)  # type: ignore[arg-type]
+    if isinstance(production, SimCluster):
+        production.view.requests = requests
+        return
+    from core.sim.kube import SimKubeServer
+
+    server = next((c for c in closers if isinstance(c, SimKubeServer)), None)
+    if server is None:
+        return
+    namespace = plan.targets.production.namespace
+
+    def lines(pod: dict[str, Any], container: str) -> list[str]:
+        if pod["metadata"].get("namespace") != namespace:
+            return []  # staging's pods serve no simulated traffic of their own
+        image = next(
+            (
+                c.get("image")
+                for c in pod.get("spec", {}).get("containers") or []
+                if c.get("name") == container
+            ),
+            None,
+        )
+        started = (pod.get("status") or {}).get("startTime")
+        since = datetime.fromisoformat(started.replace("Z", "+00:00")) if started else None
+        return requests.lines(pod["metadata"]["name"], image, since)
+
+    server.controller.pods.log_source = lines
 
 
 class _RemoveOnClose:

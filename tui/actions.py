@@ -73,11 +73,15 @@ class SteeringActions:
             self.notify(f"cannot roll back: {self.rollout.allowed('rollback').reason}", severity="warning")
             return
         # show it in this very frame; the engine's RollbackTriggered confirms it moments later
+        self.hold_layout()  # type: ignore[attr-defined]
         self.model.rollback_requested_by = self.actor
         self.model.log.append(
             LogEntry(ts=self.now(), level="error", text=f"rollback requested by {self.actor} (r)")
         )
-        self._paint({"header", "log"})
+        # the header (two fixed lines, no relayout) says so in this very frame; the log and the
+        # panels that change the layout wait until the engine has called the cluster (hold_layout)
+        self._paint({"header"})
+        self._mark({"log"})  # type: ignore[attr-defined]
         self._command(
             "rollback", lambda: self.rollout.rollback(self.actor, f"manual rollback by {self.actor}")
         )

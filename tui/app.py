@@ -7,6 +7,7 @@ module so the first frame paints fast.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,7 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 
 from core.domain import Outcome, Phase
-from core.events import DecisionRequired, Event, Finished
+from core.events import DecisionRequired, Event, Finished, RollbackTriggered
 from core.redact import redact
 from tui.actions import SteeringActions
 from tui.lifecycle import exit_on_hangup
@@ -46,6 +47,13 @@ Reopen = Callable[[str], Awaitable["Session"]]
 
 #: the charts redraw at most this often; other panels follow events as they come
 CHART_PERIOD_S = 1.0
+
+#: once a rollback starts, painting waits until the engine has called Cluster.rollback (at most this
+#: long): a repaint that relayouts the screen (the why panel appears, the footer loses keys, a Static's
+#: new text) took 30-190 ms on a busy machine and ran on the event loop between the engine's journal
+#: writes and the cluster call (issue 15: `r` → Cluster.rollback p99 256 ms). The header, two fixed
+#: lines repainted without a layout pass, still says "rolling back" in the frame of the key.
+ROLLBACK_PAINT_HOLD_S = 0.5
 
 _STEERING_KEYS = {
     "r": "roll back",
@@ -72,6 +80,7 @@ class DeployDeckApp(SteeringActions, App[None]):
         Binding("g", "refresh_gates", "Re-check", id="refresh_gates"),
         Binding("d", "decide", "Decide", id="decide"),
         Binding("v", "verification", "Verify", id="verification"),
+        Binding("t", "rollout_tree", "Pods", id="rollout_tree"),
         Binding("l", "show_log", "Log", id="log"),
         Binding("h", "history", "History", id="history"),
         Binding("question_mark", "help", "Help", id="help", key_display="?"),
@@ -108,6 +117,7 @@ class DeployDeckApp(SteeringActions, App[None]):
         self._dirty: set[str] = set()
         self._flush_pending = False
         self._charts_drawn_at = 0.0
+        self._hold_until = 0.0  # monotonic time until which layout-changing paints wait (rollback)
         self._owned: list[Session] = []  # sessions from `reopen`, which this app must close
         self._decision_shown: DecisionRequired | None = None
         self._keys_signature: tuple[object, ...] = ()
@@ -183,6 +193,8 @@ class DeployDeckApp(SteeringActions, App[None]):
 
     def _on_event(self, event: Event) -> None:
         # called synchronously by the engine: fold now, paint on the next turn of the loop
+        if isinstance(event, RollbackTriggered):
+            self.hold_layout()
         self._mark(self.model.apply(event))
         if isinstance(event, DecisionRequired) and not self.read_only_refuses("decide"):
             self.call_later(self._ask_decision, event)
@@ -201,8 +213,31 @@ class DeployDeckApp(SteeringActions, App[None]):
 
     # not `_flush`: Textual's App._flush(stderr=...) is called whenever stdout is flushed while it runs,
     # and shadowing it made every such flush (and quitting) end in a TypeError traceback
+    def hold_layout(self) -> None:
+        """A rollback is starting: let the engine reach the cluster before anything is repainted."""
+        if time.monotonic() < self._hold_until or self.session is None:
+            return
+        started = self.rollout.rollback_started
+        if started.is_set():
+            return
+        self._hold_until = time.monotonic() + ROLLBACK_PAINT_HOLD_S
+
+        async def release() -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(started.wait(), ROLLBACK_PAINT_HOLD_S)
+            self._hold_until = 0.0
+            self._mark(set())
+
+        self.run_worker(release(), group="rollback-hold", exit_on_error=False)
+
     def _paint_dirty(self) -> None:
         self._flush_pending = False
+        if time.monotonic() < self._hold_until:
+            # the header is two fixed lines (no relayout); the rest stays dirty until the hold ends
+            if "header" in self._dirty:
+                self._dirty.discard("header")
+                self._paint({"header"})
+            return
         changed = set(self._dirty)  # a copy: the in-place -= below would empty it too
         if "charts" in changed and time.monotonic() - self._charts_drawn_at < CHART_PERIOD_S:
             changed = changed - {"charts"}  # stays dirty until the tick draws it
@@ -226,6 +261,8 @@ class DeployDeckApp(SteeringActions, App[None]):
         ]
 
     def _tick(self) -> None:
+        if time.monotonic() < self._hold_until:
+            return  # a rollback is starting: the engine's path to the cluster first
         if "charts" in self._dirty:
             self._dirty.discard("charts")
             self._charts_drawn_at = time.monotonic()
@@ -334,6 +371,18 @@ class DeployDeckApp(SteeringActions, App[None]):
                     self.session.plan.verification.max_error_delta_pp,
                 )
             )
+
+    def action_rollout_tree(self) -> None:
+        """ReplicaSets, pods, images, weights and analysis counts (kubectl argo rollouts get rollout)."""
+        from tui.screens.history import HistoryScreen, ReplayScreen
+        from tui.screens.rollout_tree import RolloutScreen
+
+        if isinstance(self.screen, HistoryScreen | ReplayScreen):
+            # a replay of a past deploy: the cluster shows today's pods, not that deploy's
+            self.notify("pods: the live deploy's only (esc back to it first)", severity="warning")
+            return
+        if self.session is not None and not isinstance(self.screen, RolloutScreen):
+            self.push_screen(RolloutScreen(self.model, self._header, self.session.inspector()))
 
     def action_history(self) -> None:
         from tui.screens.history import HistoryScreen

@@ -42,6 +42,7 @@ class DeckCommands(Provider):
             ("show_log", "Show the full event log", app.action_show_log, "(l)"),
             ("history", "Show deploy history", app.action_history, "(h)"),
             ("verification", "Show post-deploy verification", app.action_verification, "(v)"),
+            ("rollout_tree", "Show ReplicaSets and pods", app.action_rollout_tree, "(t)"),
             ("help", "Help", app.action_help, "keys and glyphs (?)"),
         ]
         if app.reopen is not None:

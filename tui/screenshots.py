@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from textual import events
 from textual.pilot import Pilot
@@ -109,6 +109,7 @@ async def demo_app(
     promote: bool = False,
     deploy_id: str | None = None,
     notifications: bool = False,
+    backend: Literal["memory", "kube"] = "memory",
 ) -> AsyncIterator[tuple[DeployDeckApp, Pilot[None]]]:
     """A dashboard on a fresh simulated session, running headless; closes everything after.
 
@@ -121,7 +122,11 @@ async def demo_app(
     with tempfile.TemporaryDirectory(prefix="deploydeck-tui-") as tmp:
         path = journal or Path(tmp) / "deployments.jsonl"
         session = await open_session(
-            demo_plan(scenario), actor=ACTOR, clock=clock or FreezingClock(), journal_path=path
+            demo_plan(scenario),
+            actor=ACTOR,
+            clock=clock or FreezingClock(),
+            journal_path=path,
+            sim_backend=backend,
         )
         if deploy_id:
             session.rollout.deploy_id = deploy_id  # a fixed id: snapshots show it
@@ -391,7 +396,8 @@ class Shot:
     name: str
     scenario: str
     until: Until
-    then: str = ""  # keys pressed after the state is reached ("v": verification, "h": history)
+    # keys pressed after the state is reached ("v": verification, "h": history); "wait:MS" waits
+    then: str | tuple[str, ...] = ""
     theme: str | None = None
 
 
@@ -401,6 +407,11 @@ SHOTS: list[Shot] = [
     Shot("canary-25-light", "healthy", canary_at(25), theme="textual-light"),
     Shot("rolled-back", "bad-canary", rolled_back),
     Shot("verification", "healthy", verifying(), then="v"),
+    Shot("pods", "bad-canary", canary_at(25, samples=6), then=("t", "wait:300")),
+    # Enter on the last canary pod: its events and log tail (bad-canary: its 503s)
+    Shot(
+        "pod", "bad-canary", canary_at(25, samples=6), then=("t", "wait:300", "ctrl+end", "enter", "wait:300")
+    ),
     Shot("history", "bad-canary", rolled_back, then="h"),
 ]
 

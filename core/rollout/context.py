@@ -139,6 +139,9 @@ class RolloutContext:
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._wake = asyncio.Event()
+        #: set the moment the rollback procedure calls Cluster.rollback (the dashboard holds its
+        #: relayouts until then, so a full-screen repaint never stands between `r` and the cluster)
+        self.rollback_started = asyncio.Event()
         self._proceed_requested: str | None = None
         self._refresh_requested: str | None = None
         self._awaiting_proceed = False

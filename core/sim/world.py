@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from core.clock import Clock
+from core.cluster_view import ClusterTree, PodDetail
 from core.domain import (
     Alert,
     CanaryMetrics,
@@ -43,7 +44,13 @@ class SimCluster:
     """A stable and a canary workload with a traffic weight, revisions, and rollout undo."""
 
     def __init__(
-        self, *, stable_image: str, replicas: int = 10, clock: Clock, ready_after_s: float = 20.0
+        self,
+        *,
+        stable_image: str,
+        replicas: int = 10,
+        clock: Clock,
+        ready_after_s: float = 20.0,
+        deployment: str = "checkout",
     ) -> None:
         self.clock = clock
         self.replicas = replicas
@@ -55,6 +62,10 @@ class SimCluster:
         self.state: dict[str, object] | None = None
         self.calls: list[str] = []
         self.fail_rollbacks = 0  # fault injection: this many rollback calls raise first
+        from core.sim.pod_logs import SimTree
+
+        self.view = SimTree(self, deployment)  # the ReplicaSet/pod tree (core.cluster_view)
+        self.view.deployed("stable", stable_image)
 
     # new version share: what the simulated workload routes to the new image
     def new_version_share(self) -> int:
@@ -79,6 +90,7 @@ class SimCluster:
 
     async def deploy(self, image: str, role: Role) -> None:
         self.calls.append(f"deploy:{role}:{image}")
+        self.view.deployed(role, image)
         if role == "canary":
             self.canary_image = image
         else:
@@ -118,6 +130,12 @@ class SimCluster:
             to_revision=len(self.stable_history),
             detail=f"stable runs {self.stable_image}",
         )
+
+    async def tree(self) -> ClusterTree:
+        return self.view.tree()
+
+    async def pod_detail(self, pod: str, tail: int = 50) -> PodDetail:
+        return self.view.pod_detail(pod, tail)
 
     async def read_state(self) -> dict[str, object] | None:
         return self.state

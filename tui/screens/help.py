@@ -23,6 +23,11 @@ KEYS: list[tuple[str, str, str]] = [
     ("refresh_gates", "g", "re-check this step's automated gates now"),
     ("decide", "d", "answer a verification decision: roll back or fix forward"),
     ("verification", "v", "post-deploy verification view"),
+    (
+        "rollout_tree",
+        "t",
+        "ReplicaSets and pods, images, set vs actual weight; Enter on a pod: events and log",
+    ),
     ("log", "l", "full event log (w filters warnings and errors)"),
     ("history", "h", "past deploys; Enter replays one"),
     ("help", "?", "this help"),

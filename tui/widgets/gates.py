@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.css.scalar import Unit
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option, OptionDoesNotExist
 
@@ -18,6 +19,17 @@ PHASE_GROUP: dict[Phase, GateGroup] = {
     Phase.STAGING: GateGroup.STAGING,
     Phase.VERIFY: GateGroup.POST_DEPLOY,
 }
+
+
+#: what folds inside the current group when it does not fit: automated passes first, then every
+#: satisfied gate (signed, overridden) too
+_AUTOMATED_PASS = frozenset({GateStatus.PASS, GateStatus.SKIPPED})
+_SATISFIED = frozenset(s for s in GateStatus if s.satisfied)
+
+
+def _lines(options: list[Option]) -> int:
+    """Rows the options take: a gate is two lines, a header one."""
+    return sum(len(str(o.prompt).splitlines()) or 1 for o in options)
 
 
 def _fit(text: str, width: int) -> str:
@@ -76,11 +88,29 @@ class GateChecklist(OptionList):
             return option.id
         return None
 
+    def line_budget(self) -> int | None:
+        """Lines the list may show before it scrolls: its max-height (a share of the column) less
+        the border; None before layout."""
+        parent = self.parent
+        max_height = self.styles.max_height
+        height = getattr(parent, "size", None)
+        if parent is None or max_height is None or height is None or not height.height:
+            return None
+        if max_height.unit in {Unit.PERCENT, Unit.HEIGHT}:  # `55%` of a height parses as 55h
+            total = int(height.height * max_height.value / 100)
+        elif max_height.unit == Unit.VIEW_HEIGHT:
+            total = int(self.screen.size.height * max_height.value / 100)
+        else:
+            total = int(max_height.value)
+        return max(1, total - self.styles.gutter.height)
+
     def update_from_model(self) -> None:
         groups = self.model.gates_by_group()
         width = max(20, self.scrollable_content_region.width - 1)
+        budget = self.line_budget()
         signature: tuple[object, ...] = (
             width,
+            budget,
             self.model.phase,
             *(
                 (v.result.gate_id, v.result.status, v.result.evidence, len(v.sign_offs), v.overridden_by)
@@ -92,8 +122,31 @@ class GateChecklist(OptionList):
             return
         self._signature = signature
         keep = self.selected_gate_id
-        options: list[Option] = []
         current = PHASE_GROUP.get(self.model.phase)
+        options = self._gate_options(groups, current, width, fold=frozenset())
+        # the current phase's open gates must stay in view (issue 15): its passed gates fold too,
+        # the automated ones first; a person's sign-off or override stays on its row while it fits
+        for fold in (_AUTOMATED_PASS, _SATISFIED):
+            if budget is None or _lines(options) <= budget:
+                break
+            options = self._gate_options(groups, current, width, fold=fold)
+        self.set_options(options)
+        target = keep or self._first_needing_sign_off()
+        if target is not None:
+            try:
+                self.highlighted = self.get_option_index(target)
+            except OptionDoesNotExist:
+                self.highlighted = None
+
+    def _gate_options(
+        self,
+        groups: list[tuple[GateGroup, list[GateView]]],
+        current: GateGroup | None,
+        width: int,
+        *,
+        fold: frozenset[GateStatus],
+    ) -> list[Option]:
+        options: list[Option] = []
         for group, views in groups:
             done = sum(1 for v in views if v.result.status.satisfied)
             # a group whose gates all passed folds to one line, so the current phase's gates stay
@@ -105,8 +158,18 @@ class GateChecklist(OptionList):
             if folded:
                 header.append("  all passed", style="green")
             options.append(Option(header, id=f"group:{group.value}", disabled=True))
-            if not folded:
-                options.extend(Option(gate_prompt(v, width), id=v.result.gate_id) for v in views)
+            if folded:
+                continue
+            shown = views
+            folded_views = [v for v in views if v.result.status in fold] if group == current else []
+            if folded_views:
+                shown = [v for v in views if v.result.status not in fold]
+                line = Text(no_wrap=True, overflow="ellipsis")
+                line.append(f"{GATE_GLYPH[GateStatus.PASS][0]} ", style=GATE_GLYPH[GateStatus.PASS][1])
+                names = ", ".join(v.result.gate_id for v in folded_views)
+                line.append(_fit(f"{len(folded_views)} passed: {names}", max(8, width - 2)), style="dim")
+                options.append(Option(line, id=f"group:{group.value}:passed", disabled=True))
+            options.extend(Option(gate_prompt(v, width), id=v.result.gate_id) for v in shown)
         if not options:
             options.append(
                 Option(
@@ -115,13 +178,7 @@ class GateChecklist(OptionList):
                     disabled=True,
                 )
             )
-        self.set_options(options)
-        target = keep or self._first_needing_sign_off()
-        if target is not None:
-            try:
-                self.highlighted = self.get_option_index(target)
-            except OptionDoesNotExist:
-                self.highlighted = None
+        return options
 
     def _first_needing_sign_off(self) -> str | None:
         for view in self.model.gates.values():

@@ -110,6 +110,10 @@ class DeckModel:
         self.log: deque[LogEntry] = deque(maxlen=MAX_LOG)
         self.health_failures = 0
         self.last_ts: datetime | None = None
+        # the weight the engine last asked the cluster for (argo's SetWeight); `weight` is what it applied
+        self.weight_requested: int = 0
+        # analysis intervals per step, as argo counts its AnalysisRun measurements: label → [✔, ✖, ?]
+        self.step_checks: dict[str, list[int]] = {}
         # set by the UI the instant `r` is pressed, before the engine answers
         self.rollback_requested_by: str | None = None
 
@@ -189,6 +193,7 @@ class DeckModel:
                 self._log(event.ts, "info", f"window '{event.name}' started ({_dur(event.duration_s)})")
                 changed |= {"ladder"}
             case TrafficChanged(applied=False):
+                self.weight_requested = event.requested
                 self._log(event.ts, "debug", f"asking the cluster for canary {event.requested} %")
             case TrafficChanged():
                 t = self.seconds(event.ts)
@@ -196,12 +201,17 @@ class DeckModel:
                     # a step change, not a ramp: repeat the old weight at the same instant
                     self.traffic.append((t, self.traffic[-1][1]))
                 self.weight = event.effective
+                self.weight_requested = event.requested
                 self.traffic.append((t, event.effective))
                 detail = f" ({event.detail})" if event.detail else ""
                 self._log(event.ts, "info", f"traffic → canary {event.effective} % by {event.actor}{detail}")
                 changed |= {"ladder", "charts"}
             case AnalysisSample():
                 self._sample(event)
+                label = "verify" if event.phase == Phase.VERIFY else f"{event.weight} %"
+                if event.phase in {Phase.CANARY, Phase.VERIFY, Phase.PAUSED}:
+                    counts = self.step_checks.setdefault(label, [0, 0, 0])
+                    counts[{"healthy": 0, "fired": 1}.get(event.verdict, 2)] += 1
                 changed |= {"charts", "meters", "ladder", "verify"}
                 if event.verdict == "no_data" and event.blind_intervals == 0 and event.phase != Phase.STAGING:
                     # the metrics answered with too few requests: the window waits, nothing is wrong

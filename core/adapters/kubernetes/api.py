@@ -102,9 +102,11 @@ class KubeApi:
         content_type: str | None = None,
         query: dict[str, str] | None = None,
         idempotent: bool = False,
+        text: bool = False,
     ) -> dict[str, Any]:
         """`idempotent`: a write without a precondition that sets absolute values (a scale, an
-        annotation): a 409 is retried like a transient error instead of asking the caller to re-read."""
+        annotation): a 409 is retried like a transient error instead of asking the caller to re-read.
+        `text`: the answer is plain text (a pod's log), returned as ``{"text": ...}``."""
         verb, resource, namespace, name = describe_path(method, path, query)
         started = self.clock.now()
         attempt = 0
@@ -115,7 +117,7 @@ class KubeApi:
                 self.fence(method, path)  # before every attempt: a retry may come after the lease is gone
             self.api_calls[verb] += 1
             try:
-                status, payload, retry_after = await self._once(method, path, body, content_type, query)
+                status, payload, retry_after = await self._once(method, path, body, content_type, query, text)
             except (TimeoutError, OSError, _client_errors()) as exc:
                 status, payload, retry_after = (
                     0,
@@ -152,9 +154,16 @@ class KubeApi:
             await self.clock.sleep(delay)
 
     async def _once(
-        self, method: str, path: str, body: Any, content_type: str | None, query: dict[str, str] | None
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str | None,
+        query: dict[str, str] | None,
+        text: bool = False,
     ) -> tuple[int, dict[str, Any], float | None]:
-        headers = {"Accept": "application/json"}
+        # a log is served as text/plain; its errors still come as a JSON Status
+        headers = {"Accept": "text/plain, application/json" if text else "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         with self._hold():
@@ -172,6 +181,8 @@ class KubeApi:
                 self.request_timeout_s + 1,
             )
             raw = await response.read()
+        if text and 200 <= response.status < 300:
+            return response.status, {"text": raw.decode("utf-8", "replace")}, None
         try:
             payload = json.loads(raw) if raw else {}
         except json.JSONDecodeError:

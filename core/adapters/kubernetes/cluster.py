@@ -19,6 +19,7 @@ from core.adapters.kubernetes.undo import (
     undo_patch,
 )
 from core.clock import Clock
+from core.cluster_view import ClusterTree, PodDetail
 from core.domain import RollbackReport, WorkloadStatus
 from core.plan import TargetSpec, VersionSpec
 from core.ports import ClusterError, Progress, Role
@@ -125,6 +126,18 @@ class KubeCluster(TrafficStrategies):
             weight=weight,
             revision=revision(stable),
         )
+
+    async def tree(self) -> ClusterTree:
+        """The ReplicaSet/pod tree, images, revisions and weights (core.cluster_view); only GETs."""
+        from core.adapters.kubernetes.inspect import tree
+
+        return await tree(self)
+
+    async def pod_detail(self, pod: str, tail: int = 50) -> PodDetail:
+        """One pod's recent events and log tail, as `kubectl describe pod` and `kubectl logs --tail`."""
+        from core.adapters.kubernetes.inspect import pod_detail
+
+        return await pod_detail(self, pod, tail)
 
     async def refusals(self, version: VersionSpec) -> list[str]:
         """Why this cluster must not be deployed to as the plan says (empty: go); see preflight.py."""
@@ -371,6 +384,10 @@ def rollout_status(d: dict[str, Any]) -> tuple[bool, str]:
         return False, f"{replicas - updated} old replicas are pending termination"
     if available < updated:
         return False, f"{available} of {updated} updated replicas are available"
+    if desired == 0:
+        # complete as kubectl says, but nothing runs: "rolled out (0 of 0 available)" read as a
+        # healthy stable while its pods were still to come (issue 15); say what is true
+        return True, "rolled out, scaled to 0 replicas: no pods run it yet"
     return True, f"rolled out ({available} of {desired} available)"
 
 

@@ -10,6 +10,7 @@ from core.events import (
     LogLine,
     TrafficChanged,
 )
+from core.ports import PortError
 from core.rollout.context import (
     RolloutContext,
 )
@@ -72,9 +73,28 @@ class CanaryStep(RolloutContext):
                 "stable", plan.targets.production.rollout_timeout, self._progress("stable rollout")
             )
             await self._set_weight(0, detail="promoted: stable runs the new version")
+            await self._report_stable()
             self.step_index = None
             await self._mark("canary.promote", f"{plan.version.to} is stable")
         self.step_index = None
+
+    async def _report_stable(self) -> None:
+        """The replicas strategy scales stable to 0 while the canary carries 100 %: the wait before
+        the weight returned found nothing to roll out ("0 of 0", issue 15), and stable's pods came
+        back with the weight (set_canary_weight waits for them). Say what stable runs now."""
+        try:
+            status = await self.world.production.describe()
+        except PortError as exc:
+            await self._emit(
+                LogLine, message=f"stable rollout: cannot read it back now: {exc}", source="cluster"
+            )
+            return
+        await self._emit(
+            LogLine,
+            message=f"stable rollout: {status.stable_ready} of {status.stable_desired} pods ready, "
+            f"running {status.stable_image}",
+            source="cluster",
+        )
 
     async def _set_weight(self, percent: int, detail: str = "") -> None:
         """Move traffic once: intent persisted and journaled first, then the cluster, then the record.

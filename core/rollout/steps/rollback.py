@@ -56,6 +56,7 @@ class RollbackProcedure(RolloutContext):
         while not self._done("rollback.applied"):
             attempt += 1
             try:
+                self.rollback_started.set()
                 report = await prod.rollback()
                 break
             except PortError as exc:

@@ -10,18 +10,35 @@ from __future__ import annotations
 
 import copy
 import secrets
+from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from core.clock import Clock
-from core.sim.kube.errors import ApiError
+from core.sim.kube.errors import ApiError, bad_request, invalid_all
 from core.sim.kube.events import EventRecorder
 from core.sim.kube.resources import BY_PATH
 from core.sim.kube.store import Obj, Store, rfc3339
 
 PODS = BY_PATH[("", "v1", "pods")]
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
+
+
+#: lines kept per container (a node rotates container logs; `kubectl logs` shows what is left)
+LOG_LINES = 1000
+
+
+def _container_status(container: Obj, state: Obj, *, ready: bool) -> Obj:
+    return {
+        "name": container.get("name"),
+        "image": container.get("image"),
+        "imageID": "",
+        "ready": ready,
+        "started": "running" in state,
+        "restartCount": 0,
+        "state": state,
+    }
 
 
 def is_ready(pod: Obj) -> bool:
@@ -62,6 +79,11 @@ class PodLifecycle:
         self._spawn = spawn
         #: when (on the Clock) each pod became Ready, by uid: minReadySeconds counts from there
         self.ready_at: dict[str, float] = {}
+        #: what each container wrote to stdout, by (pod uid, container), each line with the time the
+        #: kubelet stamped it (RFC 3339): `kubectl logs` reads it, `--timestamps` shows the stamps
+        self.logs: dict[tuple[str, str], deque[tuple[str, str]]] = {}
+        #: more lines for a running container, asked per log read (the simulated workload's requests)
+        self.log_source: Callable[[Obj, str], list[str]] | None = None
 
     def shutdown_for(self, pod: Obj, grace: float | None = None) -> float:
         limit = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30) if grace is None else grace
@@ -91,6 +113,11 @@ class PodLifecycle:
             "status": {
                 "phase": "Pending",
                 "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": rfc3339()}],
+                # the kubelet reports each container waiting until its process starts
+                "containerStatuses": [
+                    _container_status(c, {"waiting": {"reason": "ContainerCreating"}}, ready=False)
+                    for c in (template.get("spec") or {}).get("containers") or []
+                ],
             },
         }
         created = self.store.create(PODS, rs["metadata"]["namespace"], pod)
@@ -111,16 +138,31 @@ class PodLifecycle:
         pod = self.store.peek(PODS, ns, name)
         if pod is None or is_terminating(pod):
             return
+        started = rfc3339(self.clock.now())
+        containers = (pod.get("spec") or {}).get("containers") or []
         status = {
             "phase": "Running",
             "podIP": f"10.0.0.{(hash(name) % 250) + 2}",
             "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": rfc3339()}],
-            "startTime": rfc3339(),
+            "startTime": started,
+            "containerStatuses": [
+                _container_status(c, {"running": {"startedAt": started}}, ready=True) for c in containers
+            ],
         }
         updated = self.store.update(PODS, ns, name, {"metadata": {}, "status": status}, subresource="status")
-        self.ready_at.setdefault(updated["metadata"]["uid"], self.clock.now().timestamp())
-        for container in (pod.get("spec") or {}).get("containers") or []:
+        uid = updated["metadata"]["uid"]
+        self.ready_at.setdefault(uid, self.clock.now().timestamp())
+        for container in containers:
+            self._event(
+                updated,
+                "Pulled",
+                f'Container image "{container.get("image")}" already present on machine',
+                "kubelet",
+            )
+            self._event(updated, "Created", f"Created container {container.get('name')}", "kubelet")
             self._event(updated, "Started", f"Started container {container.get('name')}", "kubelet")
+            self._write(uid, str(container.get("name")), f"starting {container.get('image')}")
+            self._write(uid, str(container.get("name")), "listening on :8080, ready")
 
     def _event(self, obj: Obj, reason: str, message: str, component: str) -> None:
         if self.events is not None:
@@ -147,6 +189,7 @@ class PodLifecycle:
             {**c, "status": "False", "lastTransitionTime": rfc3339()} if c.get("type") == "Ready" else c
             for c in status.get("conditions") or []
         ]
+        status["containerStatuses"] = [{**c, "ready": False} for c in status.get("containerStatuses") or []]
         marked = self.store.mark_deleting(
             PODS,
             ns,
@@ -158,6 +201,9 @@ class PodLifecycle:
         self._spawn(self._remove_later(ns, name, meta.get("uid") or current["metadata"]["uid"], seconds))
         for container in (current.get("spec") or {}).get("containers") or []:
             self._event(marked, "Killing", f"Stopping container {container.get('name')}", "kubelet")
+            self._write(
+                marked["metadata"]["uid"], str(container.get("name")), "SIGTERM: draining connections"
+            )
         return marked
 
     async def _remove_later(self, ns: str | None, name: str, uid: str, seconds: float) -> None:
@@ -171,7 +217,65 @@ class PodLifecycle:
             gone = self.store.delete(PODS, ns, name)
         except ApiError:
             return
-        self.ready_at.pop(gone["metadata"].get("uid", ""), None)
+        uid = gone["metadata"].get("uid", "")
+        self.ready_at.pop(uid, None)
+        for key in [k for k in self.logs if k[0] == uid]:
+            del self.logs[key]  # the container's log goes with its pod, as on a node
+
+    def _write(self, uid: str, container: str, line: str) -> None:
+        now = self.clock.now()
+        # RFC3339Nano as the kubelet writes it: trailing zeros of the fraction dropped
+        fraction = f".{now.microsecond:06d}".rstrip("0") if now.microsecond else ""
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+        self.logs.setdefault((uid, container), deque(maxlen=LOG_LINES)).append((stamp, line))
+
+    def log(self, pod: Obj, container: str | None, tail_lines: str | None, timestamps: bool = False) -> str:
+        """`GET pods/NAME/log`: the container's output, as the kubelet serves it; errors as the API
+        server words them (pkg/registry/core/pod/strategy.go LogLocation, validateContainer)."""
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        tail: int | None = None
+        if tail_lines is not None:
+            try:
+                tail = int(tail_lines)
+            except ValueError:
+                raise bad_request(
+                    f'tailLines: strconv.ParseInt: parsing "{tail_lines}": invalid syntax'
+                ) from None
+            if tail < 0:
+                raise invalid_all(
+                    "PodLogOptions",
+                    "",
+                    meta["name"],
+                    [("tailLines", f"Invalid value: {tail}: must be greater than or equal to 0")],
+                )
+        names = [str(c.get("name")) for c in spec.get("containers") or []]
+        inits = [str(c.get("name")) for c in spec.get("initContainers") or []]
+        if container is None:
+            if len(names) != 1:
+                raise bad_request(
+                    f"a container name must be specified for pod {meta['name']}, choose one of: [{' '.join(names)}]"
+                    + (f" or one of the init containers: [{' '.join(inits)}]" if inits else "")
+                )
+            container = names[0]
+        if container not in names and container not in inits:
+            raise bad_request(f"container {container} is not valid for pod {meta['name']}")
+        for c in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (c.get("state") or {}).get("waiting")
+            if c.get("name") == container and waiting:
+                reason = waiting.get("reason") or "ContainerCreating"
+                raise bad_request(
+                    f'container "{container}" in pod "{meta["name"]}" is waiting to start: {reason}'
+                )
+        key = (str(meta.get("uid")), container)
+        if self.log_source is not None and not is_terminating(pod) and is_ready(pod):
+            for line in self.log_source(pod, container):
+                self._write(key[0], container, line)
+        lines = list(self.logs.get(key, ()))
+        if tail is not None:
+            lines = lines[-tail:] if tail else []
+        if timestamps:
+            return "".join(f"{stamp} {line}\n" for stamp, line in lines)
+        return "".join(f"{line}\n" for _, line in lines)
 
     def available_in(self, pod: Obj, min_ready_s: float) -> float | None:
         """0 when the pod is available (Ready for minReadySeconds), the seconds still to go, or None."""

@@ -37,7 +37,14 @@ class Resource:
 RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "namespaces", "namespace", "Namespace", namespaced=False, short_names=("ns",)),
     Resource(
-        "", "v1", "pods", "pod", "Pod", short_names=("po",), subresources=("status",), categories=("all",)
+        "",
+        "v1",
+        "pods",
+        "pod",
+        "Pod",
+        short_names=("po",),
+        subresources=("log", "status"),
+        categories=("all",),
     ),
     Resource("", "v1", "services", "service", "Service", short_names=("svc",), categories=("all",)),
     Resource("", "v1", "configmaps", "configmap", "ConfigMap", short_names=("cm",)),
@@ -219,7 +226,8 @@ def resource_list_doc(group: str, version: str, extra: tuple[Resource, ...] = ()
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": sub_kind,
-                "verbs": ["get", "patch", "update"],
+                # a log is read only (kube-apiserver's pods/log REST storage has only Get)
+                "verbs": ["get"] if sub == "log" else ["get", "patch", "update"],
             }
             if sub == "scale":
                 sub_entry["group"] = "autoscaling"

@@ -367,6 +367,21 @@ class SimKubeServer:
                 f.force_conflicts -= 1
             raise conflict_error(res.plural, res.group, name)
 
+    def _log(self, request: web.Request, res: Resource, ns: str | None, name: str, verb: str) -> web.Response:
+        """GET pods/NAME/log: the container's output as text/plain (?container=, ?tailLines=)."""
+        if verb != "get":
+            raise ApiError(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+        pod = self.store.get(res, ns, name)
+        text = self.controller.pods.log(
+            pod,
+            request.query.get("container"),
+            request.query.get("tailLines"),
+            timestamps=request.query.get("timestamps") in {"true", "1"},
+        )
+        return web.Response(body=text.encode(), status=200, content_type="text/plain")
+
     async def _serve(
         self, request: web.Request, res: Resource, ns: str | None, name: str, sub: str | None, verb: str
     ) -> web.StreamResponse:
@@ -381,6 +396,8 @@ class SimKubeServer:
             res = view.storage
         out = view.out if view is not None else _same
         into = view.into if view is not None else _same
+        if sub == "log":
+            return self._log(request, res, ns, name, verb)
         if verb == "watch":
             return await self._watch(request, res, ns, name, out)
         if verb == "list":
