@@ -217,8 +217,9 @@ class DeployDeckApp(SteeringActions, App[None]):
         """A rollback is starting: let the engine reach the cluster before anything is repainted."""
         if time.monotonic() < self._hold_until or self.session is None:
             return
-        started = self.rollout.rollback_started
-        if started.is_set():
+        # an attached dashboard's engine runs in the agent: nothing local to wait for, paint at once
+        started = getattr(self.rollout, "rollback_started", None)
+        if started is None or started.is_set():
             return
         self._hold_until = time.monotonic() + ROLLBACK_PAINT_HOLD_S
 
