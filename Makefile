@@ -69,12 +69,15 @@ MUTATE_TESTS_core.signoff := tests/test_signoff.py tests/test_mutants_safety.py 
 MUTATE_TESTS_core.adapters.command := tests/test_command_injection.py tests/test_mutants_safety.py \
 	tests/test_mutants_command.py
 MUTATE_TESTS_core.redact := tests/test_mutants_redact.py
-MUTATE_TESTS_core.adapters.kubernetes.lease := tests/test_lease.py tests/test_mutants_safety.py tests/test_mutants_lease.py
+MUTATE_TESTS_core.adapters.kubernetes.lease := tests/test_lease.py tests/test_mutants_safety.py tests/test_mutants_lease.py \
+	tests/test_mutants_lease_renewal.py
 MUTATE_TESTS_core.adapters.kubernetes.undo := tests/test_mutants_undo.py
 # not in the default list (each takes long on 2 shared cores): MUTATE_MODULES=core.rollout etc.
 MUTATE_TESTS_core.rollout := tests/test_engine.py tests/test_mutants_safety.py tests/test_ready_capacity.py
 MUTATE_TESTS_core.adapters.journal := tests/test_journal.py
 MUTATE_TESTS_core.adapters.kubernetes.cluster := tests/test_kube_adapter.py tests/test_mutants_safety.py \
+	tests/test_ready_capacity.py
+MUTATE_TESTS_core.adapters.kubernetes.traffic := tests/test_kube_adapter.py tests/test_mutants_safety.py \
 	tests/test_ready_capacity.py
 # The simulated-Kubernetes variants of the engine tests in test_mutants_safety.py take 3-5 s each and
 # exercise the same analysis/judge code as their in-memory twins: off for the pure modules (pytest's
@@ -89,7 +92,7 @@ MUTATE_SLOW_core.adapters.kubernetes.lease := tests/test_lease.py::test_the_sess
 # every file any module uses; must match pytest_add_cli_args_test_selection in [tool.mutmut]
 MUTATE_ALL_TESTS := $(sort $(foreach m,core.judge core.analysis core.signoff core.adapters.command \
 	core.redact core.adapters.kubernetes.lease core.adapters.kubernetes.undo core.rollout \
-	core.adapters.journal core.adapters.kubernetes.cluster,$(MUTATE_TESTS_$(m))) \
+	core.adapters.journal core.adapters.kubernetes.cluster core.adapters.kubernetes.traffic,$(MUTATE_TESTS_$(m))) \
 	$(wildcard tests/test_mutants_*.py))
 # mutmut lives in a venv of its own: it brings click, and with click installed httpx imports rich,
 # which the import-hygiene test (core loads no UI) would then see.
