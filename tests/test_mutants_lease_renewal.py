@@ -41,6 +41,7 @@ class Scripted:
     def __init__(self, api: KubeApi) -> None:
         self._real = api.request
         self.calls: list[str] = []
+        self.bodies: list[Any] = []
         self.before: dict[int, Hook] = {}
         self.finished: list[str] = []
         api.request = self  # type: ignore[method-assign]
@@ -48,6 +49,7 @@ class Scripted:
     async def __call__(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         n = len(self.calls)
         self.calls.append(method)
+        self.bodies.append(kwargs.get("body"))
         hook = self.before.get(n)
         if hook is not None:
             await hook()
@@ -159,6 +161,19 @@ async def test_a_lease_created_by_another_instance_first_is_watched_not_an_error
     assert (info.acquired, info.holder) == (False, "bob@host-b")
     assert script.calls == ["GET", "POST", "GET"]  # the POST's 409 sends it back to read bob's lease
     assert _lease(sim)["spec"]["holderIdentity"] == "bob@host-b"
+
+
+async def test_the_lease_is_created_as_a_coordination_v1_lease(sim: Sim) -> None:  # noqa: F811
+    # the simulator fills in apiVersion and kind; a real API server rejects a body whose
+    # apiVersion or kind differ from the URL's, so the body itself is checked
+    keeper = await _keeper(sim, VirtualClock(auto_advance=False))
+    script = Scripted(keeper.api)
+    await keeper.acquire("alice@host-a", 15)
+    assert script.calls == ["GET", "POST"]
+    created = script.bodies[1]
+    assert (created["apiVersion"], created["kind"]) == ("coordination.k8s.io/v1", "Lease")
+    assert created["metadata"]["name"] == NAME
+    await keeper.release()
 
 
 async def test_taking_over_counts_on_from_the_records_transitions(sim: Sim) -> None:  # noqa: F811
@@ -371,14 +386,17 @@ async def test_a_reread_that_outlasts_the_renew_deadline_is_abandoned(sim: Sim) 
 
 
 async def test_a_failed_attempt_sends_one_request_and_each_failure_is_counted(sim: Sim) -> None:  # noqa: F811
-    clock = VirtualClock(auto_advance=False)
+    # the loop is the retry: an attempt never backs off and retries inside (that would sleep on the
+    # clock, which this auto-advancing VirtualClock would let happen at once)
+    clock = VirtualClock()
     keeper = await _keeper(sim, clock)
     await keeper.acquire("alice@host-a", 15)
     script = Scripted(keeper._renew_api)
     sim.server.faults.error_rate_500 = 1.0
     assert await keeper._renew_once() is True
     assert await keeper._renew_once() is True
-    assert script.calls == ["PATCH", "PATCH"] and keeper.failed_renewals == 2
+    assert script.calls == ["PATCH", "PATCH"] and keeper.failed_renewals == 2 and keeper.renewals == 0
+    assert keeper.api.api_calls["patch"] == 2  # what reached the wire: no retry inside an attempt
     sim.server.faults.error_rate_500 = 0.0
     await keeper.release()
 
