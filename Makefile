@@ -69,13 +69,16 @@ MUTATE_TESTS_core.signoff := tests/test_signoff.py tests/test_mutants_safety.py 
 MUTATE_TESTS_core.adapters.command := tests/test_command_injection.py tests/test_mutants_safety.py \
 	tests/test_mutants_command.py
 MUTATE_TESTS_core.redact := tests/test_mutants_redact.py
-MUTATE_TESTS_core.adapters.kubernetes.lease := tests/test_lease.py tests/test_mutants_safety.py tests/test_mutants_lease.py
+MUTATE_TESTS_core.adapters.kubernetes.lease := tests/test_lease.py tests/test_mutants_safety.py tests/test_mutants_lease.py \
+	tests/test_mutants_lease_renewal.py
 MUTATE_TESTS_core.adapters.kubernetes.undo := tests/test_mutants_undo.py
 # not in the default list (each takes long on 2 shared cores): MUTATE_MODULES=core.rollout etc.
 MUTATE_TESTS_core.rollout := tests/test_engine.py tests/test_mutants_safety.py tests/test_ready_capacity.py
 MUTATE_TESTS_core.adapters.journal := tests/test_journal.py
 MUTATE_TESTS_core.adapters.kubernetes.cluster := tests/test_kube_adapter.py tests/test_mutants_safety.py \
 	tests/test_ready_capacity.py
+MUTATE_TESTS_core.adapters.kubernetes.traffic := tests/test_kube_adapter.py tests/test_mutants_safety.py \
+	tests/test_ready_capacity.py tests/test_mutants_traffic.py
 # The simulated-Kubernetes variants of the engine tests in test_mutants_safety.py take 3-5 s each and
 # exercise the same analysis/judge code as their in-memory twins: off for the pure modules (pytest's
 # --deselect matches node-id prefixes).
@@ -89,7 +92,7 @@ MUTATE_SLOW_core.adapters.kubernetes.lease := tests/test_lease.py::test_the_sess
 # every file any module uses; must match pytest_add_cli_args_test_selection in [tool.mutmut]
 MUTATE_ALL_TESTS := $(sort $(foreach m,core.judge core.analysis core.signoff core.adapters.command \
 	core.redact core.adapters.kubernetes.lease core.adapters.kubernetes.undo core.rollout \
-	core.adapters.journal core.adapters.kubernetes.cluster,$(MUTATE_TESTS_$(m))) \
+	core.adapters.journal core.adapters.kubernetes.cluster core.adapters.kubernetes.traffic,$(MUTATE_TESTS_$(m))) \
 	$(wildcard tests/test_mutants_*.py))
 # mutmut lives in a venv of its own: it brings click, and with click installed httpx imports rich,
 # which the import-hygiene test (core loads no UI) would then see.
@@ -110,9 +113,12 @@ define mutate_one
 
 endef
 
+# benchmarks/mutation_scores.txt keeps the scores of every module measured on this checkout (committed,
+# so `make bench` shows them on a fresh clone too; the .mutmut-*.txt files are not committed)
 mutate: $(MUTATE_VENV)/.installed
 	$(foreach m,$(MUTATE_MODULES),$(call mutate_one,$(m)))
 	@cat .mutmut-core.*.txt | $(MUTATE_VENV)/bin/python tests/mutation_report.py
+	@cat .mutmut-core.*.txt | $(MUTATE_VENV)/bin/python tests/mutation_report.py --scores >benchmarks/mutation_scores.txt
 
 bench: $(TEST_STAMP) real-deps
 	@# the slow tests with the wide hypothesis profile; exit 5 (no test marked slow yet) is not a failure
@@ -121,7 +127,8 @@ bench: $(TEST_STAMP) real-deps
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 	@echo "== mutation score (make mutate, per module; README: Mutation testing)"
 	@if ls .mutmut-core.*.txt >/dev/null 2>&1; then cat .mutmut-core.*.txt | $(PY) tests/mutation_report.py --scores; \
-	else echo "not measured on this checkout: run make mutate"; fi
+	else echo "(recorded in benchmarks/mutation_scores.txt; make mutate measures again)"; \
+		cat benchmarks/mutation_scores.txt; fi
 
 screenshots: $(TEST_STAMP)
 	$(PY) -m tui.screenshots

@@ -20,6 +20,59 @@ _TIES = "a tie group of one adds t³ - t = 0 to the tie term"
 _N2 = "n = n1 + n2 ≥ 2 once both samples are non-empty (checked above), so this branch is never taken"
 _TWO_SIDED = "any alternative other than greater/less is two-sided, so a misspelt default is the same test"
 
+_LEASE = "core.adapters.kubernetes.lease."
+_LOWER = (
+    "a lower-case method: the HTTP client upper-cases it on the wire, the API-call counter and error text "
+    "name the same verb, and the fence lets our own Lease path through"
+)
+_RV = "the API server always sets metadata.resourceVersion: the default is never used"
+_CAUGHT = "the text of an exception caught right there, never shown"
+_UNHELD = (
+    "the renewal attempt's clock hold: every await inside an attempt is a KubeApi request, which holds "
+    "a VirtualClock itself, so time cannot jump during an attempt without it either"
+)
+_NO_CLOCK = (
+    "the deadline without the Clock: a VirtualClock is held still during the attempt (its timer cannot "
+    "fire), a ScaledClock is timed on the wall only, and the SystemClock is the wall: the wall backstop "
+    "alone gives the same deadline"
+)
+_LEASE_DEAD = {
+    7: "partition vs rpartition of host:pid: a hostname never contains ':'",
+    15: "our own process and init exist: os.kill(pid, 0) finds them alive, the guard only saves the probe",
+    17: "pid 1 (init) exists: os.kill(1, 0) finds it alive, the guard only saves the probe",
+}
+_LEASE_KEEPER = {
+    "__init____mutmut_11": "acquire() sets ttl_s before anything reads it",
+    "__init____mutmut_12": "acquire() sets ttl_s before anything reads it",
+    "__init____mutmut_18": "_won() sets _rv before any request sends it",
+    "__init____mutmut_23": "_try_acquire() sets _seen_change before acquire() reads it",
+    "__init____mutmut_24": "_try_acquire() sets _seen_change before acquire() reads it",
+    "_try_acquire__mutmut_2": "None is falsy like False, and _seen_change is only tested for truth",
+    "_try_acquire__mutmut_10": _LOWER,
+    "_try_acquire__mutmut_61": "the holder of a result to retry is never read: acquire() retries at once",
+    "_try_acquire__mutmut_70": "acquire() returns an acquired result before it reads the retry flag",
+    "_try_acquire__mutmut_182": "acquire() returns an acquired result before it reads the retry flag",
+    "_try_acquire__mutmut_86": _RV,
+    "_try_acquire__mutmut_88": _RV,
+    "_try_acquire__mutmut_94": _RV,
+    "renew__mutmut_13": 'after a 404, "" like None prints as "nobody" and differs from our holder',
+    "renew__mutmut_22": _LOWER,
+    "renew__mutmut_39": "_lose() has just set self.lost: the fallback text is never used",
+    "renew__mutmut_40": "_lose() has just set self.lost: the fallback text is never used",
+    "_patch_renew_time__mutmut_22": _LOWER,
+    "release__mutmut_5": "holder and valid_until are set together and cleared together: and/or agree",
+    "release__mutmut_51": _LOWER,
+    "_renew_loop__mutmut_4": _UNHELD,
+    "_renew_once__mutmut_2": "the loop, the only caller, stops on holder None itself",
+    "_renew_once__mutmut_6": "valid_until is None only while holder is None, which returned above",
+    "_renew_once__mutmut_8": "valid_until is None only while holder is None, which returned above",
+    "_renew_once__mutmut_9": "remaining exactly 0: renew() starts with the same check, and sends nothing either",
+    "_renew_once__mutmut_10": "check() does not raise before the deadline: checking at up to 1 s left changes nothing",
+    **{f"_renew_once__mutmut_{n}": _CAUGHT for n in (11, 12, 13, 17, 21, 22, 23)},
+    **{f"_renew_once__mutmut_{n}": _NO_CLOCK for n in (16, 20, 37, 40)},
+}
+
+
 #: survivor name -> why no test can tell it from the original
 EQUIVALENT: dict[str, str] = {
     # core.judge
@@ -90,6 +143,10 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (14, 17)
     },
+    # core.adapters.kubernetes.lease
+    **{f"{_LEASE}x_holder_is_dead__mutmut_{n}": why for n, why in _LEASE_DEAD.items()},
+    **{f"{_LEASE}xǁLeaseKeeperǁ{name}": why for name, why in _LEASE_KEEPER.items()},
+    **{f"{_LEASE}x__hold__mutmut_{n}": _UNHELD for n in (1, 2, 6, 7, 8, 9, 11)},
 }
 
 

@@ -7,6 +7,7 @@ Real subprocesses, with waits of a fraction of a second: the runner's timeout is
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -187,3 +188,43 @@ async def test_a_timeout_after_the_shell_has_exited_still_reports_a_timeout() ->
     assert (outcome.exit_code, outcome.detail) == (None, "timed out after 0.5s; process group killed")
     # the runner leaves the pipe to that child; let it end so the transport closes in this loop
     await asyncio.sleep(1.2)
+
+
+async def test_the_command_never_reads_the_runners_own_stdin() -> None:
+    # make and mutmut give the test run an empty stdin already: put data on fd 0 for this test, so a
+    # command that inherited it (instead of /dev/null) would read it
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"typed into the driver's terminal\n")
+    os.close(write_end)
+    saved = os.dup(0)
+    os.dup2(read_end, 0)
+    try:
+        outcome = await SubprocessRunner().run("cat; echo done", timeout_s=10)
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(read_end)
+    assert outcome.output == "done"
+
+
+class _GoneAfterTheGrace:
+    """A process that ignores SIGTERM for the whole grace and whose group is gone by the SIGKILL
+    (it exited in between): the race `_kill` must survive. Its pid is one that no longer exists."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.waits = 0
+
+    async def wait(self) -> int:
+        self.waits += 1
+        if self.waits == 1:
+            await asyncio.sleep(30)  # still running when the grace ends
+        return -9
+
+
+async def test_a_process_group_gone_between_term_and_kill_is_not_an_error() -> None:
+    child = await asyncio.create_subprocess_exec("true")
+    await child.wait()  # reaped: its pid (and process group) no longer exist
+    proc = _GoneAfterTheGrace(child.pid)
+    await SubprocessRunner(kill_grace_s=0.05)._kill(proc)  # type: ignore[arg-type]
+    assert proc.waits == 2  # waited out the grace, sent KILL into the void, then collected it

@@ -113,7 +113,6 @@ class LeaseKeeper:
         self._task: asyncio.Task[None] | None = None
         self._observed: tuple[str, datetime] | None = None  # (resourceVersion, local time first seen)
         self._on_lost: list[Callable[[str], None]] = []
-        self._fenced: list[KubeApi] = []
         self._seen_change = False
 
     # --- the fence -------------------------------------------------------------------
@@ -136,7 +135,6 @@ class LeaseKeeper:
         """Every write through these APIs first checks the lease is still ours."""
         for api in apis:
             api.fence = self._fence_write
-            self._fenced.append(api)
 
     def _fence_write(self, method: str, path: str) -> None:
         if path.split("?")[0] == self.path:
