@@ -87,7 +87,7 @@ async def test_kill_9_the_driving_agent_at_25_percent_and_the_standby_resumes_it
         assert check.returncode == 0, check.stdout + check.stderr
 
 
-@pytest.mark.slow  # ~35 s: a whole environment and half a rollout; the kill test above stays in make test
+@pytest.mark.slow  # ~23 s: a whole environment and half a rollout; the kill test above stays in make test
 async def test_a_deployrun_deleted_at_50_percent_is_rolled_back_before_it_goes(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
@@ -97,8 +97,11 @@ async def test_a_deployrun_deleted_at_50_percent_is_rolled_back_before_it_goes(
         seen: list = []
         audit: list = []
         try:
-            # long steps: the deletion lands while the canary holds 50 %
-            await create_run(api, short_plan(env, observe="8s"))
+            # a long 50 % step (the short ones before it keep the test quick): the deletion lands
+            # while the canary holds 50 %
+            plan = short_plan(env, observe="3s")
+            plan["canary"]["steps"][2]["observe"] = "8s"
+            await create_run(api, plan)
             await sign_off(env, api)
             await wait_run(api, lambda o: status(o).get("weight") == 50, "the canary at 50 %")
             await api.request(
