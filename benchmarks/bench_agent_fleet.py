@@ -433,7 +433,8 @@ async def main() -> None:
         if stopped:
             print(
                 "  stops of healthy runs: '(world)' = the simulated world did not answer in time (timeouts, "
-                "no data, a lease write not acknowledged), '(judgement)' = the agent judged the metrics it read"
+                "no data), '(judgement)' = the agent judged the metrics it read (sampling noise on a healthy "
+                "release), lease lost = a renewal not acknowledged in time (a late world loop, or a late agent)"
             )
         for what in missed:
             print(f"  NOT REACHED: {what}")

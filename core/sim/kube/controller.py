@@ -103,6 +103,7 @@ class DeploymentController:
         self._progress_since: dict[str, float] = {}
         self._wakes: set[float] = set()
         self._owner_index: dict[tuple[str | None, str], dict[str, list[Obj]]] = {}
+        self._rs_index: dict[tuple[str, str], dict[str, list[Obj]]] = {}
         store.listeners.append(self._on_change)
 
     @property
@@ -154,7 +155,9 @@ class DeploymentController:
 
     def reconcile_all(self) -> None:
         # reads go through Store.scan (no copies): with every pod change this runs a lot
-        deployments = [copy.deepcopy(d) for d in self.store.scan(DEPLOYMENTS, None)]
+        # the stored objects, not copies: a sync never changes its Deployment in place (the store
+        # copies what it writes and replaces the object), and copying 400 of them per pass was costly
+        deployments = self.store.scan(DEPLOYMENTS, None)
         uids = {d["metadata"]["uid"] for d in deployments}
         for d in deployments:
             try:
@@ -196,6 +199,22 @@ class DeploymentController:
             return {owner: list(pods) for owner, pods in index.items()}
         return {owner: list(index[owner]) for owner in owners if owner in index}
 
+    def _replicasets_of(self, namespace: str, uid: str) -> list[Obj]:
+        """The ReplicaSets a Deployment controls, from an index kept until the store changes (a scan
+        of every ReplicaSet per Deployment and pass was the other quadratic term)."""
+        key = (namespace, self.store.resource_version)
+        index = self._rs_index.get(key)
+        if index is None:
+            index = {}
+            for rs in self.store.scan(REPLICASETS, namespace):
+                for ref in rs["metadata"].get("ownerReferences") or []:
+                    if ref.get("controller"):
+                        index.setdefault(str(ref.get("uid")), []).append(rs)
+            if self._rs_index and next(iter(self._rs_index))[1] != key[1]:
+                self._rs_index.clear()
+            self._rs_index[key] = index
+        return list(index.get(uid, []))
+
     def _delete_quietly(self, res: Any, obj: Obj) -> None:
         try:
             self.store.delete(res, obj["metadata"].get("namespace"), obj["metadata"]["name"])
@@ -205,9 +224,7 @@ class DeploymentController:
     def _sync_deployment(self, d: Obj) -> None:
         ns, uid = d["metadata"]["namespace"], d["metadata"]["uid"]
         spec = d["spec"]
-        owned = sorted(
-            (rs for rs in self.store.scan(REPLICASETS, ns) if _owned_by(rs, uid)), key=_creation_order
-        )
+        owned = sorted(self._replicasets_of(ns, uid), key=_creation_order)
         new_rs = next(
             (rs for rs in owned if equal_ignore_hash(rs["spec"]["template"], spec["template"])), None
         )
@@ -243,7 +260,7 @@ class DeploymentController:
             self._rollout_recreate(d, new_rs, old, by_owner)
         elif new_rs is not None:
             self._rollout_rolling(d, new_rs, old, self._available(by_owner, spec.get("minReadySeconds", 0)))
-        owned = [rs for rs in self.store.scan(REPLICASETS, ns) if _owned_by(rs, uid)]
+        owned = self._replicasets_of(ns, uid)
         new_uid = new_rs["metadata"]["uid"] if new_rs else None
         # this Deployment's own ReplicaSets: counting every pod of the namespace per Deployment is quadratic
         by_owner = self._pods_by_owner(ns, {rs["metadata"]["uid"] for rs in owned})
