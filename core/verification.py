@@ -39,7 +39,10 @@ class VerifyContext:
     runner: CommandRunner | None
     deploy_started_at: datetime
     baseline: WorkloadSample | None  # captured before the deploy; the "normal range" reference
-    window_s: float | None = None  # metrics window; default: the analysis interval
+    #: metrics window; default: the analysis's lookback (never under one interval). One interval was
+    #: the default and is too thin: a 2 s interval over 1 s scrapes read an empty rate() whenever a
+    #: scrape came late, and healthy releases rolled back for "no data" (issue 12's fleet benchmark)
+    window_s: float | None = None
     alert_matchers: list[str] | None = None  # default: plan.gates.monitoring_matchers or the service label
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -60,6 +63,11 @@ def _result(
     )
 
 
+def _default_window(plan: Plan) -> float:
+    # the window the canary analysis judged on: enough requests to resolve the thresholds
+    return max(plan.analysis.interval, plan.analysis.lookback)
+
+
 def _pct(fraction: float) -> str:
     return f"{fraction * 100:.2f} %"
 
@@ -71,7 +79,7 @@ async def check_error_rate(ctx: VerifyContext) -> GateResult:
     gid = "verify-error-rate"
     if ctx.metrics is None:
         return _result(ctx, gid, GateStatus.ERROR, "no data: no metrics source configured")
-    window = ctx.window_s or ctx.plan.analysis.interval
+    window = ctx.window_s or _default_window(ctx.plan)
     read = await ctx.metrics.canary_metrics(window)
     if read.reason:
         return _result(ctx, gid, GateStatus.ERROR, f"no data: {read.reason}")
@@ -166,7 +174,7 @@ async def check_latency(ctx: VerifyContext) -> GateResult:
             return _result(
                 ctx, gid, GateStatus.ERROR, "no data: no latency SLO and the baseline has no latency"
             )
-    window = ctx.window_s or ctx.plan.analysis.interval
+    window = ctx.window_s or _default_window(ctx.plan)
     read = await ctx.metrics.canary_metrics(window)
     if read.reason:
         return _result(ctx, gid, GateStatus.ERROR, f"no data: {read.reason}")

@@ -46,12 +46,16 @@ def template_hash(template: Obj) -> str:
     return "".join(_SAFE[b % len(_SAFE)] for b in digest[:10])
 
 
+def _without_hash(template: Obj) -> Obj:
+    # shallow copies down to the labels: a deep copy of both templates per Deployment and pass was
+    # a third of a reconcile pass over a few hundred Deployments
+    meta = dict(template.get("metadata") or {})
+    meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items() if k != HASH_LABEL}
+    return {**template, "metadata": meta}
+
+
 def equal_ignore_hash(a: Obj, b: Obj) -> bool:
-    a, b = copy.deepcopy(a), copy.deepcopy(b)
-    for t in (a, b):
-        labels = t.setdefault("metadata", {}).setdefault("labels", {})
-        labels.pop(HASH_LABEL, None)
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    return json.dumps(_without_hash(a), sort_keys=True) == json.dumps(_without_hash(b), sort_keys=True)
 
 
 def revision_of(obj: Obj) -> int:
@@ -98,6 +102,8 @@ class DeploymentController:
         self._timers: set[asyncio.Task[None]] = set()
         self._progress_since: dict[str, float] = {}
         self._wakes: set[float] = set()
+        self._owner_index: dict[tuple[str | None, str], dict[str, list[Obj]]] = {}
+        self._rs_index: dict[tuple[str, str], dict[str, list[Obj]]] = {}
         store.listeners.append(self._on_change)
 
     @property
@@ -149,7 +155,9 @@ class DeploymentController:
 
     def reconcile_all(self) -> None:
         # reads go through Store.scan (no copies): with every pod change this runs a lot
-        deployments = [copy.deepcopy(d) for d in self.store.scan(DEPLOYMENTS, None)]
+        # the stored objects, not copies: a sync never changes its Deployment in place (the store
+        # copies what it writes and replaces the object), and copying 400 of them per pass was costly
+        deployments = self.store.scan(DEPLOYMENTS, None)
         uids = {d["metadata"]["uid"] for d in deployments}
         for d in deployments:
             try:
@@ -170,14 +178,42 @@ class DeploymentController:
             if owner is not None and owner not in rs_uids:
                 self.pods.terminate(pod)  # the garbage collector deletes with the pod's grace period
 
-    def _pods_by_owner(self, namespace: str | None) -> dict[str, list[Obj]]:
-        """Active pods (not Terminating) by owner uid: what a ReplicaSet counts as its replicas."""
-        out: dict[str, list[Obj]] = {}
-        for pod in self.store.scan(PODS, namespace):
-            owner = _owner_uid(pod)
-            if owner and not is_terminating(pod):
-                out.setdefault(owner, []).append(pod)
-        return out
+    def _pods_by_owner(self, namespace: str | None, owners: set[str] | None = None) -> dict[str, list[Obj]]:
+        """Active pods (not Terminating) by owner uid: what a ReplicaSet counts as its replicas.
+
+        ``owners``: only those owners' pods. The index of a namespace is kept until the store
+        changes: every Deployment's sync asked for it anew, a scan of every pod per Deployment, so
+        a pass over 200 Deployments of 20 replicas took seconds and starved the API server."""
+        key = (namespace, self.store.resource_version)
+        index = self._owner_index.get(key)
+        if index is None:
+            index = {}
+            for pod in self.store.scan(PODS, namespace):
+                owner = _owner_uid(pod)
+                if owner and not is_terminating(pod):
+                    index.setdefault(owner, []).append(pod)
+            if self._owner_index and next(iter(self._owner_index))[1] != key[1]:
+                self._owner_index.clear()  # only the current revision's indexes are ever read
+            self._owner_index[key] = index
+        if owners is None:
+            return {owner: list(pods) for owner, pods in index.items()}
+        return {owner: list(index[owner]) for owner in owners if owner in index}
+
+    def _replicasets_of(self, namespace: str, uid: str) -> list[Obj]:
+        """The ReplicaSets a Deployment controls, from an index kept until the store changes (a scan
+        of every ReplicaSet per Deployment and pass was the other quadratic term)."""
+        key = (namespace, self.store.resource_version)
+        index = self._rs_index.get(key)
+        if index is None:
+            index = {}
+            for rs in self.store.scan(REPLICASETS, namespace):
+                for ref in rs["metadata"].get("ownerReferences") or []:
+                    if ref.get("controller"):
+                        index.setdefault(str(ref.get("uid")), []).append(rs)
+            if self._rs_index and next(iter(self._rs_index))[1] != key[1]:
+                self._rs_index.clear()
+            self._rs_index[key] = index
+        return list(index.get(uid, []))
 
     def _delete_quietly(self, res: Any, obj: Obj) -> None:
         try:
@@ -188,16 +224,14 @@ class DeploymentController:
     def _sync_deployment(self, d: Obj) -> None:
         ns, uid = d["metadata"]["namespace"], d["metadata"]["uid"]
         spec = d["spec"]
-        owned = sorted(
-            (rs for rs in self.store.scan(REPLICASETS, ns) if _owned_by(rs, uid)), key=_creation_order
-        )
+        owned = sorted(self._replicasets_of(ns, uid), key=_creation_order)
         new_rs = next(
             (rs for rs in owned if equal_ignore_hash(rs["spec"]["template"], spec["template"])), None
         )
         old = [rs for rs in owned if rs is not new_rs]
         paused = bool(spec.get("paused"))
         recreate = (spec.get("strategy") or {}).get("type") == "Recreate"
-        by_owner = self._pods_by_owner(ns)
+        by_owner = self._pods_by_owner(ns, {rs["metadata"]["uid"] for rs in owned})
         max_old_rev = max((revision_of(rs) for rs in old), default=0)
         if new_rs is not None:
             new_rs = self._adopt(d, new_rs, max_old_rev)
@@ -226,9 +260,10 @@ class DeploymentController:
             self._rollout_recreate(d, new_rs, old, by_owner)
         elif new_rs is not None:
             self._rollout_rolling(d, new_rs, old, self._available(by_owner, spec.get("minReadySeconds", 0)))
-        owned = [rs for rs in self.store.scan(REPLICASETS, ns) if _owned_by(rs, uid)]
+        owned = self._replicasets_of(ns, uid)
         new_uid = new_rs["metadata"]["uid"] if new_rs else None
-        by_owner = self._pods_by_owner(ns)
+        # this Deployment's own ReplicaSets: counting every pod of the namespace per Deployment is quadratic
+        by_owner = self._pods_by_owner(ns, {rs["metadata"]["uid"] for rs in owned})
         count_by_rs = {owner: len(pods) for owner, pods in by_owner.items()}
         ready_by_rs = {owner: sum(1 for p in pods if is_ready(p)) for owner, pods in by_owner.items()}
         available_by_rs = self._available(by_owner, spec.get("minReadySeconds", 0))
@@ -412,8 +447,7 @@ class DeploymentController:
 
     def _adopt(self, d: Obj, rs: Obj, max_old_rev: int) -> Obj:
         """SetNewReplicaSetAnnotations: copy the Deployment's annotations, and renumber a template that came back."""
-        rs = copy.deepcopy(rs)
-        current = rs["metadata"].get("annotations") or {}
+        current = dict(rs["metadata"].get("annotations") or {})
         annotations = {k: v for k, v in current.items() if k in {DESIRED, MAX_REPLICAS}}
         annotations.update(self._copied_annotations(d))
         old_rev = revision_of(rs)
@@ -430,7 +464,8 @@ class DeploymentController:
                 annotations[REVISION_HISTORY] = history
         min_ready = d["spec"].get("minReadySeconds", 0)
         if current == annotations and rs["spec"].get("minReadySeconds", 0) == min_ready:
-            return rs
+            return rs  # the stored object, read only by the caller; copied below only to write
+        rs = copy.deepcopy(rs)
         rs["metadata"]["annotations"] = annotations
         rs["spec"]["minReadySeconds"] = min_ready  # getNewReplicaSet keeps it in line with the Deployment
         if not min_ready:
@@ -441,15 +476,17 @@ class DeploymentController:
     def _cleanup_history(self, d: Obj, owned: list[Obj], new_uid: str | None, pods: dict[str, int]) -> None:
         limit = d["spec"].get("revisionHistoryLimit", 10)
         ns = d["metadata"]["namespace"]
-        with_pods = {_owner_uid(p) for p in self.store.scan(PODS, ns)}  # Terminating ones too
         old = [
             rs
             for rs in owned
             if rs["metadata"]["uid"] != new_uid
             and strategy.replicas(rs) == 0
             and not pods.get(rs["metadata"]["uid"])
-            and rs["metadata"]["uid"] not in with_pods
         ]
+        if len(old) <= limit:
+            return  # nothing to delete: no need to scan the namespace's pods
+        with_pods = {_owner_uid(p) for p in self.store.scan(PODS, ns)}  # Terminating ones too
+        old = [rs for rs in old if rs["metadata"]["uid"] not in with_pods]
         old.sort(key=revision_of)
         for rs in old[: max(0, len(old) - limit)]:
             self._delete_quietly(REPLICASETS, rs)

@@ -51,7 +51,10 @@ def seed_service(
     ingress: str | None = None,
     httproute: str | None = None,
     labels: dict[str, str] | None = None,
+    settle: bool = True,
 ) -> None:
+    """``settle=False``: leave the rollout to the controller (or a later seed's settle); seeding many
+    services, settling after each one reconciled every earlier one again (quadratic)."""
     base = dict(labels or {"app": deployment})
     service = service or deployment
     try:
@@ -113,7 +116,8 @@ def seed_service(
                 },
             },
         )
-    controller.settle_now()
+    if settle:
+        controller.settle_now()
 
 
 def canary_weight(
