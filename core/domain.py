@@ -66,7 +66,7 @@ class GateGroup(StrEnum):
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 class SignOff(Frozen):
