@@ -179,20 +179,22 @@ def first_frame_pty(
 
 
 class Gen2Watch:
-    """Wall time of the generation-2 collections that ran while `active` (gc.callbacks)."""
+    """The generation-2 collections (any thread) and how much of each fell inside a window."""
 
     def __init__(self) -> None:
-        self.active = False
-        self.paused = 0.0
+        self.spans: list[tuple[float, float]] = []
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if not self.active or info.get("generation") != 2:
+        if info.get("generation") != 2:
             return
         if phase == "start":
             self._started = time.perf_counter()
         else:
-            self.paused += time.perf_counter() - self._started
+            self.spans.append((self._started, time.perf_counter()))
+
+    def inside(self, t0: float, t1: float) -> float:
+        return sum(max(0.0, min(stop, t1) - max(start, t0)) for start, stop in self.spans)
 
 
 async def rollback_latencies(presses: int, gen2: list[float] | None = None) -> list[float]:
@@ -241,7 +243,7 @@ async def rollback_latencies(presses: int, gen2: list[float] | None = None) -> l
                 await pilot.pause()
                 # simulated time stays stopped: what is measured is the key, the app and the
                 # engine's command path, not a virtual clock racing through the next window
-                watch.active, watch.paused = True, 0.0
+                watch.spans.clear()
                 t0 = time.perf_counter()
                 await pilot.press("r")
                 try:
@@ -249,10 +251,9 @@ async def rollback_latencies(presses: int, gen2: list[float] | None = None) -> l
                 except TimeoutError:
                     clock.thaw()  # the engine wanted to wait on the clock first
                     await asyncio.wait_for(reached.wait(), 10)
-                watch.active = False
                 latencies.append(called[0] - t0)
                 if gen2 is not None:
-                    gen2.append(watch.paused)
+                    gen2.append(watch.inside(t0, called[0]))
             await session.close()
     gc.callbacks.remove(watch)
     return latencies
