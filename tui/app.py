@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -171,7 +170,6 @@ class DeployDeckApp(SteeringActions, App[None]):
         if self.start:
             self.start_rollout()
         self.outcome = self.rollout.outcome
-        self.call_after_refresh(freeze_start_up_heap)
 
     def start_rollout(self) -> None:
         """Run the engine as a worker (on mount, unless built with start=False)."""
@@ -471,27 +469,6 @@ class DeployDeckApp(SteeringActions, App[None]):
         self.set_class(width >= 160, "-wide")
         self.set_class(height < 30, "-short")
         self.set_class(height >= 50, "-tall")
-
-
-_heap_frozen = False
-
-
-def freeze_start_up_heap() -> None:
-    """Once per process, after the dashboard's first frame: take what start-up built out of the
-    cyclic collector's reach (issue 15, the slow `r` press).
-
-    Modules, classes, pydantic schemas and Textual's CSS are ~250,000 objects that live as long as
-    the process; every generation-2 collection walked all of them (~90 ms on a loaded 2-core box),
-    and when one fell between a key and Cluster.rollback the press took that long. Frozen objects
-    are still freed by reference counting; only cycles among them are never collected, and the
-    dashboard's long-lived state does not churn. Not collected first: that would be a pause of its
-    own, and the garbage alive at this moment is a few start-up leftovers.
-    """
-    global _heap_frozen
-    if _heap_frozen:
-        return
-    _heap_frozen = True
-    gc.freeze()
 
 
 async def run_dashboard(
