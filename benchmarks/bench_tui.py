@@ -425,7 +425,7 @@ SLOW_PRESS_CAUSE = (
     "gaps where the process got no CPU (load > 2), a frame already being drawn when the key arrives,",
     "and two durable journal writes (fsync, journal-before-action: 1-13 ms each). The gen-2 pauses",
     "belong to the one-process run: Textual's lru_cache (StylesCache.get_inner_outer) keeps the style",
-    "caches of up to 1024 dead widgets (~100,000 objects) that every gen-2 collection walks. The goal",
+    "caches of up to 1024 dead widgets (~100,000 objects per 10 dead dashboards) that every gen-2 walks. The goal",
     "row runs 10 dashboards per fresh process, as a person presses `r` in one dashboard: there a gen-2",
     "collection fell inside 0-1 of 100 presses, and the few slow presses left are not the collector",
     "(not traced further; the box was at load ~3 on 2 cores). gc.freeze() after start-up was tried and",
