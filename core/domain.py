@@ -66,6 +66,7 @@ class GateGroup(StrEnum):
 
 
 class Frozen(BaseModel):
+    # defer_build: validators are built on first use, not at import (the dashboard's start-up)
     model_config = ConfigDict(frozen=True, defer_build=True)
 
 

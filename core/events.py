@@ -21,6 +21,7 @@ IdentitySource = Literal["self-declared", "authenticated"]
 
 
 class EventBase(BaseModel):
+    # defer_build: each event type builds its validator on first use, not at import (start-up)
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     @model_validator(mode="before")
