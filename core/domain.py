@@ -66,7 +66,8 @@ class GateGroup(StrEnum):
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # defer_build: validators are built on first use, not at import (the dashboard's start-up)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 class SignOff(Frozen):

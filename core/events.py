@@ -21,7 +21,8 @@ IdentitySource = Literal["self-declared", "authenticated"]
 
 
 class EventBase(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # defer_build: each event type builds its validator on first use, not at import (start-up)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -114,7 +115,7 @@ class TrafficChanged(EventBase):
 class RuleReading(BaseModel):
     """One rollback rule at one moment: its value against its limit."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     rule: Literal["error_rate", "p99_latency", "health", "judge", "staging_soak"]
     value: float | None  # None: no data
@@ -292,7 +293,7 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 
-EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event, config=ConfigDict(defer_build=True))
 
 
 def parse_event(data: dict[str, object]) -> Event:

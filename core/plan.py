@@ -30,8 +30,11 @@ Strategy = Literal["replicas", "nginx", "gateway"]
 
 class Model(BaseModel):
     # strict: YAML already types its scalars, so `weight: true` or `retries: "3"` is a mistake
-    # to report, not a value to coerce; NaN and infinity are never a sane setting
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True, allow_inf_nan=False)
+    # to report, not a value to coerce; NaN and infinity are never a sane setting; defer_build:
+    # validators are built when a plan is first loaded, not at import (the dashboard's start-up)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, strict=True, allow_inf_nan=False, defer_build=True
+    )
 
 
 # What the Kubernetes API accepts as an object name (DNS-1123), checked at load so a
