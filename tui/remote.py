@@ -32,6 +32,7 @@ from core.agent.client import (
     StreamState,
     You,
 )
+from core.agent.runs import SUBRESOURCE_OF
 from core.clock import SystemClock
 from core.domain import Outcome
 from core.events import Event, Finished
@@ -41,17 +42,8 @@ from tui.palette import DeckCommands
 from tui.steering import STEERING
 
 #: the engine's command names (``Rollout.allowed``) → the RBAC verb (``you.may``) each needs
-COMMAND_MAY = {
-    "sign_off": "signoff",
-    "proceed": "proceed",
-    "promote_early": "proceed",
-    "decide": "proceed",
-    "refresh": "proceed",
-    "pause": "pause",
-    "resume": "pause",
-    "rollback": "rollback",
-    "abort": "abort",
-}
+#: the engine's command names (sign_off) and the RBAC subresource each needs
+COMMAND_MAY = {("sign_off" if verb == "signoff" else verb): sub for verb, sub in SUBRESOURCE_OF.items()}
 #: the dashboard's steering actions → the RBAC verb each needs
 ACTION_MAY = {
     "rollback": "rollback",

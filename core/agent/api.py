@@ -35,10 +35,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core import redact
 from core.adapters.kubernetes.api import KubeApi
-from core.agent.auth import SUBRESOURCE_OF, Authorizer, AuthProblem, Identity
+from core.agent.auth import Authorizer, AuthProblem, Identity
 from core.agent.forward import FORWARDED, Forwarder, HttpProblem, forward_context
 from core.agent.http import ApiMetrics
-from core.agent.runs import RunRegistry, RunView
+from core.agent.runs import SUBRESOURCE_OF, RunRegistry, RunView
 from core.agent.stream import KEEPALIVE, StreamHub, run_state
 from core.rollout import CommandResult, Rollout
 

@@ -35,20 +35,6 @@ TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 
 #: the API's command verbs and the ``deployruns`` subresource a SubjectAccessReview asks about:
-#: one permission covers the commands that move a rollout forward (a Role lists five subresources,
-#: not nine), and resume belongs with pause
-SUBRESOURCE_OF = {
-    "signoff": "signoff",
-    "proceed": "proceed",
-    "promote_early": "proceed",
-    "decide": "proceed",
-    "refresh": "proceed",
-    "pause": "pause",
-    "resume": "pause",
-    "rollback": "rollback",
-    "abort": "abort",
-}
-
 T = TypeVar("T")
 
 

@@ -29,23 +29,12 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.agent.runs import FleetRow
+from core.agent.runs import SUBRESOURCE_OF, FleetRow
 from core.clock import Clock, SystemClock
 from core.events import Event, Finished, parse_event
 
 API = "/api/v1"
-#: the commands the API takes, and the RBAC subresource (``deployruns/<sub>``) each needs
-VERB_SUBRESOURCE = {
-    "signoff": "signoff",
-    "proceed": "proceed",
-    "promote_early": "proceed",
-    "decide": "proceed",
-    "refresh": "proceed",
-    "pause": "pause",
-    "resume": "pause",
-    "rollback": "rollback",
-    "abort": "abort",
-}
+VERB_SUBRESOURCE = SUBRESOURCE_OF  # the commands the API takes (core.agent.runs)
 _TRANSIENT = {502, 503, 504}
 M = TypeVar("M", bound=BaseModel)
 

@@ -23,6 +23,22 @@ if TYPE_CHECKING:
 Key = tuple[str, str]  # (namespace, name)
 
 
+#: the commands the agent API takes and the RBAC subresource (``deployruns/<sub>``) each needs;
+#: one permission covers the commands that move a rollout forward (a Role lists five subresources,
+#: not nine), and resume belongs with pause
+SUBRESOURCE_OF = {
+    "signoff": "signoff",
+    "proceed": "proceed",
+    "promote_early": "proceed",
+    "decide": "proceed",
+    "refresh": "proceed",
+    "pause": "pause",
+    "resume": "pause",
+    "rollback": "rollback",
+    "abort": "abort",
+}
+
+
 class FleetRow(BaseModel):
     """One DeployRun in the fleet: the API adds ``attached`` (who watches it) to this row."""
 
