@@ -21,11 +21,11 @@ from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 
-from core.domain import Outcome, Phase
+from core.domain import EXIT_CODES, Outcome, Phase
 from core.events import DecisionRequired, Event, Finished, RollbackTriggered
 from core.redact import redact
 from tui.actions import SteeringActions
-from tui.lifecycle import exit_on_hangup
+from tui.lifecycle import stop_on_signals
 from tui.palette import DeckCommands
 from tui.screens.help import HelpScreen
 from tui.screens.log import LogScreen
@@ -54,6 +54,8 @@ CHART_PERIOD_S = 1.0
 #: writes and the cluster call (issue 15: `r` → Cluster.rollback p99 256 ms). The header, two fixed
 #: lines repainted without a layout pass, still says "rolling back" in the frame of the key.
 ROLLBACK_PAINT_HOLD_S = 0.5
+#: after SIGHUP/SIGTERM, how long the engine gets to journal its stop before the dashboard quits anyway
+SIGNAL_STOP_S = 5.0
 
 _STEERING_KEYS = {
     "r": "roll back",
@@ -113,6 +115,7 @@ class DeployDeckApp(SteeringActions, App[None]):
         self.cursor_blink = cursor_blink
         self.model = DeckModel()
         self.outcome: Outcome | None = None
+        self.signal_exit: int | None = None  # 129/143 once SIGHUP/SIGTERM ended the dashboard
         self._unsubscribe: Callable[[], None] | None = None
         self._dirty: set[str] = set()
         self._flush_pending = False
@@ -176,6 +179,28 @@ class DeployDeckApp(SteeringActions, App[None]):
         if self.rollout.outcome is None and self._started is not self.rollout:
             self._started = self.rollout
             self.run_worker(self._drive(), name="rollout", group="rollout", exit_on_error=False)
+
+    def stop_on_signal(self, name: str, code: int) -> None:
+        """SIGHUP (the terminal closed) or SIGTERM: leave the rollout where it stands, as the headless
+        mode does (journaled `run_interrupted`, no traffic change, resumable), then quit."""
+        if self.signal_exit is not None:
+            return
+        self.signal_exit = code
+        rollout = getattr(self.session, "rollout", None)
+        interrupt = getattr(rollout, "interrupt", None)  # an attached dashboard only detaches
+        if interrupt is not None and interrupt(name, code):
+            self.run_worker(self._exit_once_stopped(), group="signal", exit_on_error=False)
+        else:
+            self.exit()
+
+    async def _exit_once_stopped(self) -> None:
+        # the engine journals the stop from its own task; quitting at once would cancel it first
+        running = [w for w in self.workers if w.group == "rollout" and not w.is_finished]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*(w.wait() for w in running), return_exceptions=True), SIGNAL_STOP_S
+            )
+        self.exit()
 
     async def _drive(self) -> None:
         rollout = self.rollout
@@ -480,8 +505,9 @@ async def run_dashboard(
     reopen: Reopen | None = None,
     opener: Callable[[], Awaitable[Session]] | None = None,
     starting: str = "starting",
-) -> Outcome | None:
-    """Run the dashboard until the person quits; return the rollout's outcome if it finished.
+) -> int:
+    """Run the dashboard until the person quits; the exit code: the rollout's (core.domain.EXIT_CODES)
+    if it finished, 0 if the person quit before, 129/143 if SIGHUP/SIGTERM stopped it where it stood.
 
     Pass ``opener`` instead of a session to paint the first frame before the world starts;
     the app then owns (and closes) the session it opened.
@@ -495,6 +521,8 @@ async def run_dashboard(
         opener=opener,
         starting=starting,
     )
-    with exit_on_hangup(app):
+    with stop_on_signals(app):
         await app.run_async()
-    return app.outcome
+    if app.signal_exit is not None:
+        return app.signal_exit
+    return 0 if app.outcome is None else EXIT_CODES[app.outcome]

@@ -447,7 +447,7 @@ async def _launch_async(
         from tui.app import run_dashboard
 
         # the dashboard paints first and opens the world behind its first frame
-        outcome = await run_dashboard(
+        return await run_dashboard(
             None,
             actor=actor,
             read_only=args.read_only,
@@ -458,7 +458,6 @@ async def _launch_async(
             if plan.is_sim
             else f"connecting to {plan.service}'s cluster",
         )
-        return 0 if outcome is None else EXIT_CODES[outcome]
     try:
         session = await make_session(scenario)
         if args.command == "demo" and approvals:

@@ -156,12 +156,14 @@ async def dashboard(
     client: Any, me: Any, *, fleet: bool, run: tuple[str, str] | None, read_only: bool
 ) -> int:
     from core.domain import EXIT_CODES
-    from tui.lifecycle import exit_on_hangup
+    from tui.lifecycle import stop_on_signals
     from tui.remote import AttachApp
 
     app = AttachApp(client, me, fleet=fleet, run=run, read_only=read_only)
-    with exit_on_hangup(app):
+    with stop_on_signals(app):
         await app.run_async()
+    if app.signal_exit is not None:  # detached by SIGHUP/SIGTERM: the agent keeps driving the run
+        return app.signal_exit
     return 0 if app.outcome is None else EXIT_CODES[app.outcome]
 
 
