@@ -73,6 +73,44 @@ _LEASE_KEEPER = {
 }
 
 
+_TRAFFIC = "core.adapters.kubernetes.traffic."
+_FALSY = "None is falsy like False, and the flag is only tested for truth"
+_SERVED = (
+    "the API server always returns metadata and status (status is at least {}), and an HTTPRoute's "
+    "spec is required: the default is never used"
+)
+_TRAFFIC_EQ = {
+    "x_max_unavailable__mutmut_45": "round_up=None is falsy like False",
+    "x_nginx_total__mutmut_18": 'a default of "XX100XX" fails int() and the except returns 100, as "100" does',
+    "x_nginx_weight__mutmut_34": 'a default of "XX0XX" fails int() and the except returns 0, as weight "0" does',
+    **{f"xǁTrafficStrategiesǁ_await__mutmut_{n}": _SERVED for n in (16, 18, 22, 24)},
+    **{f"xǁTrafficStrategiesǁ_nginx_change__mutmut_{n}": _SERVED for n in (7, 9)},
+    **{f"xǁTrafficStrategiesǁ_route_weight__mutmut_{n}": _SERVED for n in (5, 7)},
+    **{f"xǁTrafficStrategiesǁ_set_gateway__mutmut_{n}": _SERVED for n in (35, 37)},
+    "xǁTrafficStrategiesǁ_set_replicas__mutmut_105": _FALSY,
+    "xǁTrafficStrategiesǁ_set_gateway__mutmut_1": _FALSY,
+    "xǁTrafficStrategiesǁ_set_gateway__mutmut_42": _FALSY,
+    "xǁTrafficStrategiesǁ_set_gateway__mutmut_100": (
+        '"" is falsy like None: the next attempt reads the route either way (`self._route or GET`, its only reader)'
+    ),
+    "xǁTrafficStrategiesǁ_before_weight__mutmut_2": (
+        ">= vs >: equal weights reach the wait only as 0 and 0 (nginx with the canary annotation off; gateway "
+        "calls it only when they differ), where percent > 0 is false anyway"
+    ),
+    "xǁTrafficStrategiesǁ_before_weight__mutmut_3": "percent > current >= 0 already means percent >= 1",
+    **{
+        f"xǁTrafficStrategiesǁ_before_weight__mutmut_{n}": "percent < current <= 100 already means percent < 100"
+        for n in (17, 18)
+    },
+    **{
+        f"xǁTrafficStrategiesǁ_before_weight__mutmut_{n}": (
+            'any role but "stable" names the canary Deployment (_name, _path), and the canary replica count '
+            "the read caches is used by the replicas strategy only, which never calls this"
+        )
+        for n in (6, 10, 11)
+    },
+}
+
 #: survivor name -> why no test can tell it from the original
 EQUIVALENT: dict[str, str] = {
     # core.judge
@@ -147,6 +185,8 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_LEASE}x_holder_is_dead__mutmut_{n}": why for n, why in _LEASE_DEAD.items()},
     **{f"{_LEASE}xǁLeaseKeeperǁ{name}": why for name, why in _LEASE_KEEPER.items()},
     **{f"{_LEASE}x__hold__mutmut_{n}": _UNHELD for n in (1, 2, 6, 7, 8, 9, 11)},
+    # core.adapters.kubernetes.traffic
+    **{f"{_TRAFFIC}{name}": why for name, why in _TRAFFIC_EQ.items()},
 }
 
 
