@@ -1,0 +1,836 @@
+"""core.adapters.journal, the hash-chained deployment log (issue 16; written against `make mutate`'s
+survivors): the exact bytes of a line, the tail a writer continues from, a torn tail moved aside, the
+end checked before appending, and verification naming each kind of tampering with its line number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import threading
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from core.adapters import journal as J
+from core.adapters.journal import (
+    GENESIS,
+    RECOVERED,
+    FileJournal,
+    JournalCheck,
+    JournalRead,
+    encode_line,
+    parse_lines,
+    read_journal,
+    verify_journal,
+    verify_lines,
+)
+from core.adapters.journal_anchor import KEY_ENV, Anchor, Line, anchor_path, read_anchor
+
+KEY = b"k3y-for-mutants"
+TS = "2026-03-01T10:00:00Z"
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def rec(n: int, deploy_id: str = "d1", **extra: object) -> dict[str, object]:
+    """A journal record that parses as a deploydeck event (a log line)."""
+    return {
+        "ts": TS,
+        "phase": "canary",
+        "deploy_id": deploy_id,
+        "step": None,
+        "type": "log",
+        "level": "info",
+        "source": "engine",
+        "message": f"m{n}",
+        **extra,
+    }
+
+
+def chain(records: list[dict[str, object]], key: bytes | None = None) -> list[bytes]:
+    out: list[bytes] = []
+    prev = GENESIS
+    for seq, record in enumerate(records, start=1):
+        line = encode_line(record, prev, seq, key)
+        out.append(line)
+        prev = sha(line)
+    return out
+
+
+def lines_of(path: Path) -> list[bytes]:
+    return path.read_bytes().split(b"\n")[:-1]
+
+
+def records_of(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in lines_of(path)]
+
+
+def write(path: Path, records: list[dict[str, object]], key: bytes | None = None) -> FileJournal:
+    journal = FileJournal(path, fsync=False)
+    journal._key = key
+
+    async def go() -> None:
+        for record in records:
+            await journal.append(record)
+
+    asyncio.run(go())
+    return journal
+
+
+def append(path: Path, record: dict[str, object], key: bytes | None = None) -> FileJournal:
+    return write(path, [record], key)
+
+
+@pytest.fixture(autouse=True)
+def _no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+
+
+# --- the bytes of a line -------------------------------------------------------------------------
+
+
+def test_a_line_is_the_record_then_prev_seq_and_its_own_hash_in_that_order() -> None:
+    record = {"a": 1, "é": "ü", "prev": "old", "seq": 99, "mac": "old", "h": "old"}
+    line = encode_line(record, "p" * 64, 7)
+    head = ('{"a":1,"é":"ü","prev":"' + "p" * 64 + '","seq":7').encode()
+    assert line == head + b',"h":"' + sha(head).encode() + b'"}'
+    assert J._sha(b"abc") == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_a_signed_line_carries_the_mac_of_everything_before_it() -> None:
+    line = encode_line({"a": 1}, GENESIS, 1, KEY)
+    head = b'{"a":1,"prev":"' + GENESIS.encode() + b'","seq":1'
+    import hmac
+
+    signed = head + b',"mac":"' + hmac.new(KEY, head, hashlib.sha256).hexdigest().encode() + b'"'
+    assert line == signed + b',"h":"' + sha(signed).encode() + b'"}'
+
+
+def test_dates_and_sets_are_stored_and_other_objects_refused() -> None:
+    line = encode_line(
+        {"t": datetime(2026, 1, 2, 3, 4, 5), "d": date(2026, 1, 2), "s": {1}, "f": frozenset({2})}, GENESIS, 1
+    )
+    assert line.startswith(b'{"t":"2026-01-02T03:04:05","d":"2026-01-02","s":[1],"f":[2],"prev":')
+    assert J._json_default((1, 2)) == [1, 2]
+    with pytest.raises(TypeError, match=r"^cannot store object in the journal$"):
+        encode_line({"x": object()}, GENESIS, 1)
+
+
+# --- the default path -----------------------------------------------------------------------------
+
+
+def test_default_path_expands_a_home_relative_state_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DEPLOYDECK_STATE_DIR", "~/s")
+    assert J.default_journal_path() == tmp_path / "s" / "deployments.jsonl"
+    monkeypatch.setenv("DEPLOYDECK_STATE_DIR", "")  # empty: as if unset
+    monkeypatch.setenv("XDG_STATE_HOME", "~/x")
+    assert J.default_journal_path() == tmp_path / "x" / "deploydeck" / "deployments.jsonl"
+    monkeypatch.setenv("XDG_STATE_HOME", "")
+    assert J.default_journal_path() == tmp_path / ".local" / "state" / "deploydeck" / "deployments.jsonl"
+
+
+def test_a_writer_expands_its_path_and_defaults_to_the_state_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert FileJournal("~/j.jsonl").path == tmp_path / "j.jsonl"
+    monkeypatch.setenv("DEPLOYDECK_STATE_DIR", str(tmp_path / "st"))
+    assert FileJournal().path == tmp_path / "st" / "deployments.jsonl"
+    assert FileJournal(None).head is None
+    monkeypatch.setenv(KEY_ENV, "from-env")
+    assert FileJournal(tmp_path / "k.jsonl")._key == b"from-env"
+
+
+# --- the tail a writer continues from -------------------------------------------------------------
+
+
+def test_tail_of_a_missing_an_empty_and_a_one_line_file(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    assert J._read_tail(path) == J._Tail(0, GENESIS, 1, None)
+    path.write_bytes(b"")
+    assert J._read_tail(path) == J._Tail(0, GENESIS, 1, None)
+    (line,) = chain([rec(1)])
+    path.write_bytes(line + b"\n")
+    assert J._read_tail(path) == J._Tail(len(line) + 1, sha(line), 2, None)
+
+
+def test_tail_of_a_file_whose_last_line_spans_several_read_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    lines = chain([rec(1), rec(2, message="x" * 150_000), rec(3, message="y" * 70_000)])
+    data = b"".join(line + b"\n" for line in lines)
+    path.write_bytes(data)
+    assert J._read_tail(path) == J._Tail(len(data), sha(lines[2]), 4, None)
+
+
+def test_a_torn_tail_is_found_where_its_line_starts(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    lines = chain([rec(1), rec(2)])
+    whole = lines[0] + b"\n" + lines[1] + b"\n"
+    path.write_bytes(whole + b'{"ts":"2026')
+    assert J._read_tail(path) == J._Tail(len(whole) + 11, GENESIS, 1, torn_at=len(whole))
+    path.write_bytes(b'{"ts":"2026')
+    assert J._read_tail(path) == J._Tail(11, GENESIS, 1, torn_at=0)
+
+
+@pytest.mark.parametrize("last", [b"not json", b"{}", b"[1, 2]", b'{"seq": null}', b'{"seq": "x"}'], ids=str)
+def test_a_damaged_last_line_is_numbered_by_counting_lines(tmp_path: Path, last: bytes) -> None:
+    path = tmp_path / "j.jsonl"
+    # an empty first line: counting must start at the top of the file
+    path.write_bytes(b"\n" + b"a\n" * 3 + last + b"\n")
+    assert J._read_tail(path) == J._Tail(len(path.read_bytes()), sha(last), 6, None)
+
+
+def test_a_last_line_number_written_as_text_still_counts(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(b'{"seq": "41"}\n')
+    assert J._read_tail(path).next_seq == 42
+
+
+@pytest.mark.parametrize(
+    ("data", "end", "start"),
+    [
+        (b"ab\ncd", 5, 3),
+        (b"abcd", 4, 0),
+        (b"\nabc", 4, 1),
+        (b"ab\ncd\nef", 5, 3),  # only newlines before `end` count
+        (b"a\n" + b"x" * 70_000, 70_002, 2),  # across read blocks
+        (b"x" * 70_000, 70_000, 0),
+    ],
+)
+def test_line_start(data: bytes, end: int, start: int) -> None:
+    assert J._line_start(io.BytesIO(data), end) == start
+
+
+# --- appending --------------------------------------------------------------------------------------
+
+
+def test_appends_chain_number_and_anchor_each_line(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "j.jsonl"
+    journal = write(path, [rec(1), rec(2, deploy_id="d2"), {"type": "bare"}])
+    assert lines_of(path) == chain([rec(1), rec(2, deploy_id="d2"), {"type": "bare"}])
+    last = lines_of(path)[-1]
+    assert journal.head == Anchor(3, sha(last), "")
+    assert read_anchor(path) == Anchor(3, sha(last), "")
+    # the writer's cached tail is exactly what reading the file again gives
+    assert journal._tail == J._read_tail(path)
+    assert verify_journal(path).ok
+
+
+def test_a_signed_writer_signs_lines_and_anchor(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = write(path, [rec(1), rec(2)], key=KEY)
+    assert lines_of(path) == chain([rec(1), rec(2)], KEY)
+    anchor = read_anchor(path)
+    assert isinstance(anchor, Anchor) and anchor.mac is not None
+    assert journal.head == Anchor(2, sha(lines_of(path)[-1]), "d1")
+    assert verify_journal(path, key=KEY).ok
+
+
+def test_two_writers_take_turns_without_breaking_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    first, second = FileJournal(path, fsync=False), FileJournal(path, fsync=False)
+
+    async def go() -> None:
+        await first.append(rec(1))
+        await second.append(rec(2))
+        await first.append(rec(3))  # must notice the file grew under it
+
+    asyncio.run(go())
+    assert lines_of(path) == chain([rec(1), rec(2), rec(3)])
+    check = verify_journal(path)
+    assert check.ok, check.message()
+
+
+@pytest.fixture
+def syncs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    calls: list[str] = []
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (calls.append("fdatasync"), real_fdatasync(fd))[1])
+    yield calls
+
+
+def test_a_durable_line_is_synced_with_its_anchor_and_an_observation_is_not(
+    tmp_path: Path, syncs: list[str]
+) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = FileJournal(path)
+    asyncio.run(journal.append(rec(1)))  # durable by default
+    assert syncs == ["fsync", "fdatasync"]
+    syncs.clear()
+    asyncio.run(journal.append(rec(2), durable=False))
+    assert syncs == []
+    journal._append_sync(rec(3))  # durable by default here too
+    assert syncs == ["fsync", "fdatasync"]
+    syncs.clear()
+    asyncio.run(FileJournal(tmp_path / "nosync.jsonl", fsync=False).append(rec(1)))
+    assert syncs == []
+
+
+def test_the_file_lock_is_held_while_writing_and_released_after(tmp_path: Path) -> None:
+    import fcntl
+
+    path = tmp_path / "j.jsonl"
+    append(path, rec(1))
+    with path.open("ab") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        writer = threading.Thread(target=FileJournal(path, fsync=False)._append_sync, args=(rec(2),))
+        writer.start()
+        writer.join(0.2)
+        assert writer.is_alive() and len(lines_of(path)) == 1  # waits for the other process's lock
+        fcntl.flock(other.fileno(), fcntl.LOCK_UN)
+        writer.join(5)
+    assert len(lines_of(path)) == 2
+    journal = FileJournal(path, fsync=False)
+    journal._append_sync(rec(3))
+    with path.open("ab") as other:  # our lock is gone once append returns
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+# --- a torn tail ------------------------------------------------------------------------------------
+
+
+def tear(path: Path, fragment: bytes) -> None:
+    with path.open("ab") as fh:
+        fh.write(fragment)
+
+
+def test_a_torn_line_is_moved_aside_and_the_recovery_journaled(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    write(path, [rec(1), rec(2)])
+    fragment = b'{"ts":"2026-03-01","deploy_id":"d-7_X","type":"lo'
+    tear(path, fragment)
+    append(path, rec(3, deploy_id="d3", phase="done"))
+    assert (tmp_path / "j.jsonl.torn").read_bytes() == fragment + b"\n"
+    records = records_of(path)
+    assert len(records) == 4
+    recovery = {k: v for k, v in records[2].items() if k not in {"prev", "seq", "h"}}
+    assert (
+        recovery
+        == {
+            "ts": TS,
+            "phase": "done",
+            "deploy_id": "d-7_X",  # whose line it was, read from the fragment
+            "step": None,
+            "type": "log",
+            "level": "warning",
+            "source": "journal",
+            "message": f"{RECOVERED}: line 3 was torn ({len(fragment)} bytes, sha256 {sha(fragment)[:16]}); "
+            "moved to j.jsonl.torn",
+        }
+    )
+    assert records[3]["message"] == "m3" and records[3]["seq"] == 4
+    check = verify_journal(path)
+    assert check.ok, check.message()
+    assert check.notes[0] == f"line 3: {recovery['message']}"
+    # a second crash: the fragment joins the first in the .torn file
+    tear(path, b'{"ts"')
+    append(path, {"type": "bare"})
+    assert (tmp_path / "j.jsonl.torn").read_bytes() == fragment + b"\n" + b'{"ts"\n'
+    recovery = records_of(path)[4]
+    assert (recovery["deploy_id"], recovery["phase"], recovery["ts"]) == ("", "pending", None)
+    assert verify_journal(path).ok
+
+
+def test_a_fragment_without_a_whole_deploy_id_gets_the_records(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    write(path, [rec(1)])
+    tear(path, b'{"deploy_id":"abc')
+    append(path, rec(2, deploy_id="mine"))
+    assert records_of(path)[1]["deploy_id"] == "mine"
+
+
+def test_a_torn_first_line_of_a_new_log_is_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    fragment = b'{"ts":"20'
+    path.write_bytes(fragment)
+    append(path, rec(1))
+    records = records_of(path)
+    assert [r["seq"] for r in records] == [1, 2]
+    assert records[0]["message"] == (
+        f"{RECOVERED}: line 1 was torn (9 bytes, sha256 {sha(fragment)[:16]}); moved to j.jsonl.torn"
+    )
+    assert verify_journal(path).ok
+
+
+def test_cutting_the_anchored_last_line_is_tampering_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    write(path, [rec(1), rec(2), rec(3)])
+    path.write_bytes(path.read_bytes()[:-20])  # the anchor recorded line 3 whole
+    append(path, rec(4))
+    records = records_of(path)
+    assert records[2]["level"] == "error"
+    assert str(records[2]["message"]).startswith(
+        "tampered: a line the anchor recorded whole was cut: line 3 was torn ("
+    )
+    check = verify_journal(path)
+    assert not check.ok and check.first_bad_line == 3
+    assert check.problem.startswith("journal: tampered: a line the anchor recorded whole was cut")
+
+
+def test_a_torn_line_past_an_unreadable_anchor_is_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    write(path, [rec(1)])
+    anchor_path(path).write_text("{not json")
+    tear(path, b'{"ts"')
+    append(path, rec(2))
+    messages = [r["message"] for r in records_of(path)]
+    assert messages[1].startswith(f"{RECOVERED}: line 2 was torn")
+
+
+# --- the end checked before appending ---------------------------------------------------------------
+
+
+def test_lines_appended_by_hand_are_journaled_before_the_next_record(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    write(path, [rec(1)])
+    lines = chain([rec(1), rec(2)])
+    path.write_bytes(b"".join(line + b"\n" for line in lines))  # line 2 not written by deploydeck
+    append(path, rec(3, deploy_id="d3", phase="done"))
+    records = records_of(path)
+    assert len(records) == 4
+    found = {k: v for k, v in records[2].items() if k not in {"prev", "seq", "h"}}
+    assert found == {
+        "ts": TS,
+        "phase": "done",
+        "deploy_id": "d3",
+        "step": None,
+        "type": "log",
+        "level": "error",
+        "source": "journal",
+        "message": "tampered: found before appending: anchor file: 1 line(s) appended after the anchored end "
+        "(line 1) outside deploydeck (or a process killed between writing a line and its anchor)",
+    }
+    assert records[3]["message"] == "m3"
+    check = verify_journal(path)
+    assert check.first_bad_line == 3 and check.problem == f"journal: {found['message']}"
+
+
+def test_a_log_without_an_anchor_is_reported_before_appending(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in chain([rec(1)])))
+    append(path, rec(2))
+    assert records_of(path)[1]["message"] == (
+        "tampered: found before appending: anchor file: j.jsonl.anchor is missing, so the end of the log "
+        "is not proven (deleted, or the log predates anchors)"
+    )
+
+
+def test_a_new_log_and_an_anchored_log_have_nothing_to_report(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(b"")
+    assert J._audit(path, None, None) == []
+    path.write_bytes(b'{"ts')  # only a torn fragment, no anchor: a crash in the first write
+    assert J._audit(path, None, 0) == []
+    write(path.with_name("k.jsonl"), [rec(1)])
+    assert J._audit(path.with_name("k.jsonl"), None, None) == []
+
+
+def test_an_anchor_over_a_file_cut_to_one_fragment_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    write(path, [rec(1), rec(2)])
+    path.write_bytes(b'{"ts')
+    assert J._audit(path, None, 0) == [
+        "tampered: found before appending: anchor file: truncated: 2 line(s) removed from the end "
+        "(it records line 2, the file ends at 0); the whole deploy d1 is gone"
+    ]
+
+
+def test_an_empty_first_line_without_an_anchor_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(b"\n" + b'{"ts')
+    assert J._audit(path, None, 1) == [
+        "tampered: found before appending: anchor file: j.jsonl.anchor is missing, so the end of the log "
+        "is not proven (deleted, or the log predates anchors)"
+    ]
+
+
+def killed_before_anchoring(path: Path, key: bytes | None, last: bytes | None = None) -> None:
+    """Two lines anchored, a third written but its anchor not (a process killed in between)."""
+    write(path, [rec(1), rec(2)], key)
+    anchor = anchor_path(path).read_bytes()
+    if last is None:
+        write(path, [rec(3)], key)
+    else:
+        tear(path, last + b"\n")
+    anchor_path(path).write_bytes(anchor)
+
+
+def test_signed_lines_past_the_anchor_are_a_recovered_crash_with_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    killed_before_anchoring(path, KEY)
+    assert J._audit(path, KEY, None) == [
+        f"{RECOVERED}: 1 signed line(s) after line 2 were written but not anchored"
+    ]
+    append(path, rec(4), KEY)
+    records = records_of(path)
+    assert records[3]["level"] == "warning" and records[3]["message"].startswith(RECOVERED)
+    check = verify_journal(path, key=KEY)
+    assert check.ok, check.message()
+
+
+def test_lines_past_the_anchor_are_tampering_without_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    killed_before_anchoring(path, KEY)
+    assert J._audit(path, None, None) == [
+        "tampered: found before appending: anchor file: 1 line(s) appended after the anchored end (line 2) "
+        "outside deploydeck (or a process killed between writing a line and its anchor)"
+    ]
+
+
+def test_an_unsigned_or_forged_line_past_the_anchor_is_tampering(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    lines = chain([rec(1), rec(2), rec(3)], KEY)
+    unsigned = encode_line(rec(3), sha(lines[1]), 3)
+    killed_before_anchoring(path, KEY, last=unsigned)
+    (finding,) = J._audit(path, KEY, None)
+    assert finding.startswith("tampered: found before appending: anchor file: 1 line(s) appended after")
+    forged = encode_line(rec(3), sha(lines[1]), 3, b"not-the-key")
+    path2 = tmp_path / "k.jsonl"
+    killed_before_anchoring(path2, KEY, last=forged)
+    (finding,) = J._audit(path2, KEY, None)
+    assert finding.startswith("tampered: found before appending: anchor file: 1 line(s) appended after")
+    # one good signed line and one bad one past the anchor: all of them must be signed
+    path3 = tmp_path / "m.jsonl"
+    killed_before_anchoring(path3, KEY)
+    good = lines_of(path3)[2]
+    tear(path3, encode_line(rec(4), sha(good), 4) + b"\n")
+    (finding,) = J._audit(path3, KEY, None)
+    assert finding.startswith("tampered: found before appending: anchor file: 2 line(s) appended after")
+
+
+def test_signed_lines_past_an_anchor_that_does_not_match_its_line_are_tampering(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    killed_before_anchoring(path, KEY)
+    lines = lines_of(path)
+    # line 2 re-signed with other content: the anchor's hash of line 2 no longer matches
+    other = chain([rec(1), rec(22), rec(3)], KEY)
+    path.write_bytes(b"".join(line + b"\n" for line in [lines[0], other[1], other[2]]))
+    findings = J._audit(path, KEY, None)
+    assert findings and all(f.startswith("tampered: found before appending: ") for f in findings)
+    assert not any(f.startswith(RECOVERED) for f in findings)
+
+
+def test_a_line_past_the_anchor_with_no_anchored_line_is_tampering(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    killed_before_anchoring(path, KEY)
+    lines = lines_of(path)
+    del lines[1]  # the anchored line 2 is gone, line 3 (signed) remains
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    findings = J._audit(path, KEY, None)
+    assert findings == [
+        "tampered: found before appending: anchor file: line 2 is not in the file",
+    ]
+
+
+def test_whole_lines_describe_each_complete_line(tmp_path: Path) -> None:
+    good = encode_line(rec(1, deploy_id="dx"), GENESIS, 1)
+    data = (
+        good
+        + b"\n"
+        + b'{"seq": true, "deploy_id": 5}\n'
+        + b"[1]\n"
+        + b"\xff\xfe\n"
+        + b'{"seq": 9}\n'
+        + b'{"seq": 10, "deploy_id": "to'
+    )
+    assert J._whole_lines(data) == [
+        (good, Line(1, 1, sha(good), "dx")),
+        (b'{"seq": true, "deploy_id": 5}', Line(2, None, sha(b'{"seq": true, "deploy_id": 5}'), "5")),
+        (b"[1]", Line(3, None, sha(b"[1]"), "")),
+        (b"\xff\xfe", Line(4, None, sha(b"\xff\xfe"), "")),
+        (b'{"seq": 9}', Line(5, 9, sha(b'{"seq": 9}'), "")),
+    ]
+    assert J._whole_lines(b'{"seq": 1}\n')[-1][1] == Line(1, 1, sha(b'{"seq": 1}'), "")
+
+
+# --- verifying: each line ---------------------------------------------------------------------------
+
+
+def check(raw: bytes, seq: int = 1, prev: str = GENESIS, signing: J._Signing | None = None) -> list[str]:
+    return J._check_line(raw, seq, prev, signing)[0]
+
+
+def test_a_good_line_has_no_problem_and_gives_back_its_record() -> None:
+    line = encode_line(rec(1), GENESIS, 1)
+    assert J._check_line(line, 1, GENESIS, None) == ([], json.loads(line))
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"{not json", "corrupt: not valid JSON"),
+        (b"\xff\xfe", "corrupt: not valid JSON"),
+        (b"[1, 2]", "corrupt: not a JSON object"),
+        (b'"text"', "corrupt: not a JSON object"),
+    ],
+)
+def test_a_line_that_is_no_json_object(raw: bytes, problem: str) -> None:
+    assert J._check_line(raw, 1, GENESIS, None) == ([problem], None)
+
+
+def test_a_line_without_its_hash() -> None:
+    raw = b'{"prev":"' + GENESIS.encode() + b'","seq":1}'
+    assert check(raw) == ["corrupt: no line hash ('h') at the end of the line"]
+    # with a key, a line without a hash is not also checked for its signature
+    assert check(raw, signing=J._Signing(KEY)) == ["corrupt: no line hash ('h') at the end of the line"]
+
+
+def test_a_line_whose_hash_moved_was_rewritten() -> None:
+    record = json.loads(encode_line(rec(1), GENESIS, 1))
+    moved = json.dumps({"h": record.pop("h"), **record}, separators=(",", ":")).encode()
+    assert check(moved) == ["edited: the line was rewritten (its hash is not where deploydeck puts it)"]
+    spaced = encode_line(rec(1), GENESIS, 1).replace(b',"h":"', b', "h": "')
+    assert check(spaced) == ["edited: the line was rewritten (its hash is not where deploydeck puts it)"]
+
+
+def test_an_edited_line_does_not_match_its_hash() -> None:
+    line = encode_line(rec(1), GENESIS, 1).replace(b'"m1"', b'"m2"')
+    assert check(line) == ["edited: the line's content does not match its hash"]
+
+
+def test_signatures_forged_missing_after_signed_ones_and_right() -> None:
+    signing = J._Signing(KEY)
+    lines = chain([rec(1), rec(2), rec(3)], KEY)
+    unsigned = chain([rec(1), rec(2)])
+    forged = encode_line(rec(1), GENESIS, 1, b"other-key")
+    assert check(unsigned[0], signing=signing) == []  # unsigned before any signed line: nothing to say
+    assert not signing.seen_signed
+    assert check(forged, signing=signing) == [
+        f"HMAC key: forged: the line's signature does not match {KEY_ENV}"
+    ]
+    assert not signing.seen_signed
+    assert check(lines[0], signing=signing) == []
+    assert signing.seen_signed
+    assert check(unsigned[1], 2, sha(unsigned[0]), signing) == [
+        "HMAC key: forged: an unsigned line after signed ones"
+    ]
+    assert signing.seen_signed  # stays set: every later unsigned line is reported too
+    assert check(encode_line(rec(3), sha(lines[1]), 3), 3, sha(lines[1]), signing) == [
+        "HMAC key: forged: an unsigned line after signed ones"
+    ]
+    assert check(lines[2], 3, sha(lines[1]), signing) == []
+
+
+@pytest.mark.parametrize("seq", [None, True, "3", 2.0])
+def test_a_line_without_a_usable_number(seq: object) -> None:
+    fields = {"a": 1, "prev": GENESIS} | ({} if seq is None else {"seq": seq})
+    body = json.dumps(fields, separators=(",", ":"))[:-1].encode()
+    line = body + b',"h":"' + sha(body).encode() + b'"}'
+    assert check(line) == ["corrupt: no line number ('seq')"]
+
+
+def test_removed_lines_and_lines_out_of_order_name_the_numbers() -> None:
+    line = encode_line(rec(5), GENESIS, 5)
+    assert check(line, 2) == ["missing: 3 line(s) removed before this one (it says it is line 5)"]
+    assert check(line, 4) == ["missing: 1 line(s) removed before this one (it says it is line 5)"]
+    assert check(line, 5) == []
+    assert check(line, 6) == ["out of order: it says it is line 5, expected 6"]
+
+
+def test_a_broken_chain_is_reported_only_when_nothing_else_is_wrong() -> None:
+    line = encode_line(rec(1), "a" * 64, 1)
+    assert check(line) == ["chain broken: 'prev' does not match the hash of the line before it"]
+    assert check(line, 2) == ["out of order: it says it is line 1, expected 2"]
+    assert check(line, prev="a" * 64) == []
+
+
+# --- verifying: the whole log -----------------------------------------------------------------------
+
+
+def test_a_good_log_verifies_with_its_line_count() -> None:
+    result = verify_lines(chain([rec(1), rec(2), rec(3)]))
+    assert result == JournalCheck(ok=True, lines=3)
+    assert result.message() == "ok: 3 lines, hash chain intact"
+
+
+def test_the_message_of_a_check_lists_its_notes_or_names_the_first_bad_line() -> None:
+    assert (
+        JournalCheck(ok=True, lines=2, notes=["a", "b"]).message() == "ok: 2 lines, hash chain intact; a; b"
+    )
+    assert JournalCheck(ok=False, lines=2, first_bad_line=2, problem="x").message() == "line 2: x"
+
+
+def test_every_finding_is_listed_in_line_order_and_the_first_is_the_problem() -> None:
+    lines = chain([rec(n) for n in range(1, 7)])
+    lines[1] = lines[1].replace(b'"m2"', b'"mX"')  # edited: its own hash, then line 3's prev
+    del lines[3]  # line 4 removed: line 5 is now at position 4
+    lines[4] = b"{oops"  # line 6 corrupt (at position 5)
+    result = verify_lines(lines)
+    assert result == JournalCheck(
+        ok=False,
+        lines=5,
+        first_bad_line=2,
+        problem="edited: the line's content does not match its hash",
+        problems=[
+            (2, "edited: the line's content does not match its hash"),
+            (3, "chain broken: 'prev' does not match the hash of the line before it"),
+            (4, "missing: 1 line(s) removed before this one (it says it is line 5)"),
+            (5, "corrupt: not valid JSON"),
+        ],
+    )
+    assert result.message() == "line 2: edited: the line's content does not match its hash"
+
+
+def test_a_line_that_lost_its_number_keeps_the_count_going() -> None:
+    lines = chain([rec(1), {"seq": "gone"}, rec(3)])
+    lines[1] = b"{broken"
+    result = verify_lines(lines)
+    # line 3 says 3 where 3 is expected (no "missing", no "out of order"); its prev was the old line 2
+    assert result.problems == [
+        (2, "corrupt: not valid JSON"),
+        (3, "chain broken: 'prev' does not match the hash of the line before it"),
+    ]
+
+
+def test_a_torn_last_line_is_a_note_and_is_not_checked() -> None:
+    lines = [*chain([rec(1), rec(2)]), b'{"ts":"20']
+    result = verify_lines(lines, True)
+    assert result == JournalCheck(
+        ok=True, lines=2, notes=["line 3 is torn (a crash mid-write); the next writer moves it aside"]
+    )
+    # not torn: the same bytes are a corrupt last line
+    assert verify_lines(lines).problems == [(3, "corrupt: not valid JSON")]
+
+
+def test_journal_lines_about_recovery_are_notes_and_about_tampering_are_findings() -> None:
+    recovered = {
+        **rec(2),
+        "source": "journal",
+        "level": "warning",
+        "message": f"{RECOVERED}: line 2 was torn",
+    }
+    tampered = {
+        **rec(3),
+        "source": "journal",
+        "level": "error",
+        "message": "tampered: found before appending: x",
+    }
+    other = {**rec(4), "source": "journal", "message": "something else"}
+    not_ours = {**rec(5), "source": "engine", "message": "tampered: says the engine"}
+    not_log = {"type": "analysis", "source": "journal", "message": "tampered: not a log line"}
+    result = verify_lines(chain([rec(1), recovered, tampered, other, not_ours, not_log]))
+    assert result.notes == [f"line 2: {RECOVERED}: line 2 was torn"]
+    assert result.problems == [(3, "journal: tampered: found before appending: x")]
+    assert result.lines == 6
+
+
+def test_a_signed_log_needs_the_key_to_check_its_signatures(monkeypatch: pytest.MonkeyPatch) -> None:
+    signed = chain([rec(1), rec(2)], KEY)
+    note = f"lines are signed, but {KEY_ENV} is not set here: signatures not checked"
+    assert verify_lines(signed).notes == [note]
+    assert verify_lines(signed, key=KEY) == JournalCheck(ok=True, lines=2)
+    monkeypatch.setenv(KEY_ENV, KEY.decode())
+    assert verify_lines(signed) == JournalCheck(ok=True, lines=2)  # the key from the environment
+    assert verify_lines(chain([rec(1)], b"other")).problem == (
+        f"HMAC key: forged: the line's signature does not match {KEY_ENV}"
+    )
+
+
+def test_only_the_last_line_decides_whether_the_log_is_signed() -> None:
+    first_signed = [chain([rec(1)], KEY)[0]]
+    first_signed.append(encode_line(rec(2), sha(first_signed[0]), 2))
+    assert verify_lines(first_signed).notes == []
+    assert verify_lines([]).notes == []
+
+
+def test_a_log_with_no_signed_line_fails_with_the_key() -> None:
+    result = verify_lines(chain([rec(1), rec(2)]), key=KEY)
+    assert result.problems == [
+        (1, f"HMAC key: no line is signed with {KEY_ENV}: written without it, or re-chained")
+    ]
+    assert verify_lines([], key=KEY) == JournalCheck(ok=True, lines=0)
+
+
+def test_the_end_check_sees_every_whole_line_and_adds_its_findings_and_notes() -> None:
+    lines = chain([rec(1, deploy_id="a"), rec(2, deploy_id="b")])
+    lines.append(b'{"seq": true}')
+    seen: list[list[Line]] = []
+
+    def end(whole: list[Line]) -> tuple[list[tuple[int, str]], list[str]]:
+        seen.append(whole)
+        return [(1, "end: late finding")], ["end note"]
+
+    result = verify_lines([*lines, b"{torn"], True, end=end)
+    assert seen == [
+        [
+            Line(1, 1, sha(lines[0]), "a"),
+            Line(2, 2, sha(lines[1]), "b"),
+            Line(3, None, sha(lines[2]), ""),
+        ]
+    ]
+    assert result.problems[0] == (1, "end: late finding")  # sorted by line, ahead of line 3's
+    assert result.first_bad_line == 1 and result.problem == "end: late finding"
+    assert result.notes == ["line 4 is torn (a crash mid-write); the next writer moves it aside", "end note"]
+
+
+def test_verify_journal_reads_the_key_and_the_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = write(path, [rec(1), rec(2)], KEY)
+    assert verify_journal(path, key=KEY).ok
+    assert not verify_journal(path, key=b"wrong").ok
+    monkeypatch.setenv(KEY_ENV, KEY.decode())
+    assert verify_journal(path).ok
+    assert journal.head is not None
+    good = verify_journal(path, expect_head=journal.head.head)
+    assert good.ok and good.notes[-1] == f"line 2 matches the head given with --head ({journal.head.head})"
+    bad = verify_journal(path, expect_head="2:" + "0" * 16)
+    assert not bad.ok and bad.problem.startswith("--head: re-chained")
+
+
+def test_verify_journal_names_a_file_it_cannot_read(tmp_path: Path) -> None:
+    missing = tmp_path / "none.jsonl"
+    assert verify_journal(missing) == JournalCheck(ok=False, lines=0, problem=f"{missing}: no such file")
+    assert verify_journal(tmp_path) == JournalCheck(
+        ok=False, lines=0, problem=f"{tmp_path}: cannot read: Is a directory"
+    )
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+def test_read_journal_of_a_missing_file_and_of_a_directory(tmp_path: Path) -> None:
+    assert read_journal(tmp_path / "none") == JournalRead(events=[], problems=[], lines=0, exists=False)
+    assert read_journal(tmp_path) == JournalRead(
+        events=[], problems=[(0, f"cannot read {tmp_path}: Is a directory")], lines=0, exists=True
+    )
+
+
+def test_read_journal_reads_events_and_names_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    write(path, [rec(1), rec(2)])
+    tear(path, b'{"ts":"20')
+    read = read_journal(path)
+    assert [e.message for e in read.events] == ["m1", "m2"]  # type: ignore[union-attr]
+    assert read.problems == [(3, "truncated line")] and read.lines == 3 and read.exists
+
+
+def test_parse_lines_names_each_damaged_line() -> None:
+    good = encode_line(rec(1), GENESIS, 1)
+    read = parse_lines(
+        [b"", good, b"  ", b"{bad", b"[1]", b'{"type": "log"}', b"{}", b"\xff", b"{cut"], truncated=True
+    )
+    assert len(read.events) == 1 and read.events[0].message == "m1"  # type: ignore[union-attr]
+    assert read.problems == [
+        (1, "empty line"),
+        (3, "empty line"),
+        (4, "not valid JSON"),
+        (5, "not a JSON object"),
+        (6, "not a deploydeck event: log.ts: Field required"),
+        (7, "not a deploydeck event: (event): Unable to extract tag using discriminator 'type'"),
+        (8, "not valid JSON"),
+        (9, "truncated line"),
+    ]
+    assert read.lines == 9 and read.exists
+    assert parse_lines([b"{cut"]).problems == [(1, "not valid JSON")]  # not torn: just bad
