@@ -98,7 +98,8 @@ def _no_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_line_is_the_record_then_prev_seq_and_its_own_hash_in_that_order() -> None:
-    record = {"a": 1, "é": "ü", "prev": "old", "seq": 99, "mac": "old", "h": "old"}
+    # the old fields first: dropped, not kept in their place
+    record = {"h": "old", "mac": "old", "seq": 99, "prev": "old", "a": 1, "é": "ü"}
     line = encode_line(record, "p" * 64, 7)
     head = ('{"a":1,"é":"ü","prev":"' + "p" * 64 + '","seq":7').encode()
     assert line == head + b',"h":"' + sha(head).encode() + b'"}'
@@ -206,6 +207,7 @@ def test_a_last_line_number_written_as_text_still_counts(tmp_path: Path) -> None
         (b"ab\ncd\nef", 5, 3),  # only newlines before `end` count
         (b"a\n" + b"x" * 70_000, 70_002, 2),  # across read blocks
         (b"x" * 70_000, 70_000, 0),
+        (b"\n" + b"x" * 65_536, 65_537, 1),  # the newline in the very first byte of a second block
     ],
 )
 def test_line_start(data: bytes, end: int, start: int) -> None:
@@ -834,3 +836,156 @@ def test_parse_lines_names_each_damaged_line() -> None:
     ]
     assert read.lines == 9 and read.exists
     assert parse_lines([b"{cut"]).problems == [(1, "not valid JSON")]  # not torn: just bad
+
+
+# --- what a writer reads, and what it syncs -----------------------------------------------------------
+
+
+class _CountingPath(type(Path())):  # type: ignore[misc]
+    """A path whose files count the bytes read through them."""
+
+    read = 0
+
+    def open(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        fh = super().open(*args, **kwargs)
+        real_read = fh.read
+
+        def read(n: int = -1) -> bytes:
+            data = real_read(n)
+            _CountingPath.read += len(data)
+            return data
+
+        fh.read = read
+        return fh
+
+
+def test_the_tail_of_a_big_journal_is_read_from_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    lines = chain([rec(n, message="x" * 1000) for n in range(1, 2001)])
+    path.write_bytes(b"".join(line + b"\n" for line in lines))  # 2 MB
+    _CountingPath.read = 0
+    assert J._read_tail(_CountingPath(path)) == J._Tail(path.stat().st_size, sha(lines[-1]), 2001, None)
+    assert _CountingPath.read <= 2 * 65_536
+
+
+def test_a_one_line_journal_a_byte_longer_than_a_block_is_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    line = b'{"seq":1,"pad":"' + b"x" * (65_537 - 18) + b'"}'
+    assert len(line) == 65_537
+    path.write_bytes(line + b"\n")
+    assert J._read_tail(path) == J._Tail(65_538, sha(line), 2, None)
+
+
+def test_a_writer_reads_and_audits_the_file_once_until_another_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "j.jsonl"
+    audits: list[Path] = []
+    real = J._audit
+    monkeypatch.setattr(J, "_audit", lambda *a: (audits.append(a[0]), real(*a))[1])
+    first = write(path, [rec(1), rec(2), rec(3)])
+    assert len(audits) == 1  # the audit reads the whole file: once per writer, not per line
+    append(path, rec(4))  # another writer
+    assert len(audits) == 2
+    asyncio.run(first.append(rec(5)))
+    assert len(audits) == 3
+    asyncio.run(first.append(rec(6)))
+    assert len(audits) == 3
+    assert verify_journal(path).ok
+
+
+def test_what_the_writer_finds_is_synced_even_before_an_observation(tmp_path: Path, syncs: list[str]) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in chain([rec(1)])))  # no anchor: a finding
+    asyncio.run(FileJournal(path).append(rec(2), durable=False))
+    assert syncs == ["fsync", "fdatasync"]  # the finding's line, not the observation's
+    assert records_of(path)[1]["source"] == "journal"
+
+
+def test_a_recovery_is_synced_even_before_an_observation(tmp_path: Path, syncs: list[str]) -> None:
+    path = tmp_path / "j.jsonl"
+    write(path, [rec(1)])
+    tear(path, b'{"ts"')
+    syncs.clear()
+    asyncio.run(FileJournal(path).append(rec(2), durable=False))
+    assert syncs == ["fsync", "fsync", "fdatasync"]  # the .torn file, then the recovery line
+    assert str(records_of(path)[1]["message"]).startswith(RECOVERED)
+
+
+# --- the key, everywhere it is checked -----------------------------------------------------------------
+
+
+def unsign_anchor(path: Path) -> None:
+    anchor = read_anchor(path)
+    assert isinstance(anchor, Anchor)
+    J.write_anchor(path, anchor, None, durable=False)
+
+
+def test_an_anchor_rewritten_without_the_key_is_found_before_appending_and_by_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "j.jsonl"
+    write(path, [rec(1), rec(2)], KEY)
+    unsign_anchor(path)
+    problem = f"HMAC key: j.jsonl.anchor is not signed with {KEY_ENV}: rewritten by someone without the key"
+    assert J._audit(path, KEY, None) == [f"tampered: found before appending: {problem}"]
+    assert verify_journal(path, key=KEY).problems == [(2, problem)]
+    monkeypatch.setenv(KEY_ENV, KEY.decode())
+    assert verify_journal(path).problems == [(2, problem)]
+
+
+def test_verify_journal_checks_the_lines_with_the_key_given(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    write(path, [rec(1)], KEY)
+    wrong = verify_journal(path, key=b"wrong")
+    assert (1, f"HMAC key: forged: the line's signature does not match {KEY_ENV}") in wrong.problems
+
+
+def test_a_nested_h_field_does_not_hide_a_line_signature(tmp_path: Path) -> None:
+    # a record with its own "h" key inside: the line's hash is the last ,"h": of the line
+    nested = rec(3, fields={"x": "1", "h": "2"})
+    path = tmp_path / "j.jsonl"
+    write(path, [rec(1), rec(2)], KEY)
+    anchor = anchor_path(path).read_bytes()
+    write(path, [nested], KEY)
+    anchor_path(path).write_bytes(anchor)
+    assert J._audit(path, KEY, None) == [
+        f"{RECOVERED}: 1 signed line(s) after line 2 were written but not anchored"
+    ]
+    signed = chain([rec(1), nested], KEY)
+    assert verify_lines(signed).notes == [
+        f"lines are signed, but {KEY_ENV} is not set here: signatures not checked"
+    ]
+
+
+def test_the_signature_note_looks_at_the_last_line_only() -> None:
+    note = f"lines are signed, but {KEY_ENV} is not set here: signatures not checked"
+    signed = chain([rec(1), rec(2)], KEY)
+    assert verify_lines(signed[:1]).notes == [note]
+    unsigned_last = [*signed, encode_line(rec(3), sha(signed[1]), 3)]
+    assert verify_lines(unsigned_last).notes == []
+
+
+def test_an_edited_signed_line_reports_the_edit_first() -> None:
+    (line,) = chain([rec(1)], KEY)
+    edited = line.replace(b'"m1"', b'"m9"')
+    result = verify_lines([edited], key=KEY)
+    assert result.problems == [
+        (1, "edited: the line's content does not match its hash"),
+        (1, f"HMAC key: forged: the line's signature does not match {KEY_ENV}"),
+        (1, f"HMAC key: no line is signed with {KEY_ENV}: written without it, or re-chained"),
+    ]
+    assert result.problem == "edited: the line's content does not match its hash"
+
+
+def test_split_lines() -> None:
+    assert J._split_lines(b"") == ([], False)
+    assert J._split_lines(b"a\nb\n") == ([b"a", b"b"], False)
+    assert J._split_lines(b"a\nb") == ([b"a", b"b"], True)
+    assert J._split_lines(b"\n") == ([b""], False)
+
+
+def test_an_empty_journal_verifies_with_nothing_to_note(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_bytes(b"")
+    assert verify_journal(path) == JournalCheck(ok=True, lines=0)
