@@ -158,7 +158,17 @@ EQUIVALENT: dict[str, str] = {
     # core.redact
     "core.redact.x__spellings__mutmut_3": "ensure_ascii=None is falsy: the same as False",
     "core.redact.x__spellings__mutmut_20": 'safe="XXXX": X is unreserved, quote() never encodes it anyway',
-    "core.redact.x__refresh_env__mutmut_4": "re-reads the environment every call instead of on change: slower, same secrets",
+    **{
+        f"core.redact.x__refresh_env__mutmut_{n}": (
+            "os.environ always has _data in CPython: the default and the None branch are never used"
+        )
+        for n in (6, 14)
+    },
+    "core.redact.x_redact_obj__mutmut_7": "ensure_ascii=None is falsy: the same as False",
+    "core.redact.x__plain__mutmut_12": (
+        "str() of an object other than a model only decides whether to walk, and the walk masks strings "
+        "only, never inside such an object: the value comes back equal either way"
+    ),
     "core.redact.x_reset_for_tests__mutmut_1": '"" like None differs from any environment: the next call re-reads it',
     # core.adapters.command
     "core.adapters.command.xǁSubprocessRunnerǁrun__mutmut_61": '"UTF-8" and "utf-8" name the same codec',
@@ -187,6 +197,35 @@ EQUIVALENT: dict[str, str] = {
     **{f"{_LEASE}x__hold__mutmut_{n}": _UNHELD for n in (1, 2, 6, 7, 8, 9, 11)},
     # core.adapters.kubernetes.traffic
     **{f"{_TRAFFIC}{name}": why for name, why in _TRAFFIC_EQ.items()},
+    # core.adapters.journal
+    **{
+        f"core.adapters.journal.{name}": why
+        for name, why in {
+            "x_encode_line__mutmut_19": "ensure_ascii=None is falsy: the same as False",
+            "x_encode_line__mutmut_38": '"UTF-8" and "utf-8" name the same codec',
+            "x__read_tail__mutmut_26": "read(None) at the last byte reads that one byte, like read(1)",
+            "x__read_tail__mutmut_27": "read(2) at the last byte reads that one byte, like read(1)",
+            "x__read_tail__mutmut_59": "a read block of 65537 bytes instead of 65536: the same lines, one byte more",
+            "x__line_start__mutmut_9": "a read block of 65537 bytes instead of 65536: the same offset, one byte more",
+            "xǁFileJournalǁ_append_sync__mutmut_28": (
+                "_audit's torn_at only skips reading a file that is one torn fragment without an anchor: "
+                "with None it reads it, finds no whole line and no anchor, and returns the same nothing"
+            ),
+            "xǁFileJournalǁ_write__mutmut_32": "durable=None is falsy: the same as False",
+            "x__whole_lines__mutmut_12": '"" like None is not a dict: the fields read are {} either way',
+            "x__whole_lines__mutmut_14": "UnicodeDecodeError is a ValueError: suppressing ValueError catches it",
+            "x__whole_lines__mutmut_16": "UnicodeDecodeError is a ValueError: suppressing ValueError catches it",
+            "x_verify_journal__mutmut_13": "first_bad_line defaults to None",
+            **{
+                f"x_verify_lines__mutmut_{n}": (
+                    'a journal line without a message: "None" or "XXXX" starts with neither '
+                    '"recovered" nor "tampered", like ""'
+                )
+                for n in (82, 84, 87)
+            },
+            "x_parse_lines__mutmut_37": "include_url adds a 'url' key to the error; its 'msg' is the same",
+        }.items()
+    },
 }
 
 

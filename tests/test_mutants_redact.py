@@ -8,8 +8,10 @@ import io
 import json
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
+from pydantic import BaseModel
 
 from core import redact as R
 
@@ -175,3 +177,93 @@ def test_install_wraps_stdout_and_stderr_once(monkeypatch: pytest.MonkeyPatch) -
     print("pw hunter22")
     print("pw hunter22", file=sys.stderr)
     assert (out.getvalue(), err.getvalue()) == ("pw ***\n", "pw ***\n")
+
+
+# --- the forms given, credential queries, and JSON-like values (redact_obj) ---------------------------
+
+
+class Reading(BaseModel):
+    name: str
+    value: float = 1.0
+
+
+def test_the_forms_given_are_used_instead_of_the_registry() -> None:
+    R.register(["registered-one"])
+    forms = ("given-secret",)
+    assert R.redact("given-secret registered-one", forms) == "*** registered-one"
+    assert R.redact("registered-one", ()) == "registered-one"
+    value = {"given-secret": ["a given-secret", ("given-secret",)], "m": Reading(name="x given-secret")}
+    assert R.redact_obj(value, forms) == {"***": ["a ***", ["***"]], "m": {"name": "x ***", "value": 1.0}}
+    assert R.redact_obj({"k": "registered-one"}, ()) == {"k": "registered-one"}
+    assert R.redact_obj("given-secret", forms) == "***"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("GET https://x/api?access_token=abc123&q=1", "GET https://x/api?access_token=***&q=1"),
+        ("u?q=1&X-Amz-Signature=f00d#frag", "u?q=1&X-Amz-Signature=***#frag"),
+        ("u?apikey=k1&password=p2 next", "u?apikey=***&password=*** next"),
+        ("u?q=token&page=2", "u?q=token&page=2"),  # the name decides, not the value
+        ("token=abc without a query", "token=abc without a query"),
+    ],
+)
+def test_a_credential_in_a_query_string_is_masked_without_being_registered(text: str, masked: str) -> None:
+    assert R.redact(text) == masked
+    assert R.redact_obj({"url": text}) == {"url": masked}
+
+
+def test_a_non_ascii_secret_given_as_a_form_is_found_in_a_value() -> None:
+    # the scan sees the value as written (ensure_ascii=False), where the given form is
+    assert R.redact_obj({"k": "pé-secret-1"}, ("pé-secret-1",)) == {"k": "***"}
+
+
+def test_a_value_with_nothing_to_mask_comes_back_as_is_without_a_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    R.register(["hunter22"])
+    value = {"a": ["b", 1, None], "m": Reading(name="ok"), "t": datetime(2026, 1, 1), "s": {"x"}}
+
+    def no_walk(*_: object) -> object:
+        raise AssertionError("walked a value with nothing to mask")
+
+    monkeypatch.setattr(R, "_walk", no_walk)
+    assert R.redact_obj(value) is value
+    model = Reading(name="fine")
+    assert R.redact_obj(model) is model
+
+
+def test_a_model_is_masked_into_a_dict_only_when_something_in_it_was_masked() -> None:
+    R.register(["hunter22"])
+    clean, dirty = Reading(name="clean"), Reading(name="pw hunter22", value=2.0)
+    out = R.redact_obj([clean, dirty, "hunter22"])
+    assert out == [clean, {"name": "pw ***", "value": 2.0}, "***"]
+    assert out[0] is clean
+    assert R.redact_obj({"r": dirty}) == {"r": {"name": "pw ***", "value": 2.0}}
+    assert R.redact_obj(dirty) == {"name": "pw ***", "value": 2.0}
+
+
+def test_a_secret_in_a_model_is_found_in_its_json_spelling() -> None:
+    # a control character: the model's repr spells it \x01, its JSON \u0001 (a registered form)
+    R.register(["ab\x01cdef"])
+    assert R.redact_obj(Reading(name="ab\x01cdef")) == {"name": "***", "value": 1.0}
+
+
+def test_a_value_json_cannot_hold_is_walked() -> None:
+    R.register(["hunter22"])
+    key = object()  # not a JSON key: the scan fails, the walk masks what it can
+    assert R.redact_obj({key: "pw hunter22"}) == {key: "pw ***"}
+
+
+def test_the_environment_is_read_again_only_when_it_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CACHE_TOKEN", "tok-cache-1")
+    assert R.redact("tok-cache-1") == "***"
+    reads: list[int] = []
+    real = R.secret_env_values
+    monkeypatch.setattr(R, "secret_env_values", lambda env: (reads.append(1), real(env))[1])
+    R.redact("x")
+    R.redact_obj({"y": "z"})
+    assert reads == []  # unchanged: not decoded again
+    monkeypatch.setenv("CACHE_TOKEN", "tok-cache-2")
+    assert R.redact("tok-cache-2") == "***"
+    assert reads == [1]

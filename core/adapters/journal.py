@@ -98,7 +98,7 @@ def _read_tail(path: Path) -> _Tail:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        return _Tail(0, GENESIS, 1, False)
+        return _Tail(0, GENESIS, 1)
     if size == 0:
         return _Tail(0, GENESIS, 1)
     with path.open("rb") as fh:
