@@ -272,15 +272,24 @@ class TrafficStrategies:
         return round(100 * canary / total) if total else 0
 
     async def _set_gateway(self: KubeCluster, percent: int) -> TrafficChange:
-        checked = False
+        # the readiness check is for the move from the weight of the route we are about to write: a
+        # cached route (our last write) or one re-read after a conflict may hold another weight, set by
+        # hand in between, and then the move is another one (0 → 25 to a canary with no ready pods)
+        checked: int | None = None
         for _ in range(CONFLICT_RETRIES):
             route = self._route or await self.api.request("GET", self._route_path())
-            if not checked:
+            for _ in range(CONFLICT_RETRIES):
                 current = self._route_weight(route)
-                if current != percent:
-                    await self._before_weight(current, percent)
-                    route = await self.api.request("GET", self._route_path())
-                checked = True
+                if current in (percent, checked):
+                    break
+                await self._before_weight(current, percent)
+                checked = current
+                route = await self.api.request("GET", self._route_path())  # fresh: the wait took time
+            else:
+                raise ClusterError(
+                    f"HTTPRoute {self.target.namespace}/{self.target.httproute}: its weight kept changing "
+                    f"while waiting for the pods to take {percent}%"
+                )
             rules = json.loads(json.dumps(route.get("spec", {}).get("rules") or []))
             found = False
             for rule in rules:
