@@ -79,7 +79,7 @@ MUTATE_TESTS_core.adapters.journal := tests/test_journal.py tests/test_mutants_j
 MUTATE_TESTS_core.adapters.kubernetes.cluster := tests/test_kube_adapter.py tests/test_mutants_safety.py \
 	tests/test_ready_capacity.py
 MUTATE_TESTS_core.adapters.kubernetes.traffic := tests/test_kube_adapter.py tests/test_mutants_safety.py \
-	tests/test_ready_capacity.py tests/test_mutants_traffic.py
+	tests/test_ready_capacity.py tests/test_mutants_traffic.py tests/test_gateway_stale_route.py
 # The simulated-Kubernetes variants of the engine tests in test_mutants_safety.py take 3-5 s each and
 # exercise the same analysis/judge code as their in-memory twins: off for the pure modules (pytest's
 # --deselect matches node-id prefixes).

@@ -38,7 +38,10 @@ def _gateway(canary_weight: int, stable_weight: int, **kw: Any) -> Any:
 
 
 def _operator_sets(api: Any, canary_weight: int) -> None:
-    route = api.objects[ROUTE_PATH]
+    _operator_sets_in(api.objects[ROUTE_PATH], canary_weight)
+
+
+def _operator_sets_in(route: dict[str, Any], canary_weight: int) -> None:
     refs = route["spec"]["rules"][0]["backendRefs"]
     refs[0]["weight"], refs[1]["weight"] = 100 - canary_weight, canary_weight
     route["metadata"]["resourceVersion"] = str(int(route["metadata"]["resourceVersion"]) + 1)
@@ -74,3 +77,22 @@ def test_a_weight_coming_down_from_a_route_edited_to_100_waits_for_stable_at_its
     with pytest.raises(ClusterError, match="before traffic returns to stable"):
         run(cluster.set_canary_weight(50))
     assert _weight(api) == 100  # nothing moved toward a stable with no pods
+
+
+def test_a_route_whose_weight_changes_on_every_read_is_given_up_after_five_waits_and_never_written() -> None:
+    cluster, api, _ = _gateway(0, 100, lag=1, canary=3)
+    seen = iter(range(1, 100))
+
+    def edited_by_hand(route: dict[str, Any]) -> None:
+        _operator_sets_in(route, next(seen))
+
+    api.on_get[ROUTE_PATH] = edited_by_hand
+    with pytest.raises(ClusterError) as err:
+        run(cluster.set_canary_weight(25))
+    assert str(err.value) == (
+        "HTTPRoute prod/web-route: its weight kept changing while waiting for the pods to take 25%"
+    )
+    # the first read, then a wait and a fresh read five times, each fresh read another weight
+    assert api.trail() == [("GET", RT)] + [("GET", C), ("GET", RT)] * 5
+    assert api.writes() == []
+    assert _weight(api) == 6
