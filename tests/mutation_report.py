@@ -88,7 +88,10 @@ _TRAFFIC_EQ = {
     **{f"xǁTrafficStrategiesǁ_route_weight__mutmut_{n}": _SERVED for n in (5, 7)},
     **{f"xǁTrafficStrategiesǁ_set_gateway__mutmut_{n}": _SERVED for n in (35, 37)},
     "xǁTrafficStrategiesǁ_set_replicas__mutmut_105": _FALSY,
-    "xǁTrafficStrategiesǁ_set_gateway__mutmut_1": _FALSY,
+    "xǁTrafficStrategiesǁ_set_gateway__mutmut_1": (
+        '`checked` starts as "" instead of None: it is only compared with a weight, an int '
+        "(_route_weight), which equals neither"
+    ),
     "xǁTrafficStrategiesǁ_set_gateway__mutmut_42": _FALSY,
     "xǁTrafficStrategiesǁ_set_gateway__mutmut_100": (
         '"" is falsy like None: the next attempt reads the route either way (`self._route or GET`, its only reader)'
