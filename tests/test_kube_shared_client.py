@@ -193,3 +193,33 @@ def test_kubernetes_aio_loads_without_the_sync_client_package_and_the_package_st
     assert out[0] == "sync-init False False"
     assert out[1].startswith("version ") and out[1] != "version "
     assert out[2] == "sync CoreV1Api True"
+
+
+def _open_handles() -> int:
+    pool = creds_mod._POOLS.get(asyncio.get_running_loop(), {})
+    return sum(e.refs for e in pool.values())
+
+
+@pytest.mark.parametrize("why", ["missing deployment", "bad production context"])
+async def test_a_session_that_fails_to_open_gives_its_clients_back(
+    sim: Sim, tmp_path: Path, why: str
+) -> None:
+    from core.plan import parse_plan
+    from core.ports import PortError
+    from core.session import open_session
+    from tests.test_session import kube_plan
+
+    text = kube_plan(sim.kubeconfig)
+    if why == "missing deployment":  # the preflight's read fails (404): open_session raises
+        text = text.replace(
+            "production: {namespace: prod, deployment: web,",
+            "production: {namespace: prod, deployment: gone,",
+        )
+    if why == "bad production context":  # staging connects, production's context does not exist
+        text = text.replace(
+            "production: {namespace: prod,", "production: {context: nowhere, namespace: prod,"
+        )
+    plan = parse_plan(text, "plan.yaml", env={})
+    with pytest.raises(PortError):
+        await open_session(plan, actor="bob", clock=SystemClock(), journal_path=tmp_path / "j")
+    assert _open_handles() == 0
