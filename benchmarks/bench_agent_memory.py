@@ -5,7 +5,8 @@ tracemalloc pass naming where the Python allocations of the further sessions go)
 
 This process is the world: the simulated API server with RUNS services. A child process does what
 `deploydeck agent` does per DeployRun (core.agent.drive: ``open_session`` of the run's plan on the
-agent's own kubeconfig: both clusters connected, preflight read, Lease taken, state read), RUNS
+agent's own kubeconfig: both clusters connected, preflight read, Lease taken, state read; then a
+health probe and a CI check, as the engine does early, so their HTTP clients exist too), RUNS
 sessions held open together as concurrent runs are, and reports its RSS (/proc/self/statm) after
 each. The first session pays one-time costs (imports, the first client); the slope over the others
 is the per-run cost, the figure 100 concurrent runs multiply. The engines are not run: per-run
@@ -16,6 +17,7 @@ RSS is noisy by a few hundred KB (allocator arenas); the slope over 19 sessions 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -42,7 +44,24 @@ cluster: {{kind: kube, kubeconfig: "{kubeconfig}"}}
 targets:
   staging: {{namespace: {NS}, deployment: {svc}, canary_deployment: {svc}-canary, replicas: 10}}
   production: {{namespace: {NS}, deployment: {svc}, canary_deployment: {svc}-canary, replicas: 10}}
+alertmanager: {{url: "{NOWHERE}/alertmanager", timeout: 1s}}
+gates:
+  ci: {{provider: github, base_url: "{NOWHERE}/github", token: t}}
 """
+
+
+#: a closed port: the first health probe and CI check make their clients, then fail at once
+NOWHERE = "http://127.0.0.1:9"
+
+
+async def first_calls(session: object) -> None:
+    """What each run's engine does early: a health probe and a CI check (their HTTP clients)."""
+    from core.ports import PortError
+
+    world = session.world  # type: ignore[attr-defined]
+    await world.probe.check(f"{NOWHERE}/health", timeout_s=1.0)
+    with contextlib.suppress(PortError):
+        await world.codehost.checks("org/app", "0" * 40)
 
 
 def rss_bytes() -> int:
@@ -68,6 +87,7 @@ async def child(kubeconfig: str, runs: int, trace: bool) -> None:
             plan, actor="agent", clock=SystemClock(), journal_path=state / f"{i}.jsonl", plan_path=f"run-{i}"
         )
         sessions.append(session)
+        await first_calls(session)
         gc.collect()
         rss.append(rss_bytes())
         if trace and i == 0:
