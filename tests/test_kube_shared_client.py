@@ -60,6 +60,8 @@ async def test_same_kubeconfig_and_context_share_one_client_and_its_session(sim:
         rest = _client(staging).rest_client  # type: ignore[attr-defined]
         assert rest.pool_manager is not None  # one aiohttp session served both
         assert _client(production).rest_client.pool_manager is rest.pool_manager  # type: ignore[attr-defined]
+        # no cap of 100 connections shared by every run (each had its own before)
+        assert rest.pool_manager.connector.limit == 0
     finally:
         await staging.close()
         await production.close()
@@ -71,10 +73,10 @@ async def test_concurrent_first_connects_load_the_kubeconfig_once(
     loads: list[str | None] = []
     real_load = creds_mod.load
 
-    async def counted(kubeconfig: str | None, context: str | None) -> object:
+    async def counted(kubeconfig: str | None, context: str | None, **kw: object) -> object:
         loads.append(context)
         await asyncio.sleep(0.01)  # a slow loader: the others must wait for it, not load again
-        return await real_load(kubeconfig, context)
+        return await real_load(kubeconfig, context, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(creds_mod, "load", counted)
     clusters = await asyncio.gather(*(connect(sim) for _ in range(5)))

@@ -89,8 +89,13 @@ class Credentials:
             return changed
 
 
-async def load(kubeconfig: str | None, context: str | None) -> tuple[Any, Credentials]:
-    """(ApiClient, Credentials) from a kubeconfig (every $KUBECONFIG path), else in-cluster config."""
+async def load(
+    kubeconfig: str | None, context: str | None, *, pool_limit: int | None = None
+) -> tuple[Any, Credentials]:
+    """(ApiClient, Credentials) from a kubeconfig (every $KUBECONFIG path), else in-cluster config.
+
+    ``pool_limit``: the client's most simultaneous connections (kubernetes.aio's default 100;
+    0: no limit)."""
     _light_kubernetes()
     from kubernetes.aio import client, config
     from kubernetes.aio.config.config_exception import ConfigException
@@ -119,6 +124,8 @@ async def load(kubeconfig: str | None, context: str | None) -> tuple[Any, Creden
         raise ClusterError(f"kubeconfig {path or default}: {exc}") from None
     except OSError as exc:
         raise ClusterError(f"kubeconfig {path or default}: {exc.strerror or exc}") from None
+    if pool_limit is not None:
+        cfg.connection_pool_maxsize = pool_limit
     creds = Credentials(cfg, loader)
     if cfg.refresh_api_key_hook is None:  # the in-cluster loader sets its own
         cfg.refresh_api_key_hook = creds.before_request
@@ -255,7 +262,9 @@ async def shared(kubeconfig: str | None, context: str | None) -> tuple[SharedCli
     try:
         async with entry.lock:  # concurrent first users wait for one load
             if entry.client is None:
-                entry.client, entry.credentials = await load(kubeconfig, context)
+                # no connection cap: each user had its own 100 before; a shared cap of 100 would
+                # queue a hundred runs' lease renewals behind each other's reads on a slow server
+                entry.client, entry.credentials = await load(kubeconfig, context, pool_limit=0)
     except BaseException:
         entry.refs -= 1
         if entry.refs == 0 and pool.get(key) is entry:
