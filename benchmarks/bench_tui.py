@@ -109,13 +109,24 @@ def first_frame_headless(runs: int) -> tuple[list[float], str]:
     return times, heavy
 
 
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def first_frame_pty(
-    runs: int, extra: tuple[str, ...] = (), markers: tuple[bytes, ...] = (b"Gates", b"Events")
+    runs: int,
+    extra: tuple[str, ...] = (),
+    markers: tuple[bytes, ...] = (b"Gates", b"Events"),
+    cpu: list[float] | None = None,
 ) -> list[float]:
     """`deploydeck demo` in a real pseudo-terminal, timed until every marker has been drawn.
 
     The default markers are the dashboard's panel titles; ``(b"deploydeck",)`` is the first frame
-    (the starting screen paints before the simulated cluster is up).
+    (the starting screen paints before the simulated cluster is up). ``cpu`` receives the CPU
+    seconds the process had used by then: on a loaded machine the wall time is mostly waiting
+    for a core, the CPU time is what the program itself costs (10 ms clock ticks).
     """
     times: list[float] = []
     for _ in range(runs):
@@ -158,6 +169,8 @@ def first_frame_pty(
                             break
                         if all(marker in seen for marker in markers):
                             elapsed = time.perf_counter() - t0
+                            if cpu is not None:
+                                cpu.append(proc_cpu_s(proc.pid))
                             break
                     if proc.poll() is not None:
                         break
@@ -480,8 +493,11 @@ def main() -> int:
         (("--backend", "memory"), (b"Gates", b"Events"), "dashboard drawn, `demo --backend memory`"),
     ):
         try:
-            real = first_frame_pty(runs, extra, markers)
+            cpu: list[float] = []
+            real = first_frame_pty(runs, extra, markers, cpu)
             rows.append((f"{label} (median)", f"{statistics.median(real):.3f} s", "< 0.8 s"))
+            rows.append(("  its CPU time by then (median; the wall time less waiting for a core)",
+                         f"{statistics.median(cpu):.2f} s", "(context)"))  # fmt: skip
         except (RuntimeError, OSError) as exc:
             rows.append((label, f"failed: {exc}"[:60], "< 0.8 s"))
     warm_env, CHILD_ENV = CHILD_ENV, cold_env

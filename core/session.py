@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from core.clock import Clock, SystemClock
 from core.engine import Rollout
-from core.plan import Plan, parse_plan
+from core.plan import Plan, PlanError, parse_plan
 from core.ports import PortError
 from core.world import World
 
@@ -150,10 +150,11 @@ async def open_session(
         notes.extend(sim_notes)
     else:
         world = await _real_world(plan, clock)
-    await _check_cluster(world, plan, plan_path)
-    await _check_traffic_split(world, plan, plan_path)
-    lease = await _take_lease(world, plan, actor, clock)
-    try:
+    lease: LeaseKeeper | None = None
+    try:  # a refusal or a failed read closes the world: its clients must not outlive the session
+        await _check_cluster(world, plan, plan_path)
+        await _check_traffic_split(world, plan, plan_path)
+        lease = await _take_lease(world, plan, actor, clock)
         resume = await _resumable(world, plan, interactive=interactive, rollback=rollback_unfinished)
         if rollback_unfinished:
             resume = _to_roll_back(resume, plan, actor)
@@ -212,16 +213,12 @@ async def open_session(
 
 
 async def _check_cluster(world: World, plan: Plan, plan_path: str) -> None:
-    """Refuse (exit 2) what production itself forbids: wrong running version, paused, an HPA
-    under `replicas` (the real adapter's checks, core/adapters/kubernetes/preflight.py)."""
+    """Refuse (exit 2) what production forbids (wrong version, paused, HPA): kubernetes/preflight.py."""
     check = getattr(world.production, "refusals", None)
     if check is None:
         return
     problems = await check(plan.version)
     if problems:
-        from core.plan import PlanError
-
-        await world.close()
         raise PlanError([f"{plan_path or '<plan>'}: targets.production: {p}" for p in problems])
 
 
@@ -231,12 +228,10 @@ async def _check_traffic_split(world: World, plan: Plan, plan_path: str) -> None
     if target.strategy != "replicas" or not hasattr(world.production, "acquire_lease"):
         return
     from core.adapters.kubernetes import check_expressible
-    from core.plan import PlanError
 
     replicas = target.replicas or (await world.production.describe()).stable_desired
     problem = check_expressible(target, [s.weight for s in plan.canary.steps], replicas)
     if problem is not None:
-        await world.close()
         raise PlanError([f"{plan_path or '<plan>'}: targets.production.replicas: {problem}"])
 
 
@@ -348,7 +343,6 @@ async def _take_lease(world: World, plan: Plan, actor: str, clock: Clock) -> Lea
     # watch a held lease for one whole duration: expiry is judged by what WE observe
     info = await keeper.acquire(holder_identity(actor), ttl, wait_s=ttl + ttl / 6)
     if not info.acquired:
-        await world.close()
         until = f" (expires {info.expires_at:%H:%M:%S} UTC at the earliest)" if info.expires_at else ""
         raise DriverConflict(
             f"{plan.service} in {target.namespace} is being driven by {info.holder}{until}; "
@@ -540,11 +534,13 @@ class _KubeTraffic:
 async def _real_world(plan: Plan, clock: Clock) -> World:
     from core.adapters.kubernetes import KubeCluster
 
-    kubeconfig = plan.cluster.kubeconfig
-    staging = await KubeCluster.connect(plan.targets.staging, kubeconfig=kubeconfig, clock=clock)
-    production = await KubeCluster.connect(plan.targets.production, kubeconfig=kubeconfig, clock=clock)
-    ports = real_ports(plan, clock)
-    ports.staging, ports.production = staging, production
+    kube, ports, targets = plan.cluster.kubeconfig, real_ports(plan, clock), plan.targets
+    ports.staging = await KubeCluster.connect(targets.staging, kubeconfig=kube, clock=clock)
+    try:
+        ports.production = await KubeCluster.connect(targets.production, kubeconfig=kube, clock=clock)
+    except BaseException:
+        await ports.close()  # staging's client is shared: an unreleased handle would keep it open
+        raise
     return ports
 
 

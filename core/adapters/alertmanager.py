@@ -13,6 +13,7 @@ import httpx
 
 from core.adapters.deadline import DeadlineExceeded, within
 from core.adapters.prometheus import redact_url
+from core.adapters.tls import verify
 from core.domain import Alert
 from core.plan import AlertmanagerSpec
 from core.ports import PortError
@@ -60,7 +61,11 @@ class AlertmanagerAlerts:
         if spec.token:
             headers["Authorization"] = f"Bearer {spec.token}"
         self._client = httpx.AsyncClient(
-            base_url=spec.url.rstrip("/"), headers=headers, timeout=spec.timeout, transport=transport
+            base_url=spec.url.rstrip("/"),
+            headers=headers,
+            timeout=spec.timeout,
+            transport=transport,
+            verify=verify(),  # one CA bundle per process, not one per client (issue 12)
         )
 
     async def active_alerts(self, matchers: list[str] | None = None) -> list[Alert]:

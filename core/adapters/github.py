@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from core.adapters.http_probe import redact_url
+from core.adapters.tls import verify
 from core.domain import CheckRun, Review
 from core.ports import PortError
 
@@ -64,7 +65,7 @@ class GitHubCodeHost:
             headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
             if self._token:
                 headers["Authorization"] = f"Bearer {self._token}"
-            self._client = httpx.AsyncClient(headers=headers, timeout=self._timeout)
+            self._client = httpx.AsyncClient(headers=headers, timeout=self._timeout, verify=verify())
         return self._client
 
     def _scrub(self, text: str) -> str:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from core.adapters.deadline import DeadlineExceeded, within
+from core.adapters.tls import verify
 from core.domain import ProbeResult
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class HttpProbe:
         import httpx
 
         if self._client is None:
-            self._client = httpx.AsyncClient(verify=self._verify, follow_redirects=False)
+            self._client = httpx.AsyncClient(verify=verify(self._verify), follow_redirects=False)
         return self._client
 
     async def check(

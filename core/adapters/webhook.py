@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from core.adapters.deadline import DeadlineExceeded, within
+from core.adapters.tls import verify
 from core.clock import Clock
 from core.domain import Notification, NotifyResult
 from core.plan import WebhookSpec
@@ -103,7 +104,7 @@ class WebhookNotifier:
     async def notify(self, message: Notification) -> list[NotifyResult]:
         if not self._specs:
             return []
-        client = self._client or httpx.AsyncClient(follow_redirects=False)
+        client = self._client or httpx.AsyncClient(follow_redirects=False, verify=verify())
         try:
             results = await asyncio.gather(
                 *(self._send(client, spec, message) for spec in self._specs), return_exceptions=True

@@ -116,8 +116,11 @@ class KubeApi:
             if method != "GET" and self.fence is not None:
                 self.fence(method, path)  # before every attempt: a retry may come after the lease is gone
             self.api_calls[verb] += 1
+            sent: str | None = None
             try:
-                status, payload, retry_after = await self._once(method, path, body, content_type, query, text)
+                status, payload, retry_after, sent = await self._once(
+                    method, path, body, content_type, query, text
+                )
             except (TimeoutError, OSError, _client_errors()) as exc:
                 status, payload, retry_after = (
                     0,
@@ -131,7 +134,7 @@ class KubeApi:
                 # once through the kubeconfig's own loader and retry; a second 401 is final
                 renewed = True
                 with self._hold():
-                    changed = await self.credentials.refresh()
+                    changed = await self.credentials.refresh(sent)
                 if changed:
                     continue
             if status not in _TRANSIENT and status != 0 and not (idempotent and status == 409):
@@ -161,7 +164,8 @@ class KubeApi:
         content_type: str | None,
         query: dict[str, str] | None,
         text: bool = False,
-    ) -> tuple[int, dict[str, Any], float | None]:
+    ) -> tuple[int, dict[str, Any], float | None, str | None]:
+        """(status, payload, Retry-After, the token the request carried)."""
         # a log is served as text/plain; its errors still come as a JSON Status
         headers = {"Accept": "text/plain, application/json" if text else "application/json"}
         if content_type:
@@ -176,13 +180,15 @@ class KubeApi:
                 auth_settings=["BearerToken"],
             )
             m, url, hdrs, data, post = serialized
+            # what this request carries: a shared client's token may be renewed by another caller
+            sent = self._client.configuration.api_key.get("BearerToken")
             response = await asyncio.wait_for(
                 self._client.call_api(m, url, hdrs, data, post, _request_timeout=self.request_timeout_s),
                 self.request_timeout_s + 1,
             )
             raw = await response.read()
         if text and 200 <= response.status < 300:
-            return response.status, {"text": raw.decode("utf-8", "replace")}, None
+            return response.status, {"text": raw.decode("utf-8", "replace")}, None, sent
         try:
             payload = json.loads(raw) if raw else {}
         except json.JSONDecodeError:
@@ -194,7 +200,7 @@ class KubeApi:
         if header:
             with contextlib.suppress(ValueError):
                 retry_after = float(header)
-        return response.status, payload, retry_after
+        return response.status, payload, retry_after, sent
 
     def _error(
         self, status: int, payload: dict[str, Any], verb: str, resource: str, ns: str, name: str

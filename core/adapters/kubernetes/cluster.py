@@ -57,9 +57,10 @@ class KubeCluster(TrafficStrategies):
     async def connect(
         cls, target: TargetSpec, *, kubeconfig: str | None, clock: Clock, context: str | None = None
     ) -> KubeCluster:
-        from core.adapters.kubernetes.credentials import load
+        from core.adapters.kubernetes.credentials import shared
 
-        api_client, credentials = await load(kubeconfig, context or target.context)
+        # one client per kubeconfig and context: staging and production, and an agent's runs, share it
+        api_client, credentials = await shared(kubeconfig, context or target.context)
         return cls(target, KubeApi(api_client, clock, credentials=credentials), clock)
 
     @property
