@@ -436,6 +436,9 @@ async def main() -> None:
 
             profile.disable()
             pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+        shard_lags = sorted(fleet.shards.lags)
+        shard_worst = shard_lags[-1] if shard_lags else 0.0
+        shard_p99 = shard_lags[int(len(shard_lags) * 0.99)] if shard_lags else 0.0
         ended = sum(
             v for k, v in outcomes.items() if k in {"completed", "rolled_back", "aborted", "blocked", "error"}
         )
@@ -446,7 +449,8 @@ async def main() -> None:
         print(
             f"  world: {1 + len(fleet.shards.pids)} processes (API server + {len(fleet.shards.pids)} workload shards), "
             f"started in {world_start_s:.0f} s, {world_cpu / wall:.2f} cores; the API server's event loop woke up to "
-            f"{lag.worst:.2f} s late (p99 {lag.p99():.2f} s)"
+            f"{lag.worst:.2f} s late (p99 {lag.p99():.2f} s), the shards' up to {shard_worst:.2f} s "
+            f"(p99 {shard_p99:.2f} s)"
         )
         print(
             f"  runs ended: {ended} of {RUNS} in {wall:.0f} s (goal: all, within the {budget:.0f} s deadline)"

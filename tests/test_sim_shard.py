@@ -45,3 +45,4 @@ async def test_each_service_is_served_whole_by_one_shard_and_follows_the_pushed_
     finally:
         await shards.stop()
     assert not [p for p in shards._procs if p.is_alive()]  # every worker gone
+    assert shards.lags and max(shards.lags) < 30  # each shard said how late its loop woke

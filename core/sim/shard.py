@@ -66,13 +66,26 @@ async def _serve(conn: Connection, specs: list[WorkloadSpec], weights: dict[tupl
     prometheus = SimPrometheus(workloads)
     url = await prometheus.start()
     conn.send({"prometheus": url, "urls": {(w.namespace, w.service): w.base_url for w in workloads}})
+    lags: list[float] = []
+    watch = asyncio.create_task(_loop_lag(lags), name="shard-loop-lag")
     try:
         while (changes := await asyncio.to_thread(conn.recv)) is not None:
             weights.update(changes)
     finally:
+        watch.cancel()
         await prometheus.stop()
         for workload in workloads:
             await workload.stop()
+    conn.send({"lags": lags})  # asked for by stop(): how late this shard's loop woke
+
+
+async def _loop_lag(lags: list[float], period_s: float = 0.1) -> None:
+    """How late this process's event loop wakes up (its workloads and metrics API answer from it)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        before = loop.time()
+        await asyncio.sleep(period_s)
+        lags.append(loop.time() - before - period_s)
 
 
 def _worker(conn: Connection, specs: list[WorkloadSpec], weights: dict[tuple[str, str], int]) -> None:
@@ -103,6 +116,8 @@ class WorkloadShards:
         self._owner: dict[tuple[str, str], int] = {}
         self._sent: dict[tuple[str, str], int] = {}
         self._task: asyncio.Task[None] | None = None
+        #: every shard's event-loop lag samples (seconds), filled by stop()
+        self.lags: list[float] = []
 
     async def start(self) -> None:
         # spawn, not fork: this process already runs an event loop and servers
@@ -158,6 +173,10 @@ class WorkloadShards:
         for conn in self._conns:
             with contextlib.suppress(OSError, BrokenPipeError):
                 conn.send(None)
+        for conn in self._conns:
+            with contextlib.suppress(OSError, EOFError):
+                if await asyncio.to_thread(conn.poll, 10):
+                    self.lags.extend(conn.recv().get("lags", []))
         for proc in self._procs:
             await asyncio.to_thread(proc.join, 10)
             if proc.is_alive():
