@@ -220,7 +220,7 @@ async def test_errors_name_the_endpoint_and_the_status(tmp_path: Path) -> None:
             assert down.value.unreachable and "GET /api/v1/runs: unreachable" in str(down.value)
 
 
-async def test_the_fleet_at_80x24_shows_who_is_attached_and_scrolls_only_the_holder(tmp_path: Path) -> None:
+async def test_the_fleet_at_80x24_shows_every_column_and_the_cut_values_in_full_below(tmp_path: Path) -> None:
     from tui.fleet_shots import FleetShotApp, fleet_scene
     from tui.screenshots import ACTOR
 
@@ -232,13 +232,26 @@ async def test_the_fleet_at_80x24_shows_who_is_attached_and_scrolls_only_the_hol
             )
             await pilot.pause()
             keys = footer_keys(app)
+            table = app.screen.query_one("#fleet-table", DataTable)
+            # nothing to scroll to: every column is within the table's 76 cells
+            assert table.virtual_size.width <= table.scrollable_content_region.width, table.virtual_size
             update = app.screen._compositor.render_full_update()
             lines = ["".join(segment.text for segment in strip) for strip in update.strips]
-    checkout = next(line for line in lines if "checkout" in line)
-    for cell in ("1.4.2 → 1.5.0", "canary", "25 %", "bob, carol"):
-        assert cell in checkout
+    header = next(line for line in lines if "service" in line and "phase" in line)
+    for label in ("service", "from→to", "phase", "weight", "in phase", "attached", "holder"):
+        assert f" {label} " in header, header  # whole, not cut at the border
+    checkout = next(line for line in lines if "checkout" in line and "canary" in line)
+    # service, versions, phase, weight, time in phase, who else is attached, the holder's pod (its end)
+    for cell in ("1.4.2→1.5.0", "canary", "25 %", "5m50s", "bob, carol", "…-x2k4p "):
+        assert cell in checkout, checkout
     assert ACTOR not in checkout  # the attached column lists the others
+    assert any("inventory" in line and "…-q8m2t" in line for line in lines)  # the other replica
     assert any("payments" in line and "rolled back" in line for line in lines)
+    # what the row cut, in full on the lines under the table (the highlighted run: checkout)
+    detail = " ".join(line.strip() for line in lines[-5:-1])
+    holder = "deploydeck-agent/deploydeck-agent-5f7c9-x2k4p@deploydeck-agent-5f7c9-x2k4p:1"
+    assert "shop/checkout-1-5-0" in detail and holder in detail, detail
+    assert f"attached: {ACTOR} (you), bob, carol" in detail, detail
     assert {"/", "q"} <= keys and any("Open" in line for line in lines[-2:])  # the footer offers Enter and /
 
 

@@ -69,12 +69,12 @@ async def test_footer_in_a_dialog_shows_the_dialogs_keys(tmp_path: Path) -> None
     async with demo_app("healthy", journal=tmp_path / "j.jsonl", freeze_at=until) as (app, pilot):
         await drive(app, pilot, until)
         main_keys = footer_keys(app)
-        assert "Proceed" in main_keys and "Abort" in main_keys
+        assert "Next" in main_keys and "Abort" in main_keys  # p: proceed
         await pilot.press("a")
         await pilot.pause()
         keys = footer_keys(app)
         assert "Cancel" in keys and "Abort" in keys  # esc cancels, enter confirms the abort
-        assert "Proceed" not in keys and "Sign" not in keys and "History" not in keys
+        assert "Next" not in keys and "Sign" not in keys and "History" not in keys
         assert "Rollback" in keys  # and it works (below)
 
 

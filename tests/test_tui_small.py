@@ -33,6 +33,8 @@ def staging(model: DeckModel) -> bool:
 
 
 STEERING = ["r", "p", "s", "space", "a"]
+#: and, labels short enough, the views (issue 15: `t Pods` was only in help and the palette)
+ALSO = {"g": "Check", "v": "Verify", "t": "Pods"}
 
 
 @pytest.mark.parametrize(
@@ -65,6 +67,8 @@ async def test_80x24_shows_the_phase_line_and_the_steering_keys(
         visible = "\n".join(lines[-1:])
         for key in STEERING:
             assert f" {key} " in f" {visible} ", visible  # painted, not only present off-screen
+        for key, label in ALSO.items():  # whole: the key and its label, before the palette's
+            assert f" {key} {label} " in f" {visible.split('▏')[0]}", visible
 
 
 async def test_80x24_rolled_back_keeps_the_phase_line_and_the_toast_off_the_why_panel(tmp_path: Path) -> None:

@@ -74,12 +74,14 @@ class DeployDeckApp(SteeringActions, App[None]):
     COMMANDS = App.COMMANDS | {DeckCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("r", "rollback", "Rollback", id="rollback"),
-        Binding("p", "proceed", "Proceed", id="proceed"),
+        # footer labels short enough that r p s space a g v t fit whole at 80 columns (the palette and
+        # help say it in full: "Proceed to the next step", "Re-check the gates now")
+        Binding("p", "proceed", "Next", id="proceed"),
         Binding("P", "promote_early", "Promote early", id="promote_early", show=False),
         Binding("s", "sign_off", "Sign", id="sign_off"),
         Binding("space", "pause_resume", "Pause", id="pause"),
         Binding("a", "abort", "Abort", id="abort"),
-        Binding("g", "refresh_gates", "Re-check", id="refresh_gates"),
+        Binding("g", "refresh_gates", "Check", id="refresh_gates"),
         Binding("d", "decide", "Decide", id="decide"),
         Binding("v", "verification", "Verify", id="verification"),
         Binding("t", "rollout_tree", "Pods", id="rollout_tree"),

@@ -51,13 +51,23 @@ class Scene:
     until: Until
     operate: bool
     attached: tuple[str, ...] = ()
+    #: the replica driving it: two of the agent's Pods share the fleet
+    pod: str = "deploydeck-agent-5f7c9-x2k4p"
 
 
 SCENE = [
     Scene("checkout", ("1.4.2", "1.5.0"), "healthy", canary_at(25), True, ("bob", "carol")),
     Scene("payments", ("2.0.0", "2.0.1"), "bad-canary", rolled_back, True),
     Scene("search", ("3.0.4", "3.1.0"), "healthy", at_gates, False, ("dave",)),
-    Scene("inventory", ("0.9.2", "1.0.0"), "healthy", verifying(), True, ("bob",)),
+    Scene(
+        "inventory",
+        ("0.9.2", "1.0.0"),
+        "healthy",
+        verifying(),
+        True,
+        ("bob",),
+        "deploydeck-agent-5f7c9-q8m2t",
+    ),
 ]
 
 
@@ -86,7 +96,8 @@ class _Run:
             phase=rollout.phase.value,
             weight=rollout.weight,
             phase_since=since,
-            lease_holder=None if rollout.outcome else "deploydeck-agent-5f7c9-x2k4p",
+            # as an in-cluster agent names itself: identity deploydeck-agent/<pod>, on host <pod>, pid 1
+            lease_holder=None if rollout.outcome else f"deploydeck-agent/{self.scene.pod}@{self.scene.pod}:1",
             outcome=rollout.outcome.value if rollout.outcome else None,
             deploy_id=rollout.deploy_id,
             attached=[ACTOR, *self.scene.attached],

@@ -1,7 +1,10 @@
 """The fleet: every DeployRun the agent drives that the caller may see, refreshed as it goes.
 
-One row per run: service, from → to, phase, canary weight, time in phase, the replica holding its
-lease, and who else is attached. ``/`` filters (any column, case-insensitive), Enter opens the
+One row per run: service, from → to, phase, canary weight, time in phase, who else is attached, and
+the replica holding its lease. Every column is on screen down to 80 columns: the holder is shown by
+its short name (the pod, or the identity, kept from its distinguishing end), and where a cell still
+does not fit it is cut visibly (``…``, ``+2`` more people); the line under the table gives the
+highlighted run's lease holder and everyone attached in full. ``/`` filters (any column, case-insensitive), Enter opens the
 dashboard on the highlighted run. The rows come from ``fetch`` (``AgentClient.runs``): the agent
 lists only runs the caller's RBAC lets them ``list``.
 """
@@ -13,7 +16,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -26,8 +29,14 @@ from core.duration_text import format_duration
 from tui.widgets import words
 from tui.widgets.glyphs import OUTCOME_STYLE, PHASE_STYLE
 
-#: who else watches comes before the replica's (long) name: at 80 columns the holder is what scrolls
+#: who else watches comes before the replica's (long) name: at 80 columns the holder is what narrows
 COLUMNS = ("service", "from → to", "phase", "weight", "in phase", "attached", "lease holder")
+#: the same headers where the wide ones do not fit
+NARROW = ("service", "from→to", "phase", "weight", "in phase", "attached", "holder")
+#: each column's cell padding (DataTable's cell_padding 1: one space either side)
+PAD = 2
+#: how narrow the shrinkable columns may get (service, attached, holder), never below their header
+_MIN = {0: 8, 5: 8, 6: 6}
 #: phases where the canary weight is the news; elsewhere 0 % would read as "no traffic"
 _WEIGHTED = {"canary", "paused", "rolling_back"}
 
@@ -46,27 +55,84 @@ def _phase_cell(row: FleetEntry) -> Text:
     return Text(words.phase(phase), style=PHASE_STYLE.get(phase, ""))
 
 
-def row_cells(row: FleetEntry, now: datetime, me: str) -> tuple[object, ...]:
+def short_holder(holder: str) -> str:
+    """The replica, as briefly as it is named: a Lease holder is ``identity@host:pid`` and the
+    identity by default ``deploydeck-agent/<pod>``, so the identity's last ``/`` part (the pod, or
+    the ``--identity`` given)."""
+    who = holder.split("@", 1)[0]
+    return who.rsplit("/", 1)[-1] or holder
+
+
+def row_cells(row: FleetEntry, now: datetime, me: str) -> tuple[Text, ...]:
     since = ""
     if row.phase_since is not None and not row.outcome:
         since = format_duration(max(0.0, (now - row.phase_since).total_seconds()))
     others = [who for who in row.attached if who != me]
     weighted = row.weight or (row.phase in _WEIGHTED and not row.outcome)
     if row.lease_holder:
-        holder: object = row.lease_holder
+        holder = Text(short_holder(row.lease_holder))
     elif row.outcome:
         holder = Text("–", style="dim")  # finished: nobody needs to hold it
     else:
         holder = Text("nobody", style="yellow")  # unfinished and undriven: worth a look
     return (
         Text(row.service or row.name, style="bold"),
-        f"{row.version_from or '?'} → {row.version_to or '?'}",
+        Text(f"{row.version_from or '?'} → {row.version_to or '?'}"),
         _phase_cell(row),
         Text(f"{row.weight} %" if weighted else "–", justify="right"),
-        since,
-        ", ".join(others) or "–",
+        Text(since),
+        Text(", ".join(others) or "–"),
         holder,
     )
+
+
+def _others(text: Text, width: int) -> Text:
+    """``bob, carol, dave`` in ``width`` cells: the names that fit, then ``+N`` for the rest."""
+    names = text.plain.split(", ")
+    for keep in range(len(names) - 1, -1, -1):
+        shown = ", ".join(names[:keep]) + (" " if keep else "") + f"+{len(names) - keep}"
+        if len(shown) <= width:
+            return Text(shown, style=text.style)
+    return Text(f"+{len(names)}"[:width], style=text.style)
+
+
+def _cut(text: Text, width: int, column: int) -> Text:
+    """One cell in ``width`` cells, visibly cut: the holder keeps its end (a pod's distinguishing
+    suffix), who is attached says how many more, anything else ends in ``…``."""
+    if text.cell_len <= width:
+        return text
+    if column == 6:
+        return Text("…" + text.plain[-(width - 1) :], style=text.style)
+    if column == 5:
+        return _others(text, width)
+    cut = text.copy()
+    cut.truncate(width, overflow="ellipsis")
+    return cut
+
+
+def fit(rows: list[tuple[Text, ...]], room: int) -> tuple[tuple[str, ...], list[int], list[tuple[Text, ...]]]:
+    """Headers, column widths and cells for a table ``room`` cells wide (padding included).
+
+    Too wide, it takes in turn: the narrow headers and ``1.4.2→1.5.0``; the holder down to 6 cells;
+    who is attached down to 8; the service down to 8. Narrower still, the table scrolls."""
+
+    def natural(labels: tuple[str, ...], cells: list[tuple[Text, ...]]) -> list[int]:
+        return [max([len(label)] + [c[i].cell_len for c in cells]) for i, label in enumerate(labels)]
+
+    labels, widths = COLUMNS, natural(COLUMNS, rows)
+    if sum(widths) + PAD * len(widths) > room:
+        rows = [(r[0], Text(r[1].plain.replace(" → ", "→"), style=r[1].style), *r[2:]) for r in rows]
+        labels, widths = NARROW, natural(NARROW, rows)
+    over = sum(widths) + PAD * len(widths) - room
+    for column in (6, 5, 0):
+        if over <= 0:
+            break
+        floor = max(_MIN[column], len(labels[column]))
+        take = min(over, max(0, widths[column] - floor))
+        widths[column] -= take
+        over -= take
+    cells = [tuple(_cut(cell, widths[i], i) for i, cell in enumerate(r)) for r in rows]
+    return labels, widths, cells
 
 
 def matches(row: FleetEntry, needle: str) -> bool:
@@ -105,6 +171,7 @@ class FleetScreen(Screen[None]):
     FleetScreen #fleet-table { height: 1fr; border: round $primary; }
     FleetScreen #fleet-filter { height: 3; display: none; }
     FleetScreen #fleet-filter.-shown { display: block; }
+    FleetScreen #fleet-detail { height: auto; max-height: 3; padding: 0 1; }
     FleetScreen #fleet-status { height: 1; padding: 0 1; color: $text-muted; }
     FleetScreen #fleet-status.-error { color: $error; }
     """
@@ -148,11 +215,11 @@ class FleetScreen(Screen[None]):
         table.border_title = "Fleet"
         yield table
         yield Input(placeholder="filter: service, phase, version, holder, namespace…", id="fleet-filter")
+        yield Static("", id="fleet-detail")
         yield Static("", id="fleet-status")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns(*COLUMNS)
         self.set_interval(self.period_s, self.reload, name="fleet-refresh")
         self.run_worker(self.reload(), group="fleet", exclusive=True)
 
@@ -176,16 +243,48 @@ class FleetScreen(Screen[None]):
         """Redraw the table from ``rows`` and the filter, keeping the highlighted run highlighted."""
         table: DataTable[object] = self.query_one(DataTable)
         keep = self.highlighted_key()
-        table.clear()
         now = self.now()
-        for row in self.visible:
-            table.add_row(*row_cells(row, now, self.me), key=f"{row.namespace}/{row.name}")
+        shown = self.visible
+        # the table's own width less its border; before the first layout, the terminal's less the
+        # screen's margins
+        room = (table.size.width or self.app.size.width - 2) - 2
+        labels, widths, cells = fit([row_cells(row, now, self.me) for row in shown], room)
+        table.clear(columns=True)
+        for label, width in zip(labels, widths, strict=True):
+            table.add_column(label, width=width)
+        for row, cell in zip(shown, cells, strict=True):
+            table.add_row(*cell, key=f"{row.namespace}/{row.name}")
         if keep is not None:
             try:
                 table.move_cursor(row=table.get_row_index(keep), animate=False)
             except Exception:  # that run is filtered out or gone: the cursor stays at the top
                 table.move_cursor(row=0, animate=False)
         self._status()
+        self._detail()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.show()
+
+    def _detail(self) -> None:
+        """The highlighted run in full: what a narrow table cut (the holder, everyone attached)."""
+        key = self.highlighted_key()
+        row = next((r for r in self.visible if f"{r.namespace}/{r.name}" == key), None)
+        detail = self.query_one("#fleet-detail", Static)
+        if row is None:
+            detail.update("")
+            return
+        people = [f"{who} (you)" if who == self.me else who for who in row.attached]
+        detail.update(
+            Text.assemble(
+                (f"{row.namespace}/{row.name}", "bold"),
+                f" · attached: {', '.join(people) or 'nobody'}",
+                f" · lease holder {row.lease_holder or 'nobody'}",
+            )
+        )
+
+    @on(DataTable.RowHighlighted, "#fleet-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail()
 
     def _status(self) -> None:
         status = self.query_one("#fleet-status", Static)
