@@ -90,10 +90,6 @@ EQUIVALENT: dict[str, str] = {
     "core.judge.x__judge_metric__mutmut_37": _TWO_SIDED + ' ("either" maps to it)',
     "core.judge.x__judge_metric__mutmut_38": _TWO_SIDED + ' ("either" maps to it)',
     # core.analysis
-    "core.analysis.x__near__mutmut_5": (
-        "< vs <= 0.005: differs only when |value - limit| is exactly the float 0.005, which no percentage "
-        "or latency ratio reaches (searched); either spelling still differs from the limit's"
-    ),
     **{
         f"core.analysis.x_judge__mutmut_{n}": (
             "the placeholder sample of a missing read: its reason is never read (the interval's reason is "
@@ -101,8 +97,19 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (7, 8, 9, 13, 14, 15)
     },
-    "core.analysis.x_judge__mutmut_215": "Judgement's no_data_reason defaults to None: dropping the None is the same",
-    "core.analysis.x_judge__mutmut_232": "Judgement's no_data_reason defaults to None: dropping the None is the same",
+    "core.analysis.x_judge__mutmut_248": "Judgement's no_data_reason defaults to None: dropping the None is the same",
+    "core.analysis.x_judge__mutmut_267": "Judgement's no_data_reason defaults to None: dropping the None is the same",
+    "core.analysis.x__significant_excess__mutmut_2": (
+        "`and` for `or` between the error-rate None checks: every caller passes both error rates "
+        "non-None (judge and soak_judge check them first, soak_regression returns before)"
+    ),
+    **{
+        f"core.analysis.x__significant_excess__mutmut_{n}": (
+            "the evidence text of unknown counts goes with True (significant), and callers read the "
+            "evidence only when not significant"
+        )
+        for n in (8, 9)
+    },
     # core.signoff
     **{
         f"core.signoff.xǁSignOffLedgerǁ_needed__mutmut_{n}": (
