@@ -1,0 +1,388 @@
+"""The engine's workflow steps as the cluster and the journal see them (issue 16, core.rollout).
+
+Written against the survivors of `make mutate MUTATE_MODULES=core.rollout` in the canary step,
+promotion and the rollback procedure: the engine tests check outcomes; these pin the order of what
+reaches the cluster (each piece of progress persisted before the action it announces, the canary
+Ready before the next weight, stable Ready before traffic returns to it), the rollback's rule,
+step, actor and steps, its retry schedule, and an abort's traffic. All in virtual time, in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.domain import Outcome, Phase
+from core.events import (
+    Event,
+    HealthChecked,
+    LogLine,
+    NotificationSent,
+    PhaseChanged,
+    RollbackStep,
+    RollbackTriggered,
+    TrafficChanged,
+)
+from core.ports import PortError
+from core.session import Session
+from tests.engine_helpers import sim_session, until
+
+IMAGE = "registry.example.com/shop/checkout:1.5.0"
+OLD_IMAGE = "registry.example.com/shop/checkout:1.4.2"
+BEFORE_CANARY = [
+    "done=preflight (pre-deploy gates satisfied)",
+    "done=staging.deploy (1.5.0 rolled out)",
+    "done=staging.gates (staging gates satisfied)",
+    "done=staging (staging deployed, gates green, soak passed)",
+]
+CANARY_START = [
+    "pending=canary.deploy",
+    f"deploy:canary:{IMAGE}",
+    "pending=None",
+    f"done=canary.deploy ({IMAGE})",
+    "weight_target=5",
+    "weight:5",
+    "weight_target=None",
+    "wait_ready:canary",  # the adapter's weight change waits for Ready pods; the engine for the rollout
+    "done=canary.step.0 (5 % observed)",
+    "weight_target=25",
+    "weight:25",
+    "weight_target=None",
+]
+
+
+def _journal(session: Session) -> list[str]:
+    """The production cluster's calls, interleaved with the progress the engine persists to it
+    (shown when the pending step, the last step done or the weight being set changes)."""
+    inner: Any = session.rollout.world.production.inner  # type: ignore[attr-defined]
+    write, last = inner.write_state, {}
+
+    async def write_state(state: dict[str, Any]) -> None:
+        done = (state.get("completed") or [None])[-1]
+        seen = {"pending": state.get("pending"), "done": done, "weight_target": state.get("weight_target")}
+        for key, value in seen.items():
+            if last.get(key) != value:
+                result = state.get("results", {}).get(value) if key == "done" else None
+                inner.calls.append(f"{key}={value}" + (f" ({result})" if result else ""))
+        last.update(seen)
+        await write(state)
+
+    inner.write_state = write_state
+    return inner.calls  # type: ignore[no-any-return]
+
+
+def _of(events: list[Event], cls: type) -> list[Any]:
+    return [e for e in events if isinstance(e, cls)]
+
+
+def _traffic(events: list[Event]) -> list[tuple[int, int, bool, str, str]]:
+    return [(e.requested, e.effective, e.applied, e.detail, e.actor) for e in _of(events, TrafficChanged)]
+
+
+async def test_a_healthy_canary_persists_each_step_before_it_and_promotes_after_stable_is_ready(
+    tmp_path: Path,
+) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    journal = _journal(session)
+    assert await session.rollout.run() == Outcome.COMPLETED
+    assert journal == [
+        *BEFORE_CANARY,
+        *CANARY_START,
+        "done=canary.step.1 (25 % observed)",
+        "weight_target=50",
+        "weight:50",
+        "weight_target=None",
+        "done=canary.step.2 (50 % observed)",
+        "weight_target=100",
+        "weight:100",
+        "weight_target=None",
+        "done=canary.step.3 (100 % observed)",
+        "pending=canary.promote",
+        f"deploy:stable:{IMAGE}",
+        "wait_ready:stable",  # traffic returns to stable only once its new pods are Ready
+        "weight_target=0",
+        "weight:0",
+        "weight_target=None",
+        "pending=None",
+        "done=canary.promote (1.5.0 is stable)",
+        "done=verify (green)",
+        "done=complete.notify",
+        "done=complete.extras",
+    ]
+    events = session.rollout.events
+    intents = [(w, w, False, "intent", "engine") for w in (5, 25, 50, 100, 0)]
+    applied = [(5, 5, True, "", "engine"), (25, 25, True, "", "engine"), (50, 50, True, "", "engine")]
+    applied += [
+        (100, 100, True, "", "engine"),
+        (0, 0, True, "promoted: stable runs the new version", "engine"),
+    ]
+    assert _traffic(events) == [x for pair in zip(intents, applied, strict=True) for x in pair]
+    cluster = [e.message for e in _of(events, LogLine) if e.source == "cluster"]
+    assert cluster[4:] == [
+        *(f"canary rollout: canary: {p} % of pods ready" for p in (25, 50, 75, 100)),
+        *(f"stable rollout: stable: {p} % of pods ready" for p in (25, 50, 75, 100)),
+        f"stable rollout: 20 of 20 pods ready, running {IMAGE}",
+    ]
+    assert (session.rollout.step_index, session.rollout.weight) == (None, 0)
+    phases = [(e.phase.value, e.reason) for e in _of(events, PhaseChanged)]
+    assert phases[2:4] == [("canary", "starting the canary"), ("verify", "post-deploy verification")]
+
+
+async def test_an_automatic_rollback_names_its_rule_and_step_and_runs_every_step_of_the_procedure(
+    tmp_path: Path,
+) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    journal = _journal(session)
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    assert journal == [
+        *BEFORE_CANARY,
+        *CANARY_START,
+        "pending=rollback",  # persisted before acting: a resume finishes the rollback
+        "rollback",
+        "pending=None",
+        f"done=rollback.applied (stable runs {OLD_IMAGE})",
+    ]
+    events = session.rollout.events
+    trigger = _of(events, RollbackTriggered)[0]
+    assert (trigger.rule, trigger.step, trigger.weight_at_trigger, trigger.phase) == (
+        "error_rate",
+        1,
+        25,
+        "canary",
+    )
+    assert (trigger.actor, trigger.automatic) == ("engine", True)
+    assert (
+        trigger.reason.startswith("error rate above baseline: canary ") and "pp > 0.50 pp" in trigger.reason
+    )
+    assert [r.rule for r in trigger.readings if r.fired] == ["error_rate"]
+    assert 1 <= len(trigger.samples) <= 5 and all(s.weight == 25 for s in trigger.samples[-1:])
+    assert _traffic(events)[-1] == (0, 0, True, "rollback", "engine")
+    steps = [(s.action, s.ok, s.detail) for s in _of(events, RollbackStep)]
+    assert steps[:4] == [
+        ("weight_reset", True, "canary weight 0"),
+        ("undo_stable", True, f"stable runs {OLD_IMAGE}"),
+        ("verify", True, steps[2][2]),
+        ("communicate", True, "team channel notified"),
+    ]
+    assert steps[2][2].startswith("health green; error rate ") and "(baseline " in steps[2][2]
+    assert steps[4][:2] == ("document", True) and steps[4][2].startswith("incident record ")
+    assert len(steps) == 5
+    # the outcome is journaled before the team hears of it
+    kinds = [type(e).__name__ for e in events if isinstance(e, PhaseChanged | NotificationSent)]
+    assert kinds[-2:] == ["PhaseChanged", "NotificationSent"]
+    assert _of(events, PhaseChanged)[-1].phase == Phase.ROLLED_BACK
+    sent = session.rollout.world.notifier.sent  # type: ignore[attr-defined]
+    assert len(sent) == 1 and "NOT RESTORED" not in sent[0].text
+    assert session.rollout.weight == 0
+
+
+async def test_a_refusing_rollback_api_is_retried_with_doubling_delays_and_an_alarm_beside(
+    tmp_path: Path,
+) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    session.rollout.world.production.inner.fail_rollbacks = 7  # type: ignore[attr-defined]
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    events = session.rollout.events
+    failed = [s for s in _of(events, RollbackStep) if s.action == "attempt_failed"]
+    error = "PATCH deployments/checkout: 503 Service Unavailable (simulated)"
+    assert [(s.ok, s.detail) for s in failed] == [(False, f"attempt {n}: {error}") for n in range(1, 8)]
+    applied = next(e for e in events if isinstance(e, TrafficChanged) and e.detail == "rollback")
+    times = [s.ts for s in failed] + [applied.ts]
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(times)] == [
+        1,
+        2,
+        4,
+        8,
+        16,
+        30,
+        30,
+    ]
+    alarm = [e for e in _of(events, LogLine) if e.level == "error"]
+    assert [e.message for e in alarm] == [
+        f"ROLLBACK NOT APPLIED after 5 attempts ({error}); still retrying every 30s — act on the cluster "
+        "by hand if you can"
+    ]
+    assert alarm[0].ts == failed[4].ts
+    sent = session.rollout.world.notifier.sent  # type: ignore[attr-defined]
+    assert len(sent) == 2 and sent[0].level == "critical"
+    assert sent[0].text.endswith(f"\nNOT RESTORED: rollback not applied after 5 attempts: {error}")
+    assert "NOT RESTORED" not in sent[1].text
+    # the alarm went out beside the retries: attempt 6 came 16 s after the 5th, not after the channel
+    assert _of(events, NotificationSent)[0].ts == failed[4].ts
+
+
+async def test_a_manual_rollback_mid_canary_is_the_persons_with_their_reason(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    rollout = session.rollout
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, TrafficChanged) and event.applied and event.effective == 25:
+            asyncio.get_running_loop().create_task(rollout.rollback("carol", "dashboards look wrong"))
+
+    rollout.subscribe(on_event)
+    assert await rollout.run() == Outcome.ROLLED_BACK
+    trigger = _of(rollout.events, RollbackTriggered)[0]
+    assert (trigger.actor, trigger.automatic, trigger.weight_at_trigger) == ("carol", False, 25)
+    assert _traffic(rollout.events)[-1] == (0, 0, True, "rollback", "carol")
+    phases = _of(rollout.events, PhaseChanged)
+    assert [(p.phase, p.reason) for p in phases[-2:]] == [
+        (Phase.ROLLING_BACK, trigger.reason),
+        (Phase.ROLLED_BACK, trigger.reason),
+    ]
+    assert "dashboards look wrong" in trigger.reason
+
+
+async def test_an_abort_mid_canary_takes_the_canary_traffic_off_and_one_before_it_touches_nothing(
+    tmp_path: Path,
+) -> None:
+    session = await sim_session(tmp_path / "canary", "healthy")
+    rollout = session.rollout
+    journal = _journal(session)
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, TrafficChanged) and event.applied and event.effective == 25:
+            asyncio.get_running_loop().create_task(rollout.abort("alice", "wrong build"))
+
+    rollout.subscribe(on_event)
+    assert await rollout.run() == Outcome.ABORTED
+    assert [c for c in journal if ":" in c or c == "rollback"][-2:] == ["weight:25", "weight:0"]
+    assert _traffic(rollout.events)[-1] == (0, 0, True, "abort: canary traffic off", "alice")
+    assert rollout.weight == 0
+    assert _of(rollout.events, PhaseChanged)[-1].phase == Phase.ABORTED
+
+    early = await sim_session(tmp_path / "preflight", "healthy", interactive=True)
+    task = asyncio.create_task(early.rollout.run())
+    await until(lambda: early.rollout.phase == Phase.PREFLIGHT and len(early.rollout.gates) >= 8)
+    assert (await early.rollout.abort("alice", "not today")).ok
+    assert await task == Outcome.ABORTED
+    assert early.rollout.world.production.calls == []  # type: ignore[attr-defined]
+    assert _of(early.rollout.events, TrafficChanged) == []
+
+
+async def test_without_auto_promote_each_step_but_the_last_waits_for_a_proceed(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy", interactive=True)
+    rollout = session.rollout
+    canary = rollout.plan.canary.model_copy(update={"auto_promote": False})
+    rollout.plan = rollout.plan.model_copy(update={"canary": canary})
+    task = asyncio.create_task(rollout.run())
+    await until(lambda: "rollback-plan" in rollout.gates)
+    assert (await rollout.sign_off("rollback-plan", "alice", "RB-12")).ok
+    assert (await rollout.sign_off("dashboards-reviewed", "bob", "")).ok
+    await until(lambda: rollout.allowed("proceed").ok)
+    assert (await rollout.proceed("alice")).ok  # past the pre-deploy gates
+    for weight in (5, 25, 50):
+        # the window ends by itself, then the step holds at its weight for a person
+        await until(lambda w=weight: rollout.weight == w and rollout._awaiting_proceed, turns=1_000_000)
+        assert rollout.weight == weight and rollout.window is None
+        assert (await rollout.proceed("alice")).ok
+    # the 100 % step is the last: it promotes by itself
+    assert await task == Outcome.COMPLETED
+    assert [w for w, *_ in _traffic(rollout.events)][1::2] == [5, 25, 50, 100, 0]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "rule", "step", "weight", "phase", "title"),
+    [
+        ("bad-canary", "error_rate", 1, 25, "canary", "error rate above baseline: canary "),
+        ("slow-canary", "p99_latency", 2, 50, "canary", "p99 latency above baseline: canary p99 "),
+        ("flaky-health", "health", 2, 50, "canary", "consecutive failed health checks: health: 2 "),
+        ("late-regression", "error_rate", None, 100, "verify", "error rate above baseline: canary "),
+    ],
+)
+async def test_each_trigger_rolls_back_under_its_own_rule_at_its_own_step(
+    tmp_path: Path, scenario: str, rule: str, step: int | None, weight: int, phase: str, title: str
+) -> None:
+    session = await sim_session(tmp_path, scenario)
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    events = session.rollout.events
+    [trigger] = _of(events, RollbackTriggered)
+    assert (trigger.rule, trigger.step, trigger.weight_at_trigger, trigger.phase) == (
+        rule,
+        step,
+        weight,
+        phase,
+    )
+    assert trigger.reason.startswith(title)
+    fired = [r for r in trigger.readings if r.fired]
+    assert [r.rule for r in fired] == [rule]
+    assert trigger.reason == f"{title.split(':')[0]}: {fired[0].text}"
+    assert [s.action for s in _of(events, RollbackStep)] == [
+        "weight_reset",
+        "undo_stable",
+        "verify",
+        "communicate",
+        "document",
+    ]
+
+
+async def test_a_stable_service_still_failing_after_the_rollback_is_reported_not_restored(
+    tmp_path: Path,
+) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    world: Any = session.rollout.world
+    ready = session.plan.targets.production.health.ready  # type: ignore[union-attr]
+    check = world.probe.check
+
+    async def failing_after_rollback(url: str, **kwargs: Any) -> Any:
+        if url == ready and "rollback" in world.production.calls:
+            raise PortError("connection refused (test)")
+        return await check(url, **kwargs)
+
+    world.probe.check = failing_after_rollback
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    events = session.rollout.events
+    steps = {s.action: s for s in _of(events, RollbackStep)}
+    verify = steps["verify"]
+    assert not verify.ok and verify.detail.startswith("not restored after 5m: health failing; error rate ")
+    applied = next(e for e in events if isinstance(e, TrafficChanged) and e.detail == "rollback")
+    assert (verify.ts - applied.ts).total_seconds() == session.plan.verification.restore_timeout
+    checks = [e for e in _of(events, HealthChecked) if e.ts >= applied.ts]
+    assert len(checks) == 11  # every interval of the 5 minutes, both ends included
+    assert {(e.url, e.ok, e.detail) for e in checks} == {(ready, False, "connection refused (test)")}
+    errors = [e.message for e in _of(events, LogLine) if e.level == "error"]
+    assert errors == [f"SERVICE NOT RESTORED: {verify.detail}; keep watching"]
+    [sent] = world.notifier.sent
+    assert sent.level == "critical" and sent.text.endswith(f"\nNOT RESTORED: {verify.detail}")
+    assert steps["communicate"].ok
+
+
+async def test_a_rollback_blind_to_metrics_says_what_is_known(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "metrics-outage")
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    events = session.rollout.events
+    verify = next(s for s in _of(events, RollbackStep) if s.action == "verify")
+    assert not verify.ok
+    assert verify.detail == (
+        "traffic restored (canary 0 %), health green, metrics unknown (error rate no data after 5m: "
+        "prometheus unreachable: connection refused (simulated outage))"
+    )
+    warnings = [
+        e.message for e in _of(events, LogLine) if e.level == "warning" and "rolled back" in e.message
+    ]
+    assert warnings == [f"rolled back: {verify.detail}; keep watching"]
+    assert not [e for e in _of(events, LogLine) if e.level == "error"]
+
+
+async def test_a_failing_channel_and_an_unwritable_record_never_stop_the_rollback(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    world: Any = session.rollout.world
+
+    async def broken(message: object) -> list[object]:
+        raise RuntimeError("channel down")
+
+    world.notifier.notify = broken
+    (tmp_path / "not-a-dir").write_text("")
+    session.rollout.incident_dir = tmp_path / "not-a-dir" / "incidents"
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    events = session.rollout.events
+    sent = _of(events, NotificationSent)
+    assert [(n.channel, n.delivered, n.detail) for n in sent] == [("team channel", False, "RuntimeError")]
+    steps = {s.action: (s.ok, s.detail) for s in _of(events, RollbackStep)}
+    assert steps["communicate"] == (False, "not delivered: team channel: RuntimeError")
+    ok, detail = steps["document"]
+    assert not ok and detail.startswith("incident record not written: ")
+    assert steps["verify"][0] and world.production.weight == 0
