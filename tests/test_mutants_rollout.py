@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from core.clock import VirtualClock
 from core.domain import Outcome, Phase
 from core.events import (
     Event,
@@ -27,9 +28,12 @@ from core.events import (
     RollbackTriggered,
     TrafficChanged,
 )
+from core.plan import MigrationsSpec
+from core.policy import gates_for
 from core.ports import PortError
-from core.session import Session
+from core.session import Session, demo_plan, open_session
 from tests.engine_helpers import sim_session, until
+from tests.resume_helpers import open_driver, run_killed_at
 
 IMAGE = "registry.example.com/shop/checkout:1.5.0"
 OLD_IMAGE = "registry.example.com/shop/checkout:1.4.2"
@@ -386,3 +390,131 @@ async def test_a_failing_channel_and_an_unwritable_record_never_stop_the_rollbac
     ok, detail = steps["document"]
     assert not ok and detail.startswith("incident record not written: ")
     assert steps["verify"][0] and world.production.weight == 0
+
+
+PROMOTE = [f"deploy:stable:{IMAGE}", "wait_ready:stable", "weight:0"]
+
+
+@pytest.mark.parametrize(
+    ("kill_before", "nth", "resumed_calls"),
+    [
+        # the canary image never reached the cluster: deploy it, then every step from the first
+        (
+            "cluster deploy",
+            1,
+            [f"deploy:canary:{IMAGE}", "weight:5", "wait_ready:canary", "weight:25", "weight:50"],
+        ),
+        # 25 % announced but not made: made once, no second deploy or Ready wait
+        ("cluster set_canary_weight(25,)", 1, ["weight:25", "weight:50"]),
+        # 25 % made and journaled: not made again; the rest of its window, then 50 %
+        ("journal analysis step=1", 1, ["weight:50"]),
+        # promotion announced (pending), stable not yet Ready: promotion redone from its start
+        ("cluster wait_ready('stable',)", 1, []),
+        ("cluster set_canary_weight(0,)", 1, []),
+    ],
+)
+async def test_a_killed_canary_resumes_without_repeating_or_skipping_a_cluster_change(
+    tmp_path: Path, kill_before: str, nth: int, resumed_calls: list[str]
+) -> None:
+    first = await open_driver(None, tmp_path)
+    world = first.world
+    outcome, switch = await run_killed_at(first, match=kill_before, nth=nth)
+    assert outcome is None and switch.where.startswith(kill_before)
+    inner: Any = world.production.inner  # type: ignore[attr-defined]
+    before = len(inner.calls)
+    second = await open_driver(world, tmp_path)
+    assert await second.rollout.run() == Outcome.COMPLETED
+    tail = ["weight:100", *PROMOTE] if resumed_calls else PROMOTE
+    assert inner.calls[before:] == resumed_calls + tail
+    assert inner.weight == 0 and inner.stable_image == IMAGE
+
+
+async def test_a_rollback_applied_before_a_kill_is_recorded_once_by_the_next_driver(tmp_path: Path) -> None:
+    first = await open_driver(None, tmp_path, scenario="bad-canary")
+    world = first.world
+    outcome, _ = await run_killed_at(first, match="journal rollback_step")
+    assert outcome is None
+    inner: Any = world.production.inner  # type: ignore[attr-defined]
+    before = len(inner.calls)
+    second = await open_driver(world, tmp_path, scenario="bad-canary")
+    assert await second.rollout.run() == Outcome.ROLLED_BACK
+    assert inner.calls[before:] == []  # not rolled back twice
+    steps = [(s.action, s.ok) for s in _of(second.rollout.events, RollbackStep)]
+    assert [a for a, _ in steps] == ["weight_reset", "undo_stable", "verify", "communicate", "document"]
+    assert all(ok for _, ok in steps)
+    undo = next(s for s in _of(second.rollout.events, RollbackStep) if s.action == "undo_stable")
+    assert undo.detail == "applied before a restart"
+    rollbacks = [t for t in _traffic(second.rollout.events) if t[3] == "rollback"]
+    assert rollbacks == [(0, 0, True, "rollback", "engine")]
+    assert second.rollout.weight == 0
+
+
+async def test_production_migrations_run_once_between_their_announcement_and_the_canary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def inline(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    # the lint gate reads files in a thread while the virtual clock runs on (test_resume.py does the same)
+    monkeypatch.setattr(asyncio, "to_thread", inline)
+    migration = tmp_path / "001_add_column.sql"
+    migration.write_text("ALTER TABLE orders ADD COLUMN note text;\n")
+    migrations = MigrationsSpec(
+        allow_outside_plan_dir=True,
+        files=[str(migration)],
+        staging_command="migrate up",
+        production_command="migrate prod",
+        timeout=123,
+    )
+    plan = demo_plan().model_copy(update={"migrations": migrations})
+    session = await open_session(
+        plan,
+        actor="tester",
+        clock=VirtualClock(),
+        interactive=False,
+        approvals=[g.id for g in gates_for(plan) if not g.automated],
+        journal_path=tmp_path / "j" / "d.jsonl",
+    )
+    journal = _journal(session)
+    world: Any = session.world
+    run = world.runner.run
+
+    async def recording(command: str, **kwargs: Any) -> Any:
+        journal.append(f"run:{command} ({kwargs['timeout_s']:.0f} s)")
+        return await run(command, **kwargs)
+
+    world.runner.run = recording
+    assert await session.rollout.run() == Outcome.COMPLETED
+    start = journal.index("pending=migrations.production")
+    assert journal[start : start + 4] == [
+        "pending=migrations.production",
+        "run:migrate prod (123 s)",
+        "pending=None",
+        "done=migrations.production (ran on production)",
+    ]
+    assert journal[start + 4 : start + 6] == ["pending=canary.deploy", f"deploy:canary:{IMAGE}"]
+    assert world.runner.commands.count("migrate prod") == 1
+    output = [
+        e.message for e in _of(session.rollout.events, LogLine) if e.source == "migrations (production)"
+    ]
+    assert output == ["$ migrate prod", "running 42 checks", "42 passed in 38.2s"]
+
+
+async def test_a_stable_that_cannot_be_read_back_after_promotion_is_said_so(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    inner: Any = session.rollout.world.production.inner  # type: ignore[attr-defined]
+    describe = inner.describe
+
+    async def unreadable() -> Any:
+        if f"deploy:stable:{IMAGE}" in inner.calls:
+            raise PortError("GET deployments/checkout: 500 (test)")
+        return await describe()
+
+    inner.describe = unreadable
+    assert await session.rollout.run() == Outcome.COMPLETED
+    said = [
+        (e.message, e.source) for e in _of(session.rollout.events, LogLine) if "read it back" in e.message
+    ]
+    assert said == [
+        ("stable rollout: cannot read it back now: GET deployments/checkout: 500 (test)", "cluster")
+    ]
