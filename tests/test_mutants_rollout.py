@@ -256,7 +256,8 @@ async def test_an_abort_mid_canary_takes_the_canary_traffic_off_and_one_before_i
     assert [c for c in journal if ":" in c or c == "rollback"][-2:] == ["weight:25", "weight:0"]
     assert _traffic(rollout.events)[-1] == (0, 0, True, "abort: canary traffic off", "alice")
     assert rollout.weight == 0
-    assert _of(rollout.events, PhaseChanged)[-1].phase == Phase.ABORTED
+    last = _of(rollout.events, PhaseChanged)[-1]
+    assert (last.phase, last.reason) == (Phase.ABORTED, "wrong build")
 
     early = await sim_session(tmp_path / "preflight", "healthy", interactive=True)
     task = asyncio.create_task(early.rollout.run())
@@ -518,3 +519,43 @@ async def test_a_stable_that_cannot_be_read_back_after_promotion_is_said_so(tmp_
     assert said == [
         ("stable rollout: cannot read it back now: GET deployments/checkout: 500 (test)", "cluster")
     ]
+
+
+async def test_a_cluster_refusing_the_rollbacks_bookkeeping_does_not_hold_the_rollback_up(
+    tmp_path: Path,
+) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    inner: Any = session.rollout.world.production.inner  # type: ignore[attr-defined]
+    write = inner.write_state
+
+    async def refusing(state: dict[str, Any]) -> None:
+        if state.get("pending") == "rollback":
+            raise PortError("PUT state: 409 conflict (test)")
+        await write(state)
+
+    inner.write_state = refusing
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    assert inner.calls[-2:] == ["weight:25", "rollback"] and inner.weight == 0
+
+
+async def test_the_alarm_sent_beside_the_retries_is_awaited_before_the_final_message(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    world: Any = session.rollout.world
+    world.production.inner.fail_rollbacks = 7
+    notify = world.notifier.notify
+
+    async def slow_alarm(message: Any) -> Any:
+        if "NOT RESTORED" in message.text:
+            await world.clock.sleep(600)  # a channel answering slowly: longer than the retries take
+        return await notify(message)
+
+    world.notifier.notify = slow_alarm
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    events = session.rollout.events
+    texts = [m.text for m in world.notifier.sent]
+    assert len(texts) == 2 and "NOT RESTORED" in texts[0] and "NOT RESTORED" not in texts[1]
+    sent = _of(events, NotificationSent)
+    assert len(sent) == 2 and sent[0].ts <= sent[1].ts  # the final message waited for the alarm
+    # the retries did not wait for the alarm: the rollback was applied while it was still going out
+    applied = next(e for e in events if isinstance(e, TrafficChanged) and e.detail == "rollback")
+    assert applied.ts < sent[0].ts
