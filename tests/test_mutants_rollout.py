@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from core.clock import VirtualClock
-from core.domain import Outcome, Phase
+from core.domain import Outcome, Phase, RollbackReport
 from core.events import (
     Event,
     HealthChecked,
@@ -430,10 +430,14 @@ async def test_a_killed_canary_resumes_without_repeating_or_skipping_a_cluster_c
     assert inner.weight == 0 and inner.stable_image == IMAGE
 
 
-async def test_a_rollback_applied_before_a_kill_is_recorded_once_by_the_next_driver(tmp_path: Path) -> None:
+@pytest.mark.parametrize("nth", [1, 2, 3])
+async def test_a_rollback_applied_before_a_kill_is_recorded_once_by_the_next_driver(
+    tmp_path: Path, nth: int
+) -> None:
+    # killed before the procedure's 1st, 2nd or 3rd step line: each step is journaled exactly once
     first = await open_driver(None, tmp_path, scenario="bad-canary")
     world = first.world
-    outcome, _ = await run_killed_at(first, match="journal rollback_step")
+    outcome, _ = await run_killed_at(first, match="journal rollback_step", nth=nth)
     assert outcome is None
     inner: Any = world.production.inner  # type: ignore[attr-defined]
     before = len(inner.calls)
@@ -444,7 +448,7 @@ async def test_a_rollback_applied_before_a_kill_is_recorded_once_by_the_next_dri
     assert [a for a, _ in steps] == ["weight_reset", "undo_stable", "verify", "communicate", "document"]
     assert all(ok for _, ok in steps)
     undo = next(s for s in _of(second.rollout.events, RollbackStep) if s.action == "undo_stable")
-    assert undo.detail == "applied before a restart"
+    assert undo.detail == ("applied before a restart" if nth <= 2 else f"stable runs {OLD_IMAGE}")
     rollbacks = [t for t in _traffic(second.rollout.events) if t[3] == "rollback"]
     assert rollbacks == [(0, 0, True, "rollback", "engine")]
     assert second.rollout.weight == 0
@@ -529,7 +533,7 @@ async def test_a_cluster_refusing_the_rollbacks_bookkeeping_does_not_hold_the_ro
     write = inner.write_state
 
     async def refusing(state: dict[str, Any]) -> None:
-        if state.get("pending") == "rollback":
+        if state.get("pending") == "rollback" or "rollback.applied" in state.get("completed", []):
             raise PortError("PUT state: 409 conflict (test)")
         await write(state)
 
@@ -559,3 +563,24 @@ async def test_the_alarm_sent_beside_the_retries_is_awaited_before_the_final_mes
     # the retries did not wait for the alarm: the rollback was applied while it was still going out
     applied = next(e for e in events if isinstance(e, TrafficChanged) and e.detail == "rollback")
     assert applied.ts < sent[0].ts
+
+
+@pytest.mark.parametrize(
+    ("restored", "says"), [(True, "stable restored to the previous revision"), (False, "stable untouched")]
+)
+async def test_a_rollback_report_without_detail_says_what_became_of_stable(
+    tmp_path: Path, restored: bool, says: str
+) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    inner: Any = session.rollout.world.production.inner  # type: ignore[attr-defined]
+    rollback = inner.rollback
+
+    async def terse() -> RollbackReport:
+        await rollback()
+        return RollbackReport(weight_reset=True, stable_restored=restored)
+
+    inner.rollback = terse
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    steps = {s.action: (s.ok, s.detail) for s in _of(session.rollout.events, RollbackStep)}
+    assert steps["undo_stable"] == (True, says)
+    assert steps["weight_reset"] == (True, "canary weight 0")
