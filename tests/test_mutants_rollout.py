@@ -284,8 +284,9 @@ async def test_without_auto_promote_each_step_but_the_last_waits_for_a_proceed(t
         await until(lambda w=weight: rollout.weight == w and rollout._awaiting_proceed, turns=1_000_000)
         assert rollout.weight == weight and rollout.window is None
         assert (await rollout.proceed("alice")).ok
-    # the 100 % step is the last: it promotes by itself
-    assert await task == Outcome.COMPLETED
+    # the 100 % step is the last: it promotes by itself (and a wait there would never end: fail, not hang)
+    await until(task.done, turns=1_000_000)
+    assert task.result() == Outcome.COMPLETED
     assert [w for w, *_ in _traffic(rollout.events)][1::2] == [5, 25, 50, 100, 0]
 
 
@@ -584,3 +585,21 @@ async def test_a_rollback_report_without_detail_says_what_became_of_stable(
     steps = {s.action: (s.ok, s.detail) for s in _of(session.rollout.events, RollbackStep)}
     assert steps["undo_stable"] == (True, says)
     assert steps["weight_reset"] == (True, "canary weight 0")
+
+
+async def test_a_rollback_decided_but_not_yet_journaled_is_carried_out_by_the_next_driver(
+    tmp_path: Path,
+) -> None:
+    first = await open_driver(None, tmp_path, scenario="bad-canary")
+    world = first.world
+    outcome, _ = await run_killed_at(first, match="journal rollback_triggered")
+    assert outcome is None  # the decision was persisted in the cluster; nothing of it journaled or done
+    inner: Any = world.production.inner  # type: ignore[attr-defined]
+    assert inner.calls[-1] == "weight:25"
+    second = await open_driver(world, tmp_path, scenario="bad-canary")
+    assert await second.rollout.run() == Outcome.ROLLED_BACK
+    assert inner.calls[-1] == "rollback" and inner.calls.count("rollback") == 1
+    [trigger] = _of(second.rollout.events, RollbackTriggered)
+    assert (trigger.rule, trigger.actor) == ("error_rate", "engine")
+    phases = [(p.phase, p.reason) for p in _of(second.rollout.events, PhaseChanged)]
+    assert phases[-2:] == [(Phase.ROLLING_BACK, trigger.reason), (Phase.ROLLED_BACK, trigger.reason)]
