@@ -134,6 +134,8 @@ async def test_a_healthy_canary_persists_each_step_before_it_and_promotes_after_
     assert (session.rollout.step_index, session.rollout.weight) == (None, 0)
     phases = [(e.phase.value, e.reason) for e in _of(events, PhaseChanged)]
     assert phases[2:4] == [("canary", "starting the canary"), ("verify", "post-deploy verification")]
+    # nobody proceeded: no step says a proceed came as its window ended
+    assert not [e for e in _of(events, LogLine) if "proceed" in e.message]
 
 
 async def test_an_automatic_rollback_names_its_rule_and_step_and_runs_every_step_of_the_procedure(
@@ -284,6 +286,8 @@ async def test_without_auto_promote_each_step_but_the_last_waits_for_a_proceed(t
         await until(lambda w=weight: rollout.weight == w and rollout._awaiting_proceed, turns=1_000_000)
         assert rollout.weight == weight and rollout.window is None
         assert (await rollout.proceed("alice")).ok
+    asked = [e.message for e in _of(rollout.events, LogLine) if e.message.endswith(": press p")]
+    assert asked[-3:] == [f"step {w} % observed; proceed to the next step: press p" for w in (5, 25, 50)]
     # the 100 % step is the last: it promotes by itself (and a wait there would never end: fail, not hang)
     await until(task.done, turns=1_000_000)
     assert task.result() == Outcome.COMPLETED
