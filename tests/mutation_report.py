@@ -110,6 +110,28 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (8, 9)
     },
+    # core.rollout (steps/rollback.py)
+    **{
+        f"core.rollout.steps.rollback.xǁRollbackProcedureǁ_rollback_procedure__mutmut_{n}": why
+        for n, why in {
+            28: (
+                "the message of the CancelledError raised on a lost lease is never read: run() sees the "
+                "lost lease and journals self._lease_lost"
+            ),
+            51: "ok=None for the alarm's ok=False: _communicate only reads `not ok`",
+            72: (
+                "stable_restored=False in the report of a rollback applied before a restart: read only when "
+                "the report has no detail, and this one always has"
+            ),
+            **{
+                n: (
+                    'the "engine" actor when no stop is recorded: the procedure runs only from a recorded '
+                    "stop (_finish_stop asserts it; a resume restores it first)"
+                )
+                for n in (104, 105, 106)
+            },
+        }.items()
+    },
     # core.signoff
     **{
         f"core.signoff.xǁSignOffLedgerǁ_needed__mutmut_{n}": (

@@ -514,6 +514,31 @@ async def test_production_migrations_run_once_between_their_announcement_and_the
     ]
     assert output == ["$ migrate prod", "running 42 checks", "42 passed in 38.2s"]
 
+    # a driver killed just before the canary deploy: the next one does not run the migration again
+    approvals = [g.id for g in gates_for(plan) if not g.automated]
+    again = await open_session(
+        plan,
+        actor="tester",
+        clock=VirtualClock(),
+        interactive=False,
+        approvals=approvals,
+        journal_path=tmp_path / "k" / "d.jsonl",
+    )
+    outcome, _ = await run_killed_at(again, match="cluster deploy")
+    runner: Any = again.world.runner
+    assert outcome is None and runner.commands.count("migrate prod") == 1
+    resumed = await open_session(
+        plan,
+        actor="tester",
+        clock=again.world.clock,
+        interactive=False,
+        approvals=approvals,
+        journal_path=tmp_path / "k" / "d.jsonl",
+        world=again.world,
+    )
+    assert await resumed.rollout.run() == Outcome.COMPLETED
+    assert runner.commands.count("migrate prod") == 1
+
 
 async def test_a_stable_that_cannot_be_read_back_after_promotion_is_said_so(tmp_path: Path) -> None:
     session = await sim_session(tmp_path, "healthy")
