@@ -110,7 +110,11 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (8, 9)
     },
-    # core.rollout (steps/rollback.py)
+    # core.rollout (steps/canary.py, steps/rollback.py)
+    "core.rollout.steps.canary.xǁCanaryStepǁ_set_weight__mutmut_8": (
+        "`and` for `or` before re-announcing a weight: they differ only for an unapplied intent of another "
+        "weight, and a resume always sets the weight its last intent announced (the same step or promotion)"
+    ),
     **{
         f"core.rollout.steps.rollback.xǁRollbackProcedureǁ_rollback_procedure__mutmut_{n}": why
         for n, why in {
@@ -125,10 +129,10 @@ EQUIVALENT: dict[str, str] = {
             ),
             **{
                 n: (
-                    'the "engine" actor when no stop is recorded: the procedure runs only from a recorded '
-                    "stop (_finish_stop asserts it; a resume restores it first)"
+                    "the fallback (actor, reason) for no recorded stop: the procedure runs only from a "
+                    "recorded stop (_finish_stop asserts it; a resume restores it first)"
                 )
-                for n in (104, 105, 106)
+                for n in (8, 9, 10, 104, 105, 106, 179, 180, 181)
             },
         }.items()
     },

@@ -33,7 +33,7 @@ from core.policy import gates_for
 from core.ports import PortError
 from core.session import Session, demo_plan, open_session
 from tests.engine_helpers import sim_session, until
-from tests.resume_helpers import open_driver, run_killed_at
+from tests.resume_helpers import journal_records, open_driver, run_killed_at
 
 IMAGE = "registry.example.com/shop/checkout:1.5.0"
 OLD_IMAGE = "registry.example.com/shop/checkout:1.4.2"
@@ -432,6 +432,11 @@ async def test_a_killed_canary_resumes_without_repeating_or_skipping_a_cluster_c
     before = len(inner.calls)
     second = await open_driver(world, tmp_path)
     assert await second.rollout.run() == Outcome.COMPLETED
+    # across both drivers every weight is announced once and recorded applied once, in order
+    traffic = [
+        (r["requested"], r["applied"]) for r in journal_records(tmp_path) if r["type"] == "traffic_changed"
+    ]
+    assert traffic == [(w, applied) for w in (5, 25, 50, 100, 0) for applied in (False, True)]
     if resumed_calls is None:
         assert inner.calls[before:] == []
     else:
