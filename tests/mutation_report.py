@@ -136,6 +136,13 @@ EQUIVALENT: dict[str, str] = {
             },
         }.items()
     },
+    **{
+        f"core.rollout.steps.rollback.xǁRollbackProcedureǁ_abort_procedure__mutmut_{n}": (
+            "the fallback (actor, reason) for no recorded stop: the abort runs only from a recorded stop "
+            "(_finish_stop asserts it)"
+        )
+        for n in (20, 21, 29, 30, 31)
+    },
     # core.signoff
     **{
         f"core.signoff.xǁSignOffLedgerǁ_needed__mutmut_{n}": (

@@ -642,3 +642,37 @@ async def test_a_rollback_decided_but_not_yet_journaled_is_carried_out_by_the_ne
     assert (trigger.rule, trigger.actor) == ("error_rate", "engine")
     phases = [(p.phase, p.reason) for p in _of(second.rollout.events, PhaseChanged)]
     assert phases[-2:] == [(Phase.ROLLING_BACK, trigger.reason), (Phase.ROLLED_BACK, trigger.reason)]
+
+
+async def test_an_abort_takes_even_a_1_percent_canary_off_and_survives_a_refused_change(
+    tmp_path: Path,
+) -> None:
+    one = await sim_session(tmp_path / "one", "healthy")
+    plan = one.rollout.plan
+    steps = [plan.canary.steps[0].model_copy(update={"weight": 1}), *plan.canary.steps[1:]]
+    one.rollout.plan = plan.model_copy(update={"canary": plan.canary.model_copy(update={"steps": steps})})
+    refused = await sim_session(tmp_path / "refused", "healthy")
+    refused_inner: Any = refused.rollout.world.production.inner  # type: ignore[attr-defined]
+    change = refused_inner.set_canary_weight
+
+    async def refusing(percent: int) -> Any:
+        if percent == 0:
+            raise PortError("PATCH: 503 (test)")
+        return await change(percent)
+
+    refused_inner.set_canary_weight = refusing
+    for session, at in ((one, 1), (refused, 5)):
+        rollout = session.rollout
+
+        def on_event(event: Event, rollout: Any = rollout, at: int = at) -> None:
+            if isinstance(event, TrafficChanged) and event.applied and event.effective == at:
+                asyncio.get_running_loop().create_task(rollout.abort("alice", "wrong build"))
+
+        rollout.subscribe(on_event)
+        assert await rollout.run() == Outcome.ABORTED
+        assert _of(rollout.events, PhaseChanged)[-1].phase == Phase.ABORTED
+    inner: Any = one.rollout.world.production.inner  # type: ignore[attr-defined]
+    assert "weight:1" in inner.calls and inner.calls[-1] == "weight:0" and one.rollout.weight == 0
+    # the cluster refused: the abort still ends the deploy (the weight stays, and nothing says it moved)
+    assert refused_inner.weight == 5
+    assert _traffic(refused.rollout.events)[-1][3] != "abort: canary traffic off"
