@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from core.domain import Outcome, Phase, RollbackReport
+from core.domain import CanaryMetrics, Outcome, Phase, RollbackReport
 from core.events import (
     Event,
     HealthChecked,
@@ -348,3 +348,25 @@ async def test_a_rollback_decided_but_not_yet_journaled_is_carried_out_by_the_ne
     assert (trigger.rule, trigger.actor) == ("error_rate", "engine")
     phases = [(p.phase, p.reason) for p in _of(second.rollout.events, PhaseChanged)]
     assert phases[-2:] == [(Phase.ROLLING_BACK, trigger.reason), (Phase.ROLLED_BACK, trigger.reason)]
+
+
+async def test_restored_means_the_error_rate_back_within_the_limit_of_the_baseline_before(
+    tmp_path: Path,
+) -> None:
+    # the baseline read 0.50 % while the canary ran; after the rollback the service reads exactly
+    # 0.50 % + the 0.50 pp limit = 1.00 %: restored (≤), and its numbers are said
+    session = await sim_session(tmp_path, "bad-canary")
+    world: Any = session.rollout.world
+    read = world.metrics.canary_metrics
+
+    async def fixed_baseline(window_s: float) -> CanaryMetrics:
+        metrics = await read(window_s)
+        rate = 0.01 if "rollback" in world.production.calls else 0.005
+        baseline = metrics.baseline.model_copy(update={"error_rate": rate})
+        return metrics.model_copy(update={"baseline": baseline})
+
+    world.metrics.canary_metrics = fixed_baseline
+    assert 0.01 * 100 == 0.005 * 100 + 0.5
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    verify = next(s for s in _of(session.rollout.events, RollbackStep) if s.action == "verify")
+    assert (verify.ok, verify.detail) == (True, "health green; error rate 1.00 % (baseline 0.50 %)")
