@@ -350,18 +350,31 @@ async def test_a_rollback_decided_but_not_yet_journaled_is_carried_out_by_the_ne
     assert phases[-2:] == [(Phase.ROLLING_BACK, trigger.reason), (Phase.ROLLED_BACK, trigger.reason)]
 
 
+@pytest.mark.parametrize(
+    ("after", "ok", "detail"),
+    [
+        # exactly 0.50 % + the 0.50 pp limit: restored (≤), with its numbers
+        (0.01, True, "health green; error rate 1.00 % (baseline 0.50 %)"),
+        (0.02, False, "not restored after 5m: health ok; error rate 2.00 %"),
+        (
+            None,
+            False,
+            "traffic restored (canary 0 %), health green, metrics unknown (error rate no data after 5m: "
+            "no metrics)",
+        ),
+    ],
+)
 async def test_restored_means_the_error_rate_back_within_the_limit_of_the_baseline_before(
-    tmp_path: Path,
+    tmp_path: Path, after: float | None, ok: bool, detail: str
 ) -> None:
-    # the baseline read 0.50 % while the canary ran; after the rollback the service reads exactly
-    # 0.50 % + the 0.50 pp limit = 1.00 %: restored (≤), and its numbers are said
+    # the baseline read 0.50 % while the canary ran; after the rollback the service reads `after`
     session = await sim_session(tmp_path, "bad-canary")
     world: Any = session.rollout.world
     read = world.metrics.canary_metrics
 
     async def fixed_baseline(window_s: float) -> CanaryMetrics:
         metrics = await read(window_s)
-        rate = 0.01 if "rollback" in world.production.calls else 0.005
+        rate = after if "rollback" in world.production.calls else 0.005
         baseline = metrics.baseline.model_copy(update={"error_rate": rate})
         return metrics.model_copy(update={"baseline": baseline})
 
@@ -369,4 +382,4 @@ async def test_restored_means_the_error_rate_back_within_the_limit_of_the_baseli
     assert 0.01 * 100 == 0.005 * 100 + 0.5
     assert await session.rollout.run() == Outcome.ROLLED_BACK
     verify = next(s for s in _of(session.rollout.events, RollbackStep) if s.action == "verify")
-    assert (verify.ok, verify.detail) == (True, "health green; error rate 1.00 % (baseline 0.50 %)")
+    assert (verify.ok, verify.detail) == (ok, detail)
