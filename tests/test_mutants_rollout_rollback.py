@@ -188,6 +188,7 @@ async def test_a_stable_service_still_failing_after_the_rollback_is_reported_not
 
     async def failing_after_rollback(url: str, **kwargs: Any) -> Any:
         if url == ready and "rollback" in world.production.calls:
+            assert kwargs.get("timeout_s") == session.plan.targets.production.health.timeout  # type: ignore[union-attr]
             raise PortError("connection refused (test)")
         return await check(url, **kwargs)
 
