@@ -137,6 +137,13 @@ EQUIVALENT: dict[str, str] = {
         }.items()
     },
     **{
+        f"core.rollout.steps.rollback.xǁRollbackProcedureǁ_verify_restored__mutmut_{n}": (
+            '_verify_restored\'s initial `last = "not checked"`: every pass of the loop sets `last` before '
+            "the deadline check that reads it"
+        )
+        for n in (5, 6, 7)
+    },
+    **{
         f"core.rollout.steps.rollback.xǁRollbackProcedureǁ_abort_procedure__mutmut_{n}": (
             "the fallback (actor, reason) for no recorded stop: the abort runs only from a recorded stop "
             "(_finish_stop asserts it)"
