@@ -131,10 +131,6 @@ EQUIVALENT: dict[str, str] = {
     "core.judge.x__judge_metric__mutmut_37": _TWO_SIDED + ' ("either" maps to it)',
     "core.judge.x__judge_metric__mutmut_38": _TWO_SIDED + ' ("either" maps to it)',
     # core.analysis
-    "core.analysis.x__near__mutmut_5": (
-        "< vs <= 0.005: differs only when |value - limit| is exactly the float 0.005, which no percentage "
-        "or latency ratio reaches (searched); either spelling still differs from the limit's"
-    ),
     **{
         f"core.analysis.x_judge__mutmut_{n}": (
             "the placeholder sample of a missing read: its reason is never read (the interval's reason is "
@@ -142,8 +138,59 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (7, 8, 9, 13, 14, 15)
     },
-    "core.analysis.x_judge__mutmut_215": "Judgement's no_data_reason defaults to None: dropping the None is the same",
-    "core.analysis.x_judge__mutmut_232": "Judgement's no_data_reason defaults to None: dropping the None is the same",
+    "core.analysis.x_judge__mutmut_248": "Judgement's no_data_reason defaults to None: dropping the None is the same",
+    "core.analysis.x_judge__mutmut_267": "Judgement's no_data_reason defaults to None: dropping the None is the same",
+    "core.analysis.x__significant_excess__mutmut_2": (
+        "`and` for `or` between the error-rate None checks: every caller passes both error rates "
+        "non-None (judge and soak_judge check them first, soak_regression returns before)"
+    ),
+    **{
+        f"core.analysis.x__significant_excess__mutmut_{n}": (
+            "the evidence text of unknown counts goes with True (significant), and callers read the "
+            "evidence only when not significant"
+        )
+        for n in (8, 9)
+    },
+    # core.rollout (steps/canary.py, steps/rollback.py)
+    "core.rollout.steps.canary.xǁCanaryStepǁ_set_weight__mutmut_8": (
+        "`and` for `or` before re-announcing a weight: they differ only for an unapplied intent of another "
+        "weight, and a resume always sets the weight its last intent announced (the same step or promotion)"
+    ),
+    **{
+        f"core.rollout.steps.rollback.xǁRollbackProcedureǁ_rollback_procedure__mutmut_{n}": why
+        for n, why in {
+            28: (
+                "the message of the CancelledError raised on a lost lease is never read: run() sees the "
+                "lost lease and journals self._lease_lost"
+            ),
+            51: "ok=None for the alarm's ok=False: _communicate only reads `not ok`",
+            72: (
+                "stable_restored=False in the report of a rollback applied before a restart: read only when "
+                "the report has no detail, and this one always has"
+            ),
+            **{
+                n: (
+                    "the fallback (actor, reason) for no recorded stop: the procedure runs only from a "
+                    "recorded stop (_finish_stop asserts it; a resume restores it first)"
+                )
+                for n in (8, 9, 10, 104, 105, 106, 179, 180, 181)
+            },
+        }.items()
+    },
+    **{
+        f"core.rollout.steps.rollback.xǁRollbackProcedureǁ_verify_restored__mutmut_{n}": (
+            '_verify_restored\'s initial `last = "not checked"`: every pass of the loop sets `last` before '
+            "the deadline check that reads it"
+        )
+        for n in (5, 6, 7)
+    },
+    **{
+        f"core.rollout.steps.rollback.xǁRollbackProcedureǁ_abort_procedure__mutmut_{n}": (
+            "the fallback (actor, reason) for no recorded stop: the abort runs only from a recorded stop "
+            "(_finish_stop asserts it)"
+        )
+        for n in (20, 21, 29, 30, 31)
+    },
     # core.signoff
     **{
         f"core.signoff.xǁSignOffLedgerǁ_needed__mutmut_{n}": (

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from core.analysis import EPSILON, TriggerState, judge, soak_judge
+import pytest
+
+from core.analysis import EPSILON, TriggerState, judge, soak_judge, soak_regression, wilson_lower
 from core.domain import CanaryMetrics, WorkloadSample
 from core.plan import AnalysisSpec, TriggersSpec
 
@@ -236,3 +238,140 @@ def test_soak_without_data_names_the_side_and_why() -> None:
         WorkloadSample(requests=500, error_rate=0.0), WorkloadSample(reason="down"), 0.1, 50
     )
     assert base_down.text == "no data: baseline: down"
+
+
+# --- the rest of the survivors (issue 16, second pass) ---------------------------------------------
+
+
+def test_the_wilson_bound_at_known_points_and_without_trials() -> None:
+    # reference values: the Wilson score formula (z = 2.326) evaluated in 40-digit decimal arithmetic
+    assert wilson_lower(0.5, 100) == pytest.approx(0.38672391270657874, rel=1e-12)
+    assert wilson_lower(0.1, 50) == pytest.approx(0.03750314106846571, rel=1e-12)
+    # one trial is already evidence: 1 of 1 is at least 15.6 % with 99 % confidence
+    assert wilson_lower(1.0, 1) == pytest.approx(0.1559995232654569, rel=1e-12)
+    # no trials (or a nonsensical negative count): no evidence at all, never a division by zero
+    assert wilson_lower(0.3, 0) == 0.0
+    assert wilson_lower(0.3, -1) == 0.0
+
+
+def test_one_request_is_thin_and_the_adapters_reasons_decide_thin_or_blind() -> None:
+    one = judge(_m(canary_requests=1), None, SPEC, TriggerState())
+    assert (one.verdict, one.thin) == ("no_data", True)
+    # the Prometheus adapter answers a short window with this reason (core/adapters/prometheus.py)
+    few = WorkloadSample(
+        requests=12, reason="no data: v2 served 12 requests in the window, fewer than the minimum 50"
+    )
+    nan = WorkloadSample(requests=500, reason="no data: v2: error_rate is NaN")
+    base = WorkloadSample(requests=10**10, error_rate=0.004, p99=0.2)
+    short = judge(CanaryMetrics(canary=few, baseline=base, at=T0), None, SPEC, TriggerState())
+    assert (short.verdict, short.thin) == ("no_data", True)
+    broken = judge(CanaryMetrics(canary=nan, baseline=base, at=T0), None, SPEC, TriggerState())
+    assert (broken.verdict, broken.thin) == ("no_data", False)
+    # not read at all: blind, and thin is the bool False (Judgement.thin: bool), not some other falsy
+    assert judge(None, None, SPEC, TriggerState()).thin is False
+
+
+def test_on_the_error_limit_with_counts_unknown_stays_and_epsilon_beyond_is_noise() -> None:
+    # counts unknown: the significance guard is out of the way, the plain rule decides alone
+    on_limit = _m(canary_err=0.01, base_err=0.005, canary_requests=None)
+    assert 0.01 * 100 - 0.005 * 100 == 0.5
+    result = judge(on_limit, None, SPEC, TriggerState())
+    reading = _reading(result, "error_rate")
+    assert (result.verdict, reading.fired, reading.consecutive) == ("healthy", False, 0)
+    assert reading.text == "canary 1.00 % vs baseline 0.50 %: +0.500 pp ≤ 0.50 pp"
+    # a limit exactly EPSILON below the delta: 0.499999999 + 1e-9 == 0.5, so the delta is not above it
+    assert (0.5 - EPSILON) + EPSILON == 0.5
+    noise = AnalysisSpec(triggers=TriggersSpec(error_delta_pp=0.5 - EPSILON))
+    assert judge(on_limit, None, noise, TriggerState()).verdict == "healthy"
+    beyond = AnalysisSpec(triggers=TriggersSpec(error_delta_pp=0.5 - 2 * EPSILON))
+    assert judge(on_limit, None, beyond, TriggerState()).verdict == "fired"
+
+
+def test_a_delta_exactly_half_a_hundredth_from_the_limit_prints_two_decimals() -> None:
+    # |0.00 - 0.005| is exactly the float 0.005: two decimals already differ from the limit's "0.01"
+    assert abs(0.0 - 0.005) == 0.005
+    tight = AnalysisSpec(triggers=TriggersSpec(error_delta_pp=0.005))
+    r = _reading(judge(_m(), None, tight, TriggerState()), "error_rate")
+    assert r.text == "canary 0.40 % vs baseline 0.40 %: +0.00 pp ≤ 0.01 pp"
+
+
+def test_not_significant_yet_says_the_bound_and_what_the_rule_needs() -> None:
+    # 3 of 60 is 5 %, +4.60 pp over 0.40 %; its 99 % lower bound 1.43 % is short of 0.40 % + 2.00 pp
+    spec = AnalysisSpec(triggers=TriggersSpec(error_delta_pp=2.0))
+    r = _reading(judge(_m(canary_err=0.05, canary_requests=60), None, spec, TriggerState()), "error_rate")
+    assert not r.fired
+    assert r.text == (
+        "canary 5.00 % vs baseline 0.40 %: +4.60 pp > 2.00 pp, not significant yet (60 canary requests: "
+        "its error rate is ≥ 1.43 % with 99 % confidence, the rule needs > 2.40 %)"
+    )
+
+
+def test_soak_within_chance_says_so_in_staging_words() -> None:
+    r = soak_judge(
+        WorkloadSample(requests=600, error_rate=0.006),
+        WorkloadSample(requests=5000, error_rate=0.004),
+        0.1,
+        50,
+    )
+    assert (r.fired, r.consecutive) == (False, 0)
+    assert r.text == (
+        "staging 0.60 % vs baseline 0.40 %: +0.20 pp ≥ 0.10 pp, within chance (600 staging requests: its "
+        "error rate is ≥ 0.19 % with 99 % confidence, the rule needs > 0.50 %)"
+    )
+
+
+# The significance bound's own boundary: baseline 0 %, limit 1.00 pp, so the canary's 99 % lower bound
+# must exceed needed = 1 % (the canary rule, strictly: > needed + EPSILON/100) or reach it (the soak,
+# ≥ needed - EPSILON/100). At 1.001 % the bound crosses 1 % near 535.6 M requests (request counts are
+# floats: Prometheus' increase() extrapolates); these counts put it where each comparison decides.
+_RATE, _NEEDED = 0.01001, 0.01
+_AT_NEEDED = 535617324  # bound - needed: +1.7e-18
+_JUST_BELOW_CANARY_LINE = 535618390  # +0.9946e-11, short of +1e-11
+_ON_CANARY_LINE = 535618395.76647437  # exactly needed + EPSILON/100
+_PAST_CANARY_LINE = 535618396  # +1.0002e-11
+_JUST_ABOVE_SOAK_LINE = 535616258  # -0.9946e-11, above -1e-11
+_ON_SOAK_LINE = 535616252.23649853  # exactly needed - EPSILON/100
+_PAST_SOAK_LINE = 535616252  # -1.0002e-11
+_NANO_BELOW = 535510164  # -1.0e-9
+
+
+def _canary_verdict(requests: float) -> str:
+    m = _m(canary_err=_RATE, base_err=0.0, canary_requests=requests)
+    return judge(m, None, AnalysisSpec(triggers=TriggersSpec(error_delta_pp=1.0)), TriggerState()).verdict
+
+
+def _soak_fires(requests: float) -> bool:
+    staging = WorkloadSample(requests=requests, error_rate=_RATE)
+    return soak_judge(staging, WorkloadSample(requests=5000, error_rate=0.0), 1.0, 50).fired
+
+
+def test_the_canary_rule_needs_its_bound_strictly_past_the_limit() -> None:
+    assert wilson_lower(_RATE, _AT_NEEDED) - _NEEDED == pytest.approx(0.0, abs=1e-15)
+    assert wilson_lower(_RATE, _ON_CANARY_LINE) == _NEEDED + EPSILON / 100
+    assert [_canary_verdict(n) for n in (_AT_NEEDED, _JUST_BELOW_CANARY_LINE, _ON_CANARY_LINE)] == [
+        "healthy"
+    ] * 3
+    assert _canary_verdict(_PAST_CANARY_LINE) == "fired"
+
+
+def test_the_soak_blocks_from_its_bound_reaching_the_limit_on() -> None:
+    assert wilson_lower(_RATE, _ON_SOAK_LINE) == _NEEDED - EPSILON / 100
+    assert [_soak_fires(n) for n in (_AT_NEEDED, _JUST_ABOVE_SOAK_LINE, _ON_SOAK_LINE)] == [True] * 3
+    assert [_soak_fires(n) for n in (_PAST_SOAK_LINE, _NANO_BELOW)] == [False, False]
+
+
+def test_soak_regression_stops_early_only_on_a_significant_excess_above_the_limit() -> None:
+    def ws(rate: float | None, requests: float | None = None) -> WorkloadSample:
+        return WorkloadSample(requests=requests, error_rate=rate)
+
+    # no rate on either side: nothing to stop for
+    assert not soak_regression(ws(None), ws(0.005), 0.5)
+    assert not soak_regression(ws(0.05), ws(None), 0.5)
+    # counts unknown, the plain rule: exactly on the limit (0.5 pp) goes on, above it stops
+    assert not soak_regression(ws(0.01), ws(0.005), 0.5)
+    assert soak_regression(ws(0.0101), ws(0.005), 0.5)
+    # a limit EPSILON below the delta is float noise (0.499999999 + 1e-9 == 0.5)
+    assert not soak_regression(ws(0.01), ws(0.005), 0.5 - EPSILON)
+    # with counts: 1 of 60 is +1.27 pp but within chance; 3.2 % of 400 is certain
+    assert not soak_regression(ws(1 / 60, 60), ws(0.004, 5000), 0.5)
+    assert soak_regression(ws(0.032, 400), ws(0.004, 5000), 0.5)
