@@ -76,7 +76,7 @@ MUTATE_TESTS_core.adapters.kubernetes.undo := tests/test_mutants_undo.py
 MUTATE_TESTS_core.rollout := tests/test_engine.py tests/test_mutants_safety.py tests/test_ready_capacity.py \
 	tests/test_mutants_rollout.py tests/test_mutants_rollout_rollback.py
 MUTATE_TESTS_core.adapters.journal := tests/test_journal.py tests/test_mutants_journal.py \
-	tests/test_mutants_journal_verify.py
+	tests/test_mutants_journal_verify.py tests/test_journal_shared_writers.py
 MUTATE_TESTS_core.adapters.kubernetes.cluster := tests/test_kube_adapter.py tests/test_mutants_safety.py \
 	tests/test_ready_capacity.py
 MUTATE_TESTS_core.adapters.kubernetes.traffic := tests/test_kube_adapter.py tests/test_mutants_safety.py \

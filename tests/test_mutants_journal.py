@@ -597,7 +597,7 @@ def test_a_writer_reads_and_audits_the_file_once_until_another_writes(
     path = tmp_path / "j.jsonl"
     audits: list[Path] = []
     real = J._audit
-    monkeypatch.setattr(J, "_audit", lambda *a: (audits.append(a[0]), real(*a))[1])
+    monkeypatch.setattr(J, "_audit", lambda *a, **k: (audits.append(a[0]), real(*a, **k))[1])
     first = write(path, [rec(1), rec(2), rec(3)])
     assert len(audits) == 1  # the audit reads the whole file: once per writer, not per line
     append(path, rec(4))  # another writer

@@ -27,7 +27,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -171,11 +171,14 @@ class FileJournal:
                 tail = self._tail
                 found: list[str] = []
                 if tail is None or tail.size != size:
-                    tail = _read_tail(self.path)
+                    seen, tail = tail, _read_tail(self.path)
                     # first write of this process (or after another's): does the file still end
                     # where the anchor says? If not, say so in the log itself before the anchor
-                    # moves on, so the evidence outlives this append
-                    found = _audit(self.path, self._key, tail.torn_at)
+                    # moves on, so the evidence outlives this append. After another writer's lines
+                    # only those are read: an agent's runs each write the one log, and re-reading
+                    # all of it on every turn was quadratic (most of the agent's CPU at 50 runs)
+                    grew = seen if seen is not None and tail.torn_at is None and size > seen.size else None
+                    found = _audit(self.path, self._key, tail.torn_at, since=grew)
                 if tail.torn_at is not None:
                     tail = self._quarantine(fh, tail, record)
                 for message in found:
@@ -255,8 +258,34 @@ def _whole_lines(data: bytes) -> list[tuple[bytes, Line]]:
     return out
 
 
-def _audit(path: Path, key: bytes | None, torn_at: int | None) -> list[str]:
+def _lines_after(path: Path, since: _Tail) -> list[tuple[bytes, Line]] | None:
+    """The whole lines written after ``since`` (numbered on from it), or None when the first of them
+    does not chain on from its last line (the file was replaced or rewritten: read it all)."""
+    with path.open("rb") as fh:
+        fh.seek(since.size)
+        data = fh.read()
+    whole = _whole_lines(data)
+    if not whole:
+        return None
+    first: object = None
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        first = json.loads(whole[0][0])
+    if (
+        not isinstance(first, dict)
+        or first.get("prev") != since.last_hash
+        or first.get("seq") != since.next_seq
+    ):
+        return None
+    offset = since.next_seq - 1
+    return [(raw, replace(line, number=line.number + offset)) for raw, line in whole]
+
+
+def _audit(path: Path, key: bytes | None, torn_at: int | None, since: _Tail | None = None) -> list[str]:
     """What the writer finds wrong with the file's end before appending (journaled as 'tampered').
+
+    ``since``: where this writer's own last line ended, when the file has grown past it; then only
+    the lines after it are read, if they chain on from that line and the anchor is among them (else
+    the whole file, as on a first write). Every check here is about the end and the anchored line.
 
     With the key, lines past the anchor that are all signed are a process killed between a
     line and its anchor (a recovered crash); without it nobody can tell that from a forgery.
@@ -264,8 +293,11 @@ def _audit(path: Path, key: bytes | None, torn_at: int | None) -> list[str]:
     anchor = read_anchor(path)
     if anchor is None and torn_at == 0:
         return []
-    data = path.read_bytes()
-    whole = _whole_lines(data)
+    whole = None
+    if since is not None and isinstance(anchor, Anchor) and anchor.seq >= since.next_seq:
+        whole = _lines_after(path, since)
+    if whole is None:
+        whole = _whole_lines(path.read_bytes())
     if not whole and anchor is None:
         return []  # a new log
     if isinstance(anchor, Anchor) and key is not None and whole:
