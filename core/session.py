@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from core.clock import Clock, SystemClock
 from core.engine import Rollout
 from core.plan import Plan, PlanError, parse_plan
-from core.ports import PortError
+
+# DriverConflict and ResumeRefused are imported from here by the CLI, the TUI and the agent
+from core.resume import DriverConflict, ResumeRefused, journaled_end, resumable, to_roll_back  # noqa: F401
 from core.world import World
 
 if TYPE_CHECKING:
     from core.adapters.kubernetes.lease import LeaseKeeper
     from core.cluster_view import ClusterInspector
-    from core.rollout.progress import RolloutStatus
 
 #: simulated seconds until a new pod of the simulated cluster is Ready (a real one takes a few); on the
 #: session's clock, so under a VirtualClock it costs no wall time
@@ -33,20 +34,6 @@ POD_START_DELAY_S = 3.0
 
 #: lease duration (override: $DEPLOYDECK_LEASE_TTL); renewed every sixth of it while the session lives
 LEASE_TTL_S = 30.0
-
-
-class DriverConflict(PortError):
-    """This rollout cannot be driven from here now: another deploydeck holds its lease (exit 4)."""
-
-
-class ResumeRefused(DriverConflict):
-    """An unfinished deploy is in the cluster but cannot be continued automatically (exit 4).
-
-    Its message says how to roll it back: `deploydeck run PLAN --rollback-unfinished`."""
-
-    def __init__(self, message: str, differences: list[str]) -> None:
-        super().__init__(message)
-        self.differences = differences
 
 
 SimBackend = Literal["memory", "kube"]
@@ -155,9 +142,11 @@ async def open_session(
         await _check_cluster(world, plan, plan_path)
         await _check_traffic_split(world, plan, plan_path)
         lease = await _take_lease(world, plan, actor, clock)
-        resume = await _resumable(world, plan, interactive=interactive, rollback=rollback_unfinished)
+        resume = await resumable(
+            world, plan, interactive=interactive, rollback=rollback_unfinished, plan_path=plan_path
+        )
         if rollback_unfinished:
-            resume = _to_roll_back(resume, plan, actor)
+            resume = to_roll_back(resume, plan, actor)
     except BaseException:
         if lease is not None:
             await lease.release()
@@ -169,7 +158,7 @@ async def open_session(
 
         read = await journal.read() if journal is not None else read_journal(journal_file)
         prior = [e for e in read.events if e.deploy_id == resume.deploy_id]
-        ended = _journaled_end(prior)
+        ended = journaled_end(prior)
         if ended is not None:
             # the driver died after journaling the outcome, before writing it to the cluster
             await world.production.write_state({**resume.to_state(), "outcome": ended.outcome.value})
@@ -233,87 +222,6 @@ async def _check_traffic_split(world: World, plan: Plan, plan_path: str) -> None
     problem = check_expressible(target, [s.weight for s in plan.canary.steps], replicas)
     if problem is not None:
         raise PlanError([f"{plan_path or '<plan>'}: targets.production.replicas: {problem}"])
-
-
-def _to_roll_back(status: RolloutStatus | None, plan: Plan, actor: str) -> RolloutStatus:
-    """`run PLAN --rollback-unfinished`: the unfinished deploy, now to be rolled back (never forward)."""
-    from core.rollout.progress import StopProgress
-
-    if status is None:
-        raise ResumeRefused(
-            f"--rollback-unfinished: {plan.service} has no unfinished deploy of {plan.version.to} to roll back",
-            ["nothing unfinished"],
-        )
-    if status.stop is not None:
-        return status  # already rolling back: finish it
-    reason = f"rollback of unfinished deploy {status.deploy_id} asked for by {actor}"
-    stop = StopProgress(kind="rollback", actor=actor, reason=reason, weight_at_trigger=status.weight)
-    return status.model_copy(update={"stop": stop})
-
-
-def _journaled_end(events: list[Any]) -> Any:
-    """The deploy's finished line if the journal shows it over; None while it is unfinished.
-
-    A driver that lost its lease journals a finished (blocked) line too, but it only stopped
-    acting: that deploy is still to be continued, so such a line does not end it.
-    """
-    from core.events import Finished, LeaseLost, RunResumed
-
-    ended, lost = None, False
-    for event in events:
-        if isinstance(event, LeaseLost):
-            lost = True
-        elif isinstance(event, RunResumed):
-            ended, lost = None, False
-        elif isinstance(event, Finished):
-            ended = None if lost else event
-    return ended
-
-
-async def _resumable(
-    world: World, plan: Plan, *, interactive: bool = False, rollback: bool = False
-) -> RolloutStatus | None:
-    """The unfinished deploy of this plan the cluster holds, if it may be continued; None to start anew.
-
-    Called while holding the lease, so its driver is gone (dead, stopped, or its lease expired).
-    Refused (exit 4, the differences stated) when the cluster no longer matches what that deploy
-    left there, or when the unfinished deploy is of another version: both need a person.
-    """
-    from core.rollout.progress import RolloutStatus
-
-    production = world.production
-    status = RolloutStatus.from_state(await production.read_state())
-    if status is None or status.finished:
-        return None
-    target = plan.targets.production
-    if not status.same_plan(plan.service, target.namespace, plan.version.to, plan.version.image):
-        raise ResumeRefused(
-            f"{plan.service} in {target.namespace} has an unfinished deploy {status.deploy_id} of "
-            f"{status.version} ({status.image}), left by {status.driver} in {status.phase} with the canary at "
-            f"{status.weight} %; finish it (run its plan again) or roll it back (run its plan with "
-            f"--rollback-unfinished) before deploying {plan.version.to}",
-            [f"unfinished deploy of {status.version}"],
-        )
-    if rollback:
-        return status  # a person asked to roll it back: whatever the cluster says, that is safe
-    if status.paused and status.engine_paused_at is None and not interactive:
-        raise ResumeRefused(
-            f"unfinished deploy {status.deploy_id} of {plan.service} {plan.version.to} was paused by "
-            f"{status.paused_by or 'a person'} (canary at {status.weight} %); a headless run does not "
-            "overrule a person's pause: resume it from the dashboard (run PLAN without --headless)",
-            [f"paused by {status.paused_by or 'a person'}"],
-        )
-    differences = status.drift(await production.describe())
-    if differences:
-        raise ResumeRefused(
-            f"unfinished deploy {status.deploy_id} of {plan.service} {plan.version.to} cannot be continued "
-            "automatically: the cluster no longer matches what it left there ("
-            + "; ".join(differences)
-            + "). Someone changed it by hand; check with them, then roll it back with "
-            "`deploydeck run PLAN --rollback-unfinished`, or restore the state it left and run again",
-            differences,
-        )
-    return status
 
 
 def lease_ttl_s() -> float:

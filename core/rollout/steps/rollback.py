@@ -127,6 +127,12 @@ class RollbackProcedure(RolloutContext):
         await self._set_phase(Phase.ROLLED_BACK, self._stop.reason if self._stop else "rolled back")
         # the outcome is journaled and the cluster is done with: the next driver need not wait for the channel
         if self.hand_back_lease is not None:
+            # ...but the cluster's progress must say it is over first: written after the hand-back,
+            # the fence refuses it and the next driver "resumes" a finished rollback as its own.
+            # Before the journal's `finished` line, unlike `_finish`: a kill in between leaves a
+            # deploy the cluster calls rolled back (it is) and the journal shows rolled back, unfinished
+            with contextlib.suppress(PortError):
+                await self._persist(outcome=Outcome.ROLLED_BACK.value, pending=None)
             await self.hand_back_lease()
         await self._settle()  # the alarm, if one is still going out (bounded by the notifier)
         await self._communicate(ok=verified, detail=detail)
