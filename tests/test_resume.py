@@ -544,3 +544,43 @@ async def test_a_refused_resume_offers_a_rollback_and_run_rollback_unfinished_do
             world=world,
             rollback_unfinished=True,
         )
+
+
+async def test_a_deployrun_continues_its_own_unfinished_deploy_and_never_another_runs(tmp_path: Path) -> None:
+    """A DeployRun's session (plan path ``deployrun:<ns>/<name>``) resumes only the deploy it started:
+    another run's sign-offs, progress and outcome are not its to report, and its deletion has
+    nothing of its own to roll back."""
+    from core.clock import VirtualClock
+    from core.resume import ANOTHER_RUNS_DEPLOY
+
+    plan = demo_plan()
+
+    async def driver(world: Any, run: str, actor: str, **kw: Any) -> Any:
+        return await open_session(
+            plan,
+            actor=actor,
+            clock=VirtualClock() if world is None else world.clock,
+            interactive=False,
+            approvals=[m.id for m in plan.gates.manual],
+            journal_path=tmp_path / "deployments.jsonl",
+            world=world,
+            plan_path=f"deployrun:shop/{run}",
+            **kw,
+        )
+
+    first = await driver(None, "checkout-a", "agent-a")
+    world = first.world
+    outcome, switch = await run_killed_at(first, match="journal analysis step=1", nth=4)
+    assert outcome is None, switch.log[-3:]
+    for kw in ({}, {"rollback_unfinished": True}):
+        with pytest.raises(ResumeRefused) as refused:
+            await driver(world, "checkout-b", "agent-b", **kw)
+        assert refused.value.differences == [ANOTHER_RUNS_DEPLOY]
+        assert "started by DeployRun shop/checkout-a" in str(refused.value)
+        assert "canary at 25 %" in str(refused.value)
+    left = await _status(world)
+    assert (left.phase, left.weight, left.outcome) == ("canary", 25, None)  # untouched by either
+    # its own DeployRun continues it, on another replica
+    second = await driver(world, "checkout-a", "agent-b")
+    assert second.rollout.deploy_id == first.rollout.deploy_id
+    assert await second.rollout.run() == Outcome.COMPLETED

@@ -208,6 +208,7 @@ class RunDriver:
         """One try at driving the run; True: loop again (stand by, or driven and lost the lease)."""
         from core.plan import PlanError
         from core.ports import PortError
+        from core.resume import ANOTHER_RUNS_DEPLOY, RUN_PATH_PREFIX
         from core.session import DriverConflict, ResumeRefused, open_session
 
         run.changed.clear()
@@ -228,12 +229,13 @@ class RunDriver:
                 interactive=True,
                 journal=self.journal,
                 journal_path=self.journal_path,
-                plan_path=f"deployrun:{run.key[0]}/{run.key[1]}",
+                plan_path=f"{RUN_PATH_PREFIX}{run.key[0]}/{run.key[1]}",
                 rollback_unfinished=deleting,
             )
         except ResumeRefused as exc:
-            if deleting and exc.differences == ["nothing unfinished"]:
-                await self._drop_finalizer(run)  # nothing reached the cluster: nothing to undo
+            if deleting and exc.differences in (["nothing unfinished"], [ANOTHER_RUNS_DEPLOY]):
+                # nothing of this run's is in the cluster (never started, or another run's deploy is)
+                await self._drop_finalizer(run)
                 return False
             log.warning("%s: %s", run.where, exc)
             await self._write_status(run, message=str(exc))
