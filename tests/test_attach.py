@@ -288,3 +288,30 @@ async def test_a_stream_the_agent_ends_for_good_is_said_and_is_no_outcome(tmp_pa
             )
             assert "HTTP 404" in next(n for n in notes if "lost the agent" in n)
             assert app.outcome is None  # the run was not this dashboard's to end
+
+
+async def test_the_fleet_says_what_the_driving_replica_says_of_the_highlighted_run(tmp_path: Path) -> None:
+    """A run's status message (an edit not applied, a refusal) is under the table at 80×24, whole."""
+    from tui.fleet_shots import FleetShotApp, fleet_scene
+
+    said = (
+        "spec generation 2 is not applied: this run drives generation 1 (a plan is fixed once driven; "
+        "pause or roll back, then apply a new DeployRun)"
+    )
+
+    class Told(FleetShotApp):
+        async def rows(self) -> list:  # type: ignore[type-arg]
+            rows = await super().rows()
+            return [r.model_copy(update={"message": said}) if r.service == "checkout" else r for r in rows]
+
+    async with fleet_scene(tmp_path) as runs:
+        app = Told(runs)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(
+                pilot, lambda: isinstance(app.screen, FleetScreen) and app.screen.fetches > 0, "the fleet"
+            )
+            await pilot.pause()
+            update = app.screen._compositor.render_full_update()
+            lines = ["".join(segment.text for segment in strip) for strip in update.strips]
+    below = " ".join(line.strip() for line in lines[-7:-1])
+    assert "shop/checkout-1-5-0" in below and said in below, below

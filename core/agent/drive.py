@@ -64,6 +64,10 @@ class DrivenRun:
         self._dirty = asyncio.Event()  # the engine said something: mirror the status
         self.rollback_asked = False
         self.deletion: asyncio.Task[None] | None = None  # the rollback asked for by a deletion
+        # the spec generation this replica's session drives: a plan is fixed once its session opens,
+        # so an edit made meanwhile is shown as not applied (observedGeneration stays behind)
+        self.generation: int | None = None
+        self._edit_said: int | None = None  # the edited generation already logged
 
     # --- RunView -------------------------------------------------------------------------
 
@@ -77,6 +81,7 @@ class DrivenRun:
             row.deploy_id = rollout.deploy_id
             row.outcome = rollout.outcome.value if rollout.outcome else None
             row.lease_holder = self.holder
+            row.message = self.unapplied_edit() or row.message
         return row.model_dump(mode="json")
 
     @property
@@ -104,6 +109,20 @@ class DrivenRun:
     @property
     def where(self) -> str:
         return f"deployrun {self.key[0]}/{self.key[1]}"
+
+    @property
+    def spec_generation(self) -> int | None:
+        return (self.obj.get("metadata") or {}).get("generation")
+
+    def unapplied_edit(self) -> str:
+        """Why the spec's latest generation is not the one driven ("" when it is)."""
+        latest = self.spec_generation
+        if self.session is None or self.generation is None or latest in (None, self.generation):
+            return ""
+        return (
+            f"spec generation {latest} is not applied: this run drives generation {self.generation} (a plan "
+            "is fixed once driven; pause or roll back, then apply a new DeployRun)"
+        )
 
 
 class RunDriver:
@@ -163,6 +182,11 @@ class RunDriver:
         else:
             run.obj = change.obj
         run.changed.set()
+        edit = run.unapplied_edit()
+        if edit and run._edit_said != run.spec_generation:
+            run._edit_said = run.spec_generation
+            log.warning("%s: %s", run.where, edit)
+            run._dirty.set()  # the status says so too
         if run.deleting and run.session is not None and not run.rollback_asked:
             # a task: the watch loop must not wait for the engine's command
             run.deletion = asyncio.create_task(
@@ -222,6 +246,7 @@ class RunDriver:
             await run.changed.wait()  # a fixed spec comes as a change
             return True
         deleting = run.deleting
+        generation = run.spec_generation  # the spec just parsed
         try:
             session = await open_session(
                 plan,
@@ -252,6 +277,16 @@ class RunDriver:
             log.warning("%s: cannot open the run: %s", run.where, exc)
             await self._pause(run, max(self.retry_s, 2.0))
             return True
+        run.generation = generation
+        started = (run.obj.get("status") or {}).get("observedGeneration")
+        if session.rollout._resume is not None and started not in (None, generation):
+            # the plan the dead replica drove is gone with it: the spec as it is now goes on, said aloud
+            log.warning(
+                "%s: resumed with spec generation %s; the run was driven with generation %s until now",
+                run.where,
+                generation,
+                started,
+            )
         return await self._drive(run, session, deleting)
 
     async def _drive(self, run: DrivenRun, session: Any, opened_to_roll_back: bool) -> bool:
@@ -300,6 +335,7 @@ class RunDriver:
             if not lost:
                 with contextlib.suppress(Exception):
                     await self._write_status(run, ended=rollout)
+            run.generation = None
         log.info(
             "%s: %s",
             run.where,
@@ -397,6 +433,7 @@ class RunDriver:
         ]
         driving = ended is None and run.session is not None
         holder = run.holder if driving else None
+        observed = run.generation if run.generation is not None else meta.get("generation")
         status = DeployRunStatus.model_validate(
             {
                 "deployId": rollout.deploy_id,
@@ -409,8 +446,8 @@ class RunDriver:
                 "signOffs": sign_offs,
                 "leaseHolder": holder,
                 "agent": {"holder": holder, "url": self.api_url} if holder else None,
-                "observedGeneration": meta.get("generation"),
-                "message": message,
+                "observedGeneration": observed,
+                "message": message or (run.unapplied_edit() if driving else ""),
             }
         )
         return status.model_dump(by_alias=True, mode="json")

@@ -53,6 +53,7 @@ class FleetRow(BaseModel):
     lease_holder: str | None = None  # the replica driving it (its holder identity), None: nobody
     outcome: str | None = None  # core.domain.Outcome value once finished
     deploy_id: str | None = None
+    message: str = ""  # what the driving replica says of the run (a refusal, an edit not applied)
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
@@ -87,6 +88,7 @@ def fleet_row(obj: dict[str, Any]) -> FleetRow:
         lease_holder=agent.get("holder") or status.get("leaseHolder") or None,
         outcome=status.get("outcome") or None,
         deploy_id=status.get("deployId") or None,
+        message=str(status.get("message") or ""),
     )
 
 

@@ -171,7 +171,7 @@ class FleetScreen(Screen[None]):
     FleetScreen #fleet-table { height: 1fr; border: round $primary; }
     FleetScreen #fleet-filter { height: 3; display: none; }
     FleetScreen #fleet-filter.-shown { display: block; }
-    FleetScreen #fleet-detail { height: auto; max-height: 3; padding: 0 1; }
+    FleetScreen #fleet-detail { height: auto; max-height: 5; padding: 0 1; }
     FleetScreen #fleet-status { height: 1; padding: 0 1; color: $text-muted; }
     FleetScreen #fleet-status.-error { color: $error; }
     """
@@ -279,6 +279,7 @@ class FleetScreen(Screen[None]):
                 (f"{row.namespace}/{row.name}", "bold"),
                 f" · attached: {', '.join(people) or 'nobody'}",
                 f" · lease holder {row.lease_holder or 'nobody'}",
+                *((("\n" + row.message), "yellow"),) if row.message else (),
             )
         )
 
