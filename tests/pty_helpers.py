@@ -3,6 +3,7 @@ the README and for "closing the terminal" (SIGHUP) and "killing the parent" test
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
@@ -122,6 +123,14 @@ class Terminal:
         except ProcessLookupError:
             pass
         self.pump(0.3)
+        os.close(self.master)
+        self.master = -1
+
+    def close_window(self) -> None:
+        """What closing a terminal emulator's window does: the terminal is gone at once (its master
+        side closed) and its processes are hung up; nothing the app writes afterwards is read."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGHUP)
         os.close(self.master)
         self.master = -1
 

@@ -25,7 +25,7 @@ from core.domain import EXIT_CODES, Outcome, Phase
 from core.events import DecisionRequired, Event, Finished, RollbackTriggered
 from core.redact import redact
 from tui.actions import SteeringActions
-from tui.lifecycle import stop_on_signals
+from tui.lifecycle import end_terminal_threads, stop_on_signals
 from tui.palette import DeckCommands
 from tui.screens.help import HelpScreen
 from tui.screens.log import LogScreen
@@ -524,7 +524,10 @@ async def run_dashboard(
         starting=starting,
     )
     with stop_on_signals(app):
-        await app.run_async()
+        try:
+            await app.run_async()
+        finally:
+            end_terminal_threads(app)
     if app.signal_exit is not None:
         return app.signal_exit
     return 0 if app.outcome is None else EXIT_CODES[app.outcome]

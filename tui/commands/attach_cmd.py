@@ -156,12 +156,15 @@ async def dashboard(
     client: Any, me: Any, *, fleet: bool, run: tuple[str, str] | None, read_only: bool
 ) -> int:
     from core.domain import EXIT_CODES
-    from tui.lifecycle import stop_on_signals
+    from tui.lifecycle import end_terminal_threads, stop_on_signals
     from tui.remote import AttachApp
 
     app = AttachApp(client, me, fleet=fleet, run=run, read_only=read_only)
     with stop_on_signals(app):
-        await app.run_async()
+        try:
+            await app.run_async()
+        finally:
+            end_terminal_threads(app)
     if app.signal_exit is not None:  # detached by SIGHUP/SIGTERM: the agent keeps driving the run
         return app.signal_exit
     return 0 if app.outcome is None else EXIT_CODES[app.outcome]
