@@ -111,7 +111,7 @@ async def resumable(
             f"{plan.service} in {target.namespace} has an unfinished deploy {status.deploy_id} of "
             f"{status.version} started by {kind} {owner}, left by {status.driver} in {status.phase} with "
             f"the canary at {status.weight} %; this DeployRun does not take it over: finish it through "
-            f"{owner}, or roll it back (`deploydeck run PLAN --rollback-unfinished`), then apply this one again",
+            f"{owner}, or roll it back (`deploydeck run PLAN --rollback-unfinished`)",
             [ANOTHER_RUNS_DEPLOY],
         )
     if rollback:

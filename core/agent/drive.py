@@ -40,6 +40,8 @@ from core.domain import Outcome, Phase
 log = logging.getLogger("deploydeck.agent")
 
 FINALIZER = f"{GROUP}/rollback-first"
+#: how often a run refused for another run's unfinished deploy tries again
+RETRY_OTHER_S = 15.0
 MERGE = "application/merge-patch+json"
 
 
@@ -263,6 +265,11 @@ class RunDriver:
                 await self._drop_finalizer(run)
                 return False
             log.warning("%s: %s", run.where, exc)
+            if exc.differences == [ANOTHER_RUNS_DEPLOY]:
+                # that deploy ending is no event of this run's: look again now and then
+                await self._write_status(run, message=f"{exc}; tried again every {RETRY_OTHER_S:g} s")
+                await self._pause(run, RETRY_OTHER_S)
+                return True
             await self._write_status(run, message=str(exc))
             await run.changed.wait()
             return True
