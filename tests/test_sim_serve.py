@@ -10,6 +10,7 @@ webhook adapters) and read the result from its JSON lines and the environment's 
 from __future__ import annotations
 
 import base64
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -56,11 +57,12 @@ def test_serve_writes_a_kubeconfig_and_a_real_adapter_plan_honours_port_and_hold
 
         # holds no lease: nothing in the namespace the driver's lease lives in
         token = next(u["user"]["token"] for u in config["users"] if u["name"] == "carol")
+        trust = ssl.create_default_context(cafile=str(ca))  # (httpx deprecates verify=<path>)
         leases = httpx.get(
             f"https://127.0.0.1:{port}/apis/coordination.k8s.io/v1/namespaces/shop/leases",
             headers={"Authorization": f"Bearer {token}"},
             timeout=5,
-            verify=str(ca),
+            verify=trust,
         ).json()
         assert leases["items"] == []
         # carol is a viewer: the API server refuses her writes
@@ -69,7 +71,7 @@ def test_serve_writes_a_kubeconfig_and_a_real_adapter_plan_honours_port_and_hold
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/merge-patch+json"},
             content=b'{"spec":{"replicas":1}}',
             timeout=5,
-            verify=str(ca),
+            verify=trust,
         )
         assert denied.status_code == 403
         # who the credentials belong to is the kubeconfig's user, as `kubectl auth whoami` shows it
@@ -78,7 +80,7 @@ def test_serve_writes_a_kubeconfig_and_a_real_adapter_plan_honours_port_and_hold
             headers={"Authorization": f"Bearer {token}"},
             json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
             timeout=5,
-            verify=str(ca),
+            verify=trust,
         )
         assert review.json()["status"]["userInfo"]["username"] == "carol", review.text
 
@@ -132,6 +134,9 @@ def test_sim_scenario_switches_the_running_environment_and_refuses_unknown_names
 @pytest.mark.slow
 def test_run_against_sim_serve_completes_through_the_real_adapters_in_under_90s(tmp_path: Path) -> None:
     with sim_serve(tmp_path) as env:
+        # the environment's own setup (the DeployRun CRD and RBAC, applied as the agent's
+        # installer would) is not the run's: only what comes after is
+        seeded = len(env.control("audit"))
         code, events, wall = run_plan(env.printed("plan"))
         finished = events[-1]
         assert finished["type"] == "finished" and finished["outcome"] == "completed", finished
@@ -157,9 +162,9 @@ def test_run_against_sim_serve_completes_through_the_real_adapters_in_under_90s(
         assert len(healthy) >= 8, samples  # three reads a step, a first one may still lack data
         assert all(s["canary_requests"] >= 20 for s in healthy)  # real PromQL over real scrapes
         # the cluster and the team channel saw it too
-        writes = env.control("audit")
+        writes = env.control("audit")[seeded:]
         accepted = [w for w in writes if w["status"] < 400]
-        assert accepted and {w["user"] for w in accepted} == {"alice"}
+        assert accepted and {w["user"] for w in accepted} == {"alice"}, accepted
         messages = env.control("messages")
         assert any(str(m["body"].get("text", "")).startswith("Deployed") for m in messages), messages
 
