@@ -56,9 +56,13 @@ def test_a_driver_stopped_past_its_lease_writes_nothing_after_it_wakes(tmp_path:
             alice.wait_for(traffic_at(25), 120, "canary at 25 %")
             os.kill(alice.proc.pid, signal.SIGSTOP)
             stopped_at = time.time()
-            # bob finds the lease held, watches it for a whole duration unrenewed, takes it over, acts
+            # bob finds the lease held, watches it for a whole duration unrenewed, takes it over and
+            # resumes alice's deploy where she left it (the resume machinery: same deploy, in its canary)
             bob = Driver(_as_bob(env), "bob", tmp_path / "bob.jsonl", DEPLOYDECK_LEASE_TTL=str(TTL_S))
-            bob.wait_for(lambda e: e["type"] == "phase_changed" and e["phase"] == "staging", 60, "staging")
+            resumed = bob.wait_for(lambda e: e["type"] == "run_resumed", 60, "the resume")
+            # (stopped as the 25 % step began: applied or only announced, the resume finishes it)
+            assert resumed["from_phase"] == "canary" and resumed["previous_driver"] == "alice", resumed
+            bob.wait_for(lambda e: e["type"] == "analysis", 60, "bob's first canary read")
             assert time.time() - stopped_at > TTL_S  # alice has been stopped past her lease
             assert _writes(env, "bob", stopped_at, accepted=True)  # bob holds the lease and writes
             os.kill(alice.proc.pid, signal.SIGCONT)
