@@ -257,7 +257,29 @@ EQUIVALENT: dict[str, str] = {
             "x__read_tail__mutmut_27": "read(2) at the last byte reads that one byte, like read(1)",
             "x__read_tail__mutmut_59": "a read block of 65537 bytes instead of 65536: the same lines, one byte more",
             "x__line_start__mutmut_9": "a read block of 65537 bytes instead of 65536: the same offset, one byte more",
-            "xǁFileJournalǁ_append_sync__mutmut_28": (
+            "xǁFileJournalǁ_append_sync__mutmut_27": (
+                "grew forced to the writer's old tail: the short read is only a shortcut; a file that shrank "
+                "or ends torn reads no chained line past it (or the same lines), and the findings are the same "
+                "(checked on both: the logs written are identical)"
+            ),
+            "xǁFileJournalǁ_append_sync__mutmut_32": (
+                "size >= seen.size: seen is the tail whose size differed from size, so equal never happens"
+            ),
+            "x__audit__mutmut_11": (
+                "anchor.seq > since.next_seq: an anchor exactly on the first line after the writer's own then "
+                "makes it read the whole file, which gives the same findings (slower)"
+            ),
+            "x__lines_after__mutmut_9": '"" like None is not a dict: the short read is refused either way',
+            "x__lines_after__mutmut_11": "UnicodeDecodeError is a ValueError: suppressing ValueError catches it",
+            "x__lines_after__mutmut_13": "UnicodeDecodeError is a ValueError: suppressing ValueError catches it",
+            **{
+                f"x__lines_after__mutmut_{n}": (
+                    "the short read's line numbers shifted by the same amount: the audit compares them "
+                    "only with each other (which line comes after the anchored one) and reports by seq"
+                )
+                for n in (30, 31, 35, 36)
+            },
+            "xǁFileJournalǁ_append_sync__mutmut_36": (
                 "_audit's torn_at only skips reading a file that is one torn fragment without an anchor: "
                 "with None it reads it, finds no whole line and no anchor, and returns the same nothing"
             ),

@@ -97,3 +97,68 @@ def test_lines_that_do_not_chain_on_from_the_writers_own_make_it_read_the_whole_
     asyncio.run(first.append(rec(2)))
     assert parsed == [2, 3]  # the 2 lines past its old size do not chain on: then the whole file
     assert verify_journal(path).ok
+
+
+def test_a_finding_on_the_lines_after_the_writers_own_names_the_line_by_its_place_in_the_file(
+    tmp_path: Path, parsed: list[int]
+) -> None:
+    path = tmp_path / "j.jsonl"
+    first, second = FileJournal(path, fsync=False), FileJournal(path, fsync=False)
+
+    async def go() -> None:
+        for n in range(3):
+            await first.append(rec(n))
+        for n in range(3, 5):
+            await second.append(rec(n))
+        path.write_bytes(path.read_bytes().replace(b'"m4"', b'"mX"'))  # the anchored line, line 5
+        parsed.clear()
+        await first.append(rec(9))
+
+    asyncio.run(go())
+    assert parsed[0] == 2  # only the 2 lines after the first writer's own were read
+    messages = [line for line in path.read_text().splitlines() if "tampered" in line]
+    assert len(messages) == 1 and "line 5's hash does not match the one recorded" in messages[0], messages
+
+
+def test_a_line_slipped_in_after_the_writers_own_is_no_crash_and_verify_finds_it(tmp_path: Path) -> None:
+    """The append-time audit checks the end and the anchored line; a line slipped in before them is
+    `log verify`'s to find. The writer must not crash on it (it is not JSON) and must not take it as
+    its own lines' continuation."""
+    path = tmp_path / "j.jsonl"
+    first, second = FileJournal(path, fsync=False), FileJournal(path, fsync=False)
+
+    async def go() -> None:
+        for n in range(3):
+            await first.append(rec(n))
+        await second.append(rec(3))
+        lines = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join([*lines[:3], b"not json\n", *lines[3:]]))
+        await first.append(rec(9))
+
+    asyncio.run(go())
+    assert path.read_text().splitlines()[-1].count('"message":"m9"') == 1  # appended
+    check = verify_journal(path)
+    assert not check.ok and check.first_bad_line == 4, check
+
+
+def test_lines_appended_past_another_writers_anchored_line_are_found_on_the_short_read(
+    tmp_path: Path, parsed: list[int]
+) -> None:
+    path = tmp_path / "j.jsonl"
+    first, second = FileJournal(path, fsync=False), FileJournal(path, fsync=False)
+
+    async def go() -> None:
+        for n in range(3):
+            await first.append(rec(n))
+        for n in range(3, 5):
+            await second.append(rec(n))
+        with path.open("ab") as fh:  # a line added by hand after the anchored end
+            fh.write(b'{"seq":6,"note":"added by hand"}\n')
+        parsed.clear()
+        await first.append(rec(9))
+
+    asyncio.run(go())
+    assert parsed[0] == 3  # the short read: the second writer's 2 lines and the one added
+    messages = [line for line in path.read_text().splitlines() if "tampered" in line]
+    assert len(messages) == 1, messages
+    assert "1 line(s) appended after the anchored end (line 5) outside deploydeck" in messages[0]
