@@ -97,9 +97,10 @@ class Rollout(
             await self._set_phase(Phase.BLOCKED, exc.reason)
             outcome, reason = Outcome.BLOCKED, exc.reason
         except PortError as exc:
-            if self._lease_lost is not None:
+            if self._lease_lost is not None or self._interrupted is not None:
                 # the fence refused a write: not an error that ends the deploy but a lost lease,
-                # which stops acting where it stands (run() journals it; the deploy stays resumable)
+                # which stops acting where it stands (run() journals it; the deploy stays resumable).
+                # A signal the same instant as a failing call: the stop it asked for, not a rollback
                 raise asyncio.CancelledError from exc
             # An outside system failed mid-deploy. Once traffic has moved, rolling back is the safe direction.
             await self._emit(LogLine, level="error", message=str(exc))
