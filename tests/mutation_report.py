@@ -175,7 +175,19 @@ EQUIVALENT: dict[str, str] = {
                 )
                 for n in (8, 9, 10, 104, 105, 106, 179, 180, 181)
             },
+            186: (
+                "pending=None in the outcome written before the lease is handed back: _mark('rollback.applied') "
+                "just above has set the progress's pending to None (in memory even when its write is refused), "
+                "and nothing sets it again before this write"
+            ),
         }.items()
+    },
+    **{
+        f"core.rollout.steps.rollback.xǁRollbackProcedureǁ_communicate__mutmut_{n}": (
+            'the "level": "critical" of a not-restored message: rollback_message() makes every rollback '
+            "message critical already, so the update changes nothing (a misspelt key only adds nothing)"
+        )
+        for n in (6, 7)
     },
     **{
         f"core.rollout.steps.rollback.xǁRollbackProcedureǁ_verify_restored__mutmut_{n}": (
