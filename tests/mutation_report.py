@@ -137,7 +137,7 @@ _DRIVER_EQ = {
         "(effective_phase's `and`, resume's `or`), and \"\" is falsy like None"
     ),
     **{f"_request_stop__mutmut_{n}": _SELF_CANCEL for n in (73, 74, 75)},
-    **{f"_drive__mutmut_{n}": _DRIVE_NO_OUTCOME for n in (14, 15, 22)},
+    **{f"_drive__mutmut_{n}": _DRIVE_NO_OUTCOME for n in (14, 15, 22, 23)},
 }
 
 #: survivor name -> why no test can tell it from the original

@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
-from core.domain import Outcome
+from core.domain import Outcome, Phase
 from core.events import (
     AnalysisSample,
     Finished,
     LeaseLost,
     LogLine,
+    PhaseChanged,
     RollbackTriggered,
     RunInterrupted,
     RunResumed,
@@ -323,3 +324,71 @@ async def test_a_manual_rollback_stops_the_step_under_way_at_once(tmp_path: Path
     [trigger] = _of(rollout.events, RollbackTriggered)
     applied = next(e for e in _of(rollout.events, TrafficChanged) if e.detail == "rollback")
     assert applied.ts == trigger.ts  # the wait for the pods was cut short, not sat out
+
+
+async def test_a_completed_deploy_says_why_and_records_stable_as_it_was_before(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    assert await session.rollout.run() == Outcome.COMPLETED
+    [finished] = _of(session.rollout.events, Finished)
+    assert finished.reason == "all gates passed, canary promoted, verification green"
+    assert _left(session).stable_before == "registry.example.com/shop/checkout:1.4.2"
+
+
+async def test_a_stable_image_that_cannot_be_read_at_the_start_is_recorded_unknown(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    inner: Any = session.rollout.world.production.inner  # type: ignore[attr-defined]
+    describe, failed = inner.describe, []
+
+    async def failing_once() -> Any:
+        if not failed:
+            failed.append(True)
+            raise PortError("GET deployments/checkout: 503 (test)")
+        return await describe()
+
+    inner.describe = failing_once
+    assert await session.rollout.run() == Outcome.COMPLETED
+    assert failed and _left(session).stable_before is None  # unknown, not "" (which no image equals)
+
+
+async def test_a_blocked_deploy_is_blocked_in_its_phase_and_its_finish_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    session = await sim_session(tmp_path, "healthy", approve=False)  # nobody signed the manual gates
+    rollout = session.rollout
+    assert await rollout.run() == Outcome.BLOCKED
+    [finished] = _of(rollout.events, Finished)
+    last = _of(rollout.events, PhaseChanged)[-1]
+    assert (last.phase, last.reason) == (Phase.BLOCKED, finished.reason)
+    assert finished.reason and _left(session).outcome == "blocked"
+
+
+@pytest.mark.parametrize(("refused", "outcome"), [("preflight", Outcome.ERROR), ("canary.step.0", None)])
+async def test_a_cluster_failing_before_traffic_ends_in_error_and_after_it_rolls_back(
+    tmp_path: Path, refused: str, outcome: Outcome | None
+) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    rollout = session.rollout
+    inner: Any = rollout.world.production.inner  # type: ignore[attr-defined]
+    write, refusals = inner.write_state, []
+    error = "PUT state: 503 Service Unavailable (test)"
+
+    async def refusing_once(state: dict[str, Any]) -> None:
+        if (state.get("completed") or [None])[-1] == refused and not refusals:
+            refusals.append(state)
+            raise PortError(error)
+        await write(state)
+
+    inner.write_state = refusing_once
+    result = await rollout.run()
+    errors = [e.message for e in _of(rollout.events, LogLine) if e.level == "error"]
+    assert errors == [error]
+    [finished] = _of(rollout.events, Finished)
+    if outcome is not None:  # nothing has moved: the deploy ends, in error, saying why
+        assert (result, finished.outcome, finished.reason) == (outcome, outcome, error)
+        assert inner.calls == []
+        return
+    assert result == Outcome.ROLLED_BACK  # traffic has moved: back is the safe direction
+    [trigger] = _of(rollout.events, RollbackTriggered)
+    assert (trigger.actor, trigger.automatic, trigger.rule) == ("engine", True, "error")
+    assert trigger.reason == f"cannot continue: {error}"
+    assert finished.reason == trigger.reason
