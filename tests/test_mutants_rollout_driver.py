@@ -19,6 +19,7 @@ from core.domain import Outcome, Phase
 from core.events import (
     AnalysisSample,
     Finished,
+    GateEvaluated,
     LeaseLost,
     LogLine,
     PhaseChanged,
@@ -392,3 +393,36 @@ async def test_a_cluster_failing_before_traffic_ends_in_error_and_after_it_rolls
     assert (trigger.actor, trigger.automatic, trigger.rule) == ("engine", True, "error")
     assert trigger.reason == f"cannot continue: {error}"
     assert finished.reason == trigger.reason
+
+
+@pytest.mark.parametrize(
+    ("done", "verified"),
+    [("preflight", None), ("verify", "green"), ("verify", "smoke-tests: 2 failing")],
+    ids=["preflight", "verify-green", "verify-fix-forward"],
+)
+async def test_a_resumed_deploy_skips_the_steps_it_persisted_done(
+    tmp_path: Path, done: str, verified: str | None
+) -> None:
+    first = await open_driver(None, tmp_path)
+    world = first.world
+    # killed at the write after the step's own mark: the step is done, the next one not begun
+    outcome, switch = await run_killed_at(first, match=f"'{done}']", nth=2)
+    assert outcome is None and switch.where.startswith("cluster write_state")
+    inner: Any = world.production.inner  # type: ignore[attr-defined]
+    if verified is not None:
+        # what verification decided is persisted with its mark: green, or the failing checks fixed forward
+        assert inner.state["results"]["verify"] == "green"
+        inner.state = {**inner.state, "results": {**inner.state["results"], "verify": verified}}
+    second = await open_driver(world, tmp_path)
+    assert await second.rollout.run() == Outcome.COMPLETED
+    resumed = next(i for i, e in enumerate(second.rollout.events) if isinstance(e, RunResumed))
+    since = second.rollout.events[resumed:]
+    phase = Phase.PREFLIGHT if done == "preflight" else Phase.VERIFY
+    assert not [g for g in _of(since, GateEvaluated) if g.phase == phase]  # its checks did not run again
+    if done == "preflight":
+        assert Phase.PREFLIGHT not in [p.phase for p in _of(since, PhaseChanged)]
+    [message] = world.notifier.sent  # type: ignore[attr-defined]
+    if verified in (None, "green"):
+        assert "Fix-forward" not in message.text  # a green verification is no fix-forward
+    else:
+        assert message.text.endswith(f". Fix-forward chosen with failing checks: {verified}")
