@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from core.clock import VirtualClock
 from core.domain import Outcome, Phase
 from core.events import (
     AnalysisSample,
@@ -28,9 +29,11 @@ from core.events import (
     RunResumed,
     TrafficChanged,
 )
+from core.plan import MigrationsSpec
+from core.policy import gates_for
 from core.ports import PortError
 from core.rollout.progress import RolloutStatus
-from core.session import Session
+from core.session import Session, demo_plan, open_session
 from tests.engine_helpers import sim_session
 from tests.resume_helpers import open_driver, run_killed_at
 from tests.test_mutants_rollout import _of
@@ -426,3 +429,50 @@ async def test_a_resumed_deploy_skips_the_steps_it_persisted_done(
         assert "Fix-forward" not in message.text  # a green verification is no fix-forward
     else:
         assert message.text.endswith(f". Fix-forward chosen with failing checks: {verified}")
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["files-only", "resumed"])
+async def test_the_migrations_step_runs_for_migration_files_once_and_is_skipped_by_a_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resume: bool
+) -> None:
+    async def inline(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    # the lint gate reads files in a thread while the virtual clock runs on (as in test_mutants_rollout.py)
+    monkeypatch.setattr(asyncio, "to_thread", inline)
+    migration = tmp_path / "001_add_column.sql"
+    migration.write_text("ALTER TABLE orders ADD COLUMN note text;\n")
+    # files alone are a migrations step too (reviewed, nothing to run); a staging command runs once
+    migrations = MigrationsSpec(
+        allow_outside_plan_dir=True, files=[str(migration)], staging_command="migrate up" if resume else None
+    )
+    plan = demo_plan().model_copy(update={"migrations": migrations})
+
+    async def driver(world: Any) -> Session:
+        return await open_session(
+            plan,
+            actor="tester",
+            clock=VirtualClock() if world is None else world.clock,
+            interactive=False,
+            approvals=[g.id for g in gates_for(plan) if not g.automated],
+            journal_path=tmp_path / "d.jsonl",
+            world=world,
+        )
+
+    session = await driver(None)
+    world: Any = session.world
+    if resume:
+        outcome, _ = await run_killed_at(session, match="'migrations']", nth=2)
+        assert outcome is None
+        session = await driver(world)
+    assert await session.rollout.run() == Outcome.COMPLETED
+    events = session.rollout.events
+    resumed = [i for i, e in enumerate(events) if isinstance(e, RunResumed)]
+    since = events[resumed[0] :] if resumed else events
+    ran = [p for p in _of(since, PhaseChanged) if p.phase == Phase.MIGRATIONS]
+    assert len(ran) == (0 if resume else 1)
+    assert not resume or not [g for g in _of(since, GateEvaluated) if g.phase == Phase.MIGRATIONS]
+    left = _left(session)
+    assert "migrations" in left.completed
+    assert left.results["migrations"] == "migrations reviewed and run on staging"
+    assert world.runner.commands.count("migrate up") == (1 if resume else 0)
