@@ -392,15 +392,25 @@ async def test_the_cluster_hears_the_rollback_is_over_before_the_lease_is_handed
     rollout = session.rollout
     inner: Any = rollout.world.production.inner  # type: ignore[attr-defined]
     at_hand_back: list[tuple[dict[str, Any], int]] = []
+    write, writes = inner.write_state, []
+
+    async def counting(state: dict[str, Any]) -> None:
+        writes.append(state)
+        await write(state)
+
+    inner.write_state = counting
 
     async def hand_back() -> None:
         at_hand_back.append((dict(inner.state), len(rollout.world.notifier.sent)))  # type: ignore[attr-defined]
+        writes.clear()
 
     rollout.hand_back_lease = hand_back
     assert await rollout.run() == Outcome.ROLLED_BACK
     [(state, sent)] = at_hand_back
     assert (state["outcome"], state["pending"], state["weight"]) == ("rolled_back", None, 0)
     assert sent == 0  # the team channel hears of it only after the lease is back
+    # and once the lease is back the driver writes nothing more: the outcome is already there
+    assert writes == [] and inner.state["outcome"] == "rolled_back"
 
 
 async def test_a_refused_final_write_neither_stops_the_hand_back_nor_the_message(tmp_path: Path) -> None:
