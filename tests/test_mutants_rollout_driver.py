@@ -431,10 +431,9 @@ async def test_a_resumed_deploy_skips_the_steps_it_persisted_done(
         assert message.text.endswith(f". Fix-forward chosen with failing checks: {verified}")
 
 
-@pytest.mark.parametrize("resume", [False, True], ids=["files-only", "resumed"])
-async def test_the_migrations_step_runs_for_migration_files_once_and_is_skipped_by_a_resume(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resume: bool
-) -> None:
+async def _migrations_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, staging_command: str | None
+) -> Any:
     async def inline(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
 
@@ -442,9 +441,8 @@ async def test_the_migrations_step_runs_for_migration_files_once_and_is_skipped_
     monkeypatch.setattr(asyncio, "to_thread", inline)
     migration = tmp_path / "001_add_column.sql"
     migration.write_text("ALTER TABLE orders ADD COLUMN note text;\n")
-    # files alone are a migrations step too (reviewed, nothing to run); a staging command runs once
     migrations = MigrationsSpec(
-        allow_outside_plan_dir=True, files=[str(migration)], staging_command="migrate up" if resume else None
+        allow_outside_plan_dir=True, files=[str(migration)], staging_command=staging_command
     )
     plan = demo_plan().model_copy(update={"migrations": migrations})
 
@@ -459,6 +457,15 @@ async def test_the_migrations_step_runs_for_migration_files_once_and_is_skipped_
             world=world,
         )
 
+    return driver
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["files-only", "resumed"])
+async def test_the_migrations_step_runs_for_migration_files_once_and_is_skipped_by_a_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resume: bool
+) -> None:
+    # files alone are a migrations step too (reviewed, nothing to run); a staging command runs once
+    driver = await _migrations_driver(tmp_path, monkeypatch, "migrate up" if resume else None)
     session = await driver(None)
     world: Any = session.world
     if resume:
@@ -476,3 +483,24 @@ async def test_the_migrations_step_runs_for_migration_files_once_and_is_skipped_
     assert "migrations" in left.completed
     assert left.results["migrations"] == "migrations reviewed and run on staging"
     assert world.runner.commands.count("migrate up") == (1 if resume else 0)
+
+
+async def test_a_failing_staging_migration_blocks_and_the_finish_clears_what_was_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    driver = await _migrations_driver(tmp_path, monkeypatch, "migrate up")
+    session = await driver(None)
+    world: Any = session.world
+    run = world.runner.run
+
+    async def failing(command: str, **kwargs: Any) -> Any:
+        done = await run(command, **kwargs)
+        return done.model_copy(update={"exit_code": 3}) if command == "migrate up" else done
+
+    world.runner.run = failing
+    assert await session.rollout.run() == Outcome.BLOCKED
+    [finished] = _of(session.rollout.events, Finished)
+    assert finished.reason.startswith("migrations (staging) failed (exit 3)")
+    left = _left(session)
+    # over, and nothing left announced: the migration that was about to run is no longer pending
+    assert (left.outcome, left.pending) == ("blocked", None)
