@@ -132,7 +132,10 @@ _DRIVE_NO_OUTCOME = (
 )
 _DRIVER_EQ = {
     **{f"_halt_body__mutmut_{n}": _HALTED for n in (1, 3, 6, 7, 8, 9, 10, 11)},
-    "_main__mutmut_46": '`_done("verify")` is true only with a progress: the `if self.progress` it forces true is',
+    "_main__mutmut_46": (
+        '`_done("verify")` is true only with a progress, so the `if self.progress` the mutant forces true '
+        "is true already"
+    ),
     "_request_stop__mutmut_58": (
         '_paused_from "" instead of None on a rollback: every reader tests it for truth '
         "(effective_phase's `and`, resume's `or`), and \"\" is falsy like None"
