@@ -114,6 +114,36 @@ _TRAFFIC_EQ = {
     },
 }
 
+_HALTED = (
+    "_halt_body's cancel loop: run() calls it only before the body exists or after `await asyncio.wait"
+    "({self._body})` has returned, so the body is None or done and the loop leaves at once"
+)
+_SELF_CANCEL = (
+    "the flow's own request (the engine's triggers) cancelling the flow itself: every caller inside the flow "
+    "raises _Stopped right after _request_stop returns, with no await between (no finally that awaits on the "
+    "way out), and _drive ends a _Stopped flow and a cancelled one alike: the recorded stop's procedure. "
+    "The flow is never None here: commands are refused while the phase is pending, before the flow exists"
+)
+_DRIVE_NO_OUTCOME = (
+    "the outcome or reason of a flow ended by a stop: these branches are taken only with a stop recorded "
+    "(a cancelled flow without one re-raises; _Stopped is raised only after one), and _drive then returns "
+    "_finish_stop() without reading them; the initial reason is otherwise overwritten (completed) or set "
+    "by its branch (blocked, error)"
+)
+_DRIVER_EQ = {
+    **{f"_halt_body__mutmut_{n}": _HALTED for n in (1, 3, 6, 7, 8, 9, 10, 11)},
+    "_main__mutmut_46": (
+        '`_done("verify")` is true only with a progress, so the `if self.progress` the mutant forces true '
+        "is true already"
+    ),
+    "_request_stop__mutmut_58": (
+        '_paused_from "" instead of None on a rollback: every reader tests it for truth '
+        "(effective_phase's `and`, resume's `or`), and \"\" is falsy like None"
+    ),
+    **{f"_request_stop__mutmut_{n}": _SELF_CANCEL for n in (73, 74, 75)},
+    **{f"_drive__mutmut_{n}": _DRIVE_NO_OUTCOME for n in (14, 15, 22, 23)},
+}
+
 #: survivor name -> why no test can tell it from the original
 EQUIVALENT: dict[str, str] = {
     # core.judge
@@ -175,7 +205,19 @@ EQUIVALENT: dict[str, str] = {
                 )
                 for n in (8, 9, 10, 104, 105, 106, 179, 180, 181)
             },
+            186: (
+                "pending=None in the outcome written before the lease is handed back: _mark('rollback.applied') "
+                "just above has set the progress's pending to None (in memory even when its write is refused), "
+                "and nothing sets it again before this write"
+            ),
         }.items()
+    },
+    **{
+        f"core.rollout.steps.rollback.xǁRollbackProcedureǁ_communicate__mutmut_{n}": (
+            'the "level": "critical" of a not-restored message: rollback_message() makes every rollback '
+            "message critical already, so the update changes nothing (a misspelt key only adds nothing)"
+        )
+        for n in (6, 7)
     },
     **{
         f"core.rollout.steps.rollback.xǁRollbackProcedureǁ_verify_restored__mutmut_{n}": (
@@ -191,6 +233,8 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (20, 21, 29, 30, 31)
     },
+    # core.rollout (driver.py)
+    **{f"core.rollout.driver.xǁRolloutǁ{name}": why for name, why in _DRIVER_EQ.items()},
     # core.signoff
     **{
         f"core.signoff.xǁSignOffLedgerǁ_needed__mutmut_{n}": (

@@ -384,3 +384,164 @@ async def test_restored_means_the_error_rate_back_within_the_limit_of_the_baseli
     assert await session.rollout.run() == Outcome.ROLLED_BACK
     verify = next(s for s in _of(session.rollout.events, RollbackStep) if s.action == "verify")
     assert (verify.ok, verify.detail) == (ok, detail)
+
+
+async def test_the_cluster_hears_the_rollback_is_over_before_the_lease_is_handed_back(tmp_path: Path) -> None:
+    # in memory, with a hand-back of our own: what the cluster says the moment the lease goes
+    session = await sim_session(tmp_path, "bad-canary")
+    rollout = session.rollout
+    inner: Any = rollout.world.production.inner  # type: ignore[attr-defined]
+    at_hand_back: list[tuple[dict[str, Any], int]] = []
+    write, writes = inner.write_state, []
+
+    async def counting(state: dict[str, Any]) -> None:
+        writes.append(state)
+        await write(state)
+
+    inner.write_state = counting
+
+    async def hand_back() -> None:
+        at_hand_back.append((dict(inner.state), len(rollout.world.notifier.sent)))  # type: ignore[attr-defined]
+        writes.clear()
+
+    rollout.hand_back_lease = hand_back
+    assert await rollout.run() == Outcome.ROLLED_BACK
+    [(state, sent)] = at_hand_back
+    assert (state["outcome"], state["pending"], state["weight"]) == ("rolled_back", None, 0)
+    assert sent == 0  # the team channel hears of it only after the lease is back
+    # and once the lease is back the driver writes nothing more: the outcome is already there
+    assert writes == [] and inner.state["outcome"] == "rolled_back"
+
+
+async def test_a_refused_final_write_neither_stops_the_hand_back_nor_the_message(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    rollout = session.rollout
+    inner: Any = rollout.world.production.inner  # type: ignore[attr-defined]
+    write = inner.write_state
+    refused: list[dict[str, Any]] = []
+
+    async def refusing_the_outcome(state: dict[str, Any]) -> None:
+        if state.get("outcome") and not refused:
+            refused.append(state)
+            raise PortError("PUT state: 409 conflict (test)")
+        await write(state)
+
+    inner.write_state = refusing_the_outcome
+    handed: list[bool] = []
+
+    async def hand_back() -> None:
+        handed.append(True)
+
+    rollout.hand_back_lease = hand_back
+    assert await rollout.run() == Outcome.ROLLED_BACK
+    assert handed == [True] and len(refused) == 1
+    assert len(rollout.world.notifier.sent) == 1  # type: ignore[attr-defined]
+    assert [s.action for s in _of(rollout.events, RollbackStep)][-2:] == ["communicate", "document"]
+
+
+@pytest.mark.parametrize(
+    ("health_fails", "detail"),
+    [
+        (True, "not restored after 5m: health failing; error rate no data"),
+        (
+            False,
+            "traffic restored (canary 0 %), health green, metrics unknown (error rate no data after 5m: "
+            "no metrics)",
+        ),
+    ],
+)
+async def test_a_rollback_in_a_world_without_metrics_verifies_health_only(
+    tmp_path: Path, health_fails: bool, detail: str
+) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    world: Any = session.rollout.world
+    ready = session.plan.targets.production.health.ready  # type: ignore[union-attr]
+    check = world.probe.check
+
+    async def after_rollback(url: str, **kwargs: Any) -> Any:
+        if url == ready and health_fails and "rollback" in world.production.calls:
+            raise PortError("connection refused (test)")
+        return await check(url, **kwargs)
+
+    world.probe.check = after_rollback
+    # the metrics go as the rollback is decided (a world that has none from then on)
+    session.rollout.subscribe(
+        lambda e: setattr(world, "metrics", None) if isinstance(e, RollbackTriggered) else None
+    )
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    verify = next(s for s in _of(session.rollout.events, RollbackStep) if s.action == "verify")
+    assert (verify.ok, verify.detail) == (False, detail)
+
+
+async def test_a_restore_verified_without_a_baseline_names_no_baseline(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    rollout = session.rollout
+    # no baseline was read before the rollback (e.g. rolled back before the first sample)
+    rollout.subscribe(
+        lambda e: setattr(rollout, "_baseline_ref", None) if isinstance(e, RollbackTriggered) else None
+    )
+    assert await rollout.run() == Outcome.ROLLED_BACK
+    verify = next(s for s in _of(rollout.events, RollbackStep) if s.action == "verify")
+    assert verify.ok
+    assert verify.detail.startswith("health green; error rate ") and verify.detail.endswith(" %")
+
+
+async def test_each_channels_delivery_is_journaled_with_its_attempts_and_every_failure_named(
+    tmp_path: Path,
+) -> None:
+    from core.domain import NotifyResult
+
+    session = await sim_session(tmp_path, "bad-canary")
+    world: Any = session.rollout.world
+
+    async def three_channels(message: Any) -> list[NotifyResult]:
+        return [
+            NotifyResult(channel="#deploys", delivered=True, attempts=2),
+            NotifyResult(channel="#oncall", delivered=False, attempts=3, detail="HTTP 500"),
+            NotifyResult(channel="email", delivered=False, attempts=1, detail="timed out"),
+        ]
+
+    world.notifier.notify = three_channels
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    sent = _of(session.rollout.events, NotificationSent)
+    assert [(n.channel, n.delivered, n.attempts, n.detail) for n in sent] == [
+        ("#deploys", True, 2, ""),
+        ("#oncall", False, 3, "HTTP 500"),
+        ("email", False, 1, "timed out"),
+    ]
+    communicate = next(s for s in _of(session.rollout.events, RollbackStep) if s.action == "communicate")
+    assert (communicate.ok, communicate.detail) == (
+        False,
+        "not delivered: #oncall: HTTP 500; email: timed out",
+    )
+
+
+async def test_an_alarm_that_breaks_beside_the_retries_does_not_break_the_rollback(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "bad-canary")
+    world: Any = session.rollout.world
+    world.production.inner.fail_rollbacks = 6
+    notify = world.notifier.notify
+
+    def broken_results() -> Any:
+        raise RuntimeError("the channel's answer cannot be read (test)")
+        yield  # a generator: it breaks only as the procedure reads it, past the notifier's guard
+
+    async def alarm_breaks(message: Any) -> Any:
+        if "NOT RESTORED" in message.text:
+            await world.clock.sleep(600)  # still going out when the procedure waits for it
+            return broken_results()
+        return await notify(message)
+
+    world.notifier.notify = alarm_breaks
+    assert await session.rollout.run() == Outcome.ROLLED_BACK
+    steps = [
+        (s.action, s.ok) for s in _of(session.rollout.events, RollbackStep) if s.action != "attempt_failed"
+    ]
+    assert steps == [
+        ("weight_reset", True),
+        ("undo_stable", True),
+        ("verify", True),
+        ("communicate", True),
+        ("document", True),
+    ]
+    assert len(world.notifier.sent) == 1  # the final message went out, after the broken alarm
