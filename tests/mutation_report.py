@@ -205,7 +205,7 @@ EQUIVALENT: dict[str, str] = {
                 )
                 for n in (8, 9, 10, 104, 105, 106, 179, 180, 181)
             },
-            186: (
+            185: (
                 "pending=None in the outcome written before the lease is handed back: _mark('rollback.applied') "
                 "just above has set the progress's pending to None (in memory even when its write is refused), "
                 "and nothing sets it again before this write"

@@ -10,6 +10,7 @@ never after the outcome. All in memory, in virtual time.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -504,3 +505,31 @@ async def test_a_failing_staging_migration_blocks_and_the_finish_clears_what_was
     left = _left(session)
     # over, and nothing left announced: the migration that was about to run is no longer pending
     assert (left.outcome, left.pending) == ("blocked", None)
+
+
+async def test_a_signal_and_a_failing_call_at_the_same_instant_stop_where_it_stands_not_a_rollback(
+    tmp_path: Path,
+) -> None:
+    """The signal cancels the flow; a port error raised before that cancellation lands was taken as
+    "cannot continue": a rollback (writes to the cluster during shutdown) instead of the stop the
+    signal asked for."""
+    session = await sim_session(tmp_path)
+    rollout = session.rollout
+    production = session.world.production
+    real = production.set_canary_weight
+
+    async def weight(percent: int) -> Any:
+        if percent == 25:
+            rollout.interrupt("SIGTERM", 143)  # the signal, and in the same instant the call fails
+            raise PortError("injected: the API server went away with the terminal")
+        return await real(percent)
+
+    production.set_canary_weight = weight  # type: ignore[method-assign]
+    try:
+        outcome = await asyncio.wait_for(rollout.run(), 60)
+    finally:
+        await session.close()
+    records = [json.loads(line) for line in session.journal_path.read_text().splitlines() if line.strip()]
+    assert not [r for r in records if r["type"] == "rollback_triggered"], [r["type"] for r in records]
+    assert outcome == Outcome.BLOCKED and rollout.interrupted == ("SIGTERM", 143)
+    assert records[-1]["type"] == "run_interrupted" and records[-1]["weight"] == 5

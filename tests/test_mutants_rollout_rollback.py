@@ -413,7 +413,9 @@ async def test_the_cluster_hears_the_rollback_is_over_before_the_lease_is_handed
     assert writes == [] and inner.state["outcome"] == "rolled_back"
 
 
-async def test_a_refused_final_write_neither_stops_the_hand_back_nor_the_message(tmp_path: Path) -> None:
+async def test_a_refused_outcome_write_keeps_the_lease_until_the_outcome_is_written(tmp_path: Path) -> None:
+    """Handed back with the cluster still saying "unfinished", the next driver would resume a finished
+    rollback as its own: the lease stays until `_finish` has written the outcome; the message still goes."""
     session = await sim_session(tmp_path, "bad-canary")
     rollout = session.rollout
     inner: Any = rollout.world.production.inner  # type: ignore[attr-defined]
@@ -434,7 +436,8 @@ async def test_a_refused_final_write_neither_stops_the_hand_back_nor_the_message
 
     rollout.hand_back_lease = hand_back
     assert await rollout.run() == Outcome.ROLLED_BACK
-    assert handed == [True] and len(refused) == 1
+    assert handed == [] and len(refused) == 1  # kept: released when the session closes
+    assert inner.state["outcome"] == "rolled_back"  # written by the finish, holding the lease
     assert len(rollout.world.notifier.sent) == 1  # type: ignore[attr-defined]
     assert [s.action for s in _of(rollout.events, RollbackStep)][-2:] == ["communicate", "document"]
 

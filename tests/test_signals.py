@@ -139,34 +139,3 @@ async def test_the_cli_stops_on_a_signal_with_its_exit_code_and_a_journal_line(
     assert len(interrupted) == 1 and interrupted[0]["signal"] == name
     assert interrupted[0]["exit_code"] == code and interrupted[0]["weight"] >= 5
     assert not any(r["type"] in {"finished", "rollback_triggered"} for r in records)
-
-
-async def test_a_signal_and_a_failing_call_at_the_same_instant_stop_where_it_stands_not_a_rollback(
-    tmp_path: Path,
-) -> None:
-    """The signal cancels the flow; a port error raised before that cancellation lands was taken as
-    "cannot continue": a rollback (writes to the cluster during shutdown) instead of the stop the
-    signal asked for."""
-    from core.domain import Outcome
-    from core.ports import PortError
-
-    session = await sim_session(tmp_path)
-    rollout = session.rollout
-    production = session.world.production
-    real = production.set_canary_weight
-
-    async def weight(percent: int) -> Any:
-        if percent == 25:
-            rollout.interrupt("SIGTERM", 143)  # the signal, and in the same instant the call fails
-            raise PortError("injected: the API server went away with the terminal")
-        return await real(percent)
-
-    production.set_canary_weight = weight  # type: ignore[method-assign]
-    try:
-        outcome = await asyncio.wait_for(rollout.run(), 60)
-    finally:
-        await session.close()
-    records = _records(session.journal_path)
-    assert not [r for r in records if r["type"] == "rollback_triggered"], [r["type"] for r in records]
-    assert outcome == Outcome.BLOCKED and rollout.interrupted == ("SIGTERM", 143)
-    assert records[-1]["type"] == "run_interrupted" and records[-1]["weight"] == 5

@@ -218,8 +218,7 @@ class Rollout(
         self.window = None
         duration = (self.clock.now() - self._started_at).total_seconds() if self._started_at else 0.0
         await self._emit(Finished, outcome=outcome, reason=reason, duration_s=duration)
-        persisted = self.progress is not None and self.progress.outcome == outcome.value
-        if self._lease_lost is None and self._interrupted is None and not persisted:
+        if self._lease_lost is None and self._interrupted is None and not self._outcome_written:
             # finished: no longer resumable (a lease loss or a signal leaves it for a resume).
             # After the journal line: a driver killed in between is seen finished by the journal
             with contextlib.suppress(PortError):

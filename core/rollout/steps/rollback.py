@@ -43,6 +43,8 @@ class RollbackProcedure(RolloutContext):
 
     #: set by the session: hands the lease back (fenced; a no-op once it is not ours)
     hand_back_lease: Callable[[], Awaitable[None]] | None = None
+    #: the outcome reached the cluster's persisted progress before the hand-back (`_finish` need not write it)
+    _outcome_written: bool = False
 
     async def _rollback_procedure(self) -> Outcome:
         """POL-010: execute, verify, communicate, document. A failing API is retried, never given up silently."""
@@ -130,10 +132,15 @@ class RollbackProcedure(RolloutContext):
             # ...but the cluster's progress must say it is over first: written after the hand-back,
             # the fence refuses it and the next driver "resumes" a finished rollback as its own.
             # Before the journal's `finished` line, unlike `_finish`: a kill in between leaves a
-            # deploy the cluster calls rolled back (it is) and the journal shows rolled back, unfinished
-            with contextlib.suppress(PortError):
+            # deploy the cluster calls rolled back (it is) and the journal shows rolled back, unfinished.
+            # Refused, the lease is kept: `_finish` writes the outcome while still holding it
+            try:
                 await self._persist(outcome=Outcome.ROLLED_BACK.value, pending=None)
-            await self.hand_back_lease()
+            except PortError:
+                pass
+            else:
+                self._outcome_written = True
+                await self.hand_back_lease()
         await self._settle()  # the alarm, if one is still going out (bounded by the notifier)
         await self._communicate(ok=verified, detail=detail)
         await self._document()
