@@ -66,3 +66,39 @@ async def test_deleted_while_another_runs_deploy_is_there_it_lets_go(monkeypatch
     run = DrivenRun(KEY, _obj(deletionTimestamp="2026-12-03T10:00:00Z", finalizers=["x"]), driver)
     assert await driver._attempt(run) is False
     assert calls == [("open", "deployrun:shop/checkout-b"), ("drop finalizer", None)]
+
+
+async def test_a_standby_that_gets_the_lease_after_the_run_ended_does_not_start_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The replica driving a run releases the lease when the run ends; a standby waiting for it then
+    opened a session and, the cluster's progress being finished, started a new deploy of a run whose
+    status said completed (a second deploy nobody asked for, waiting in preflight for sign-offs)."""
+    calls: list[tuple[str, Any]] = []
+    driver = _driver(monkeypatch, calls)
+    closed: list[bool] = []
+
+    class Session:
+        async def close(self) -> None:
+            closed.append(True)
+
+    async def opened(*_: Any, **kw: Any) -> Any:
+        calls.append(("open", kw["plan_path"]))
+        return Session()
+
+    class Api:
+        async def request(self, method: str, path: str, **_: Any) -> Any:
+            calls.append((method, path))
+            return {**_obj(), "status": {"outcome": "completed", "phase": "complete"}}
+
+    async def never(*_: Any, **__: Any) -> bool:
+        raise AssertionError("drove a run that had ended")
+
+    monkeypatch.setattr(core.session, "open_session", opened)
+    monkeypatch.setattr(driver, "_drive", never)
+    driver.api = Api()  # type: ignore[assignment]
+    run = DrivenRun(KEY, _obj(), driver)  # the watch has not shown the outcome yet
+    assert await driver._attempt(run) is True  # loop again: its top sees the outcome
+    assert closed == [True]  # the lease handed back at once
+    assert calls[-1] == ("GET", "/apis/deploydeck.dev/v1alpha1/namespaces/shop/deployruns/checkout-b")
+    assert run.obj["status"]["outcome"] == "completed"

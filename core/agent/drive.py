@@ -284,6 +284,11 @@ class RunDriver:
             log.warning("%s: cannot open the run: %s", run.where, exc)
             await self._pause(run, max(self.retry_s, 2.0))
             return True
+        if await self._ended_meanwhile(run):
+            # the lease came free because the replica driving it finished: nothing left to drive
+            with contextlib.suppress(Exception):
+                await session.close()
+            return True  # the loop sees the outcome (and lets a deleted run go)
         run.generation = generation
         started = (run.obj.get("status") or {}).get("observedGeneration")
         if session.rollout._resume is not None and started not in (None, generation):
@@ -295,6 +300,23 @@ class RunDriver:
                 started,
             )
         return await self._drive(run, session, deleting)
+
+    async def _ended_meanwhile(self, run: DrivenRun) -> bool:
+        """Whether the run got its outcome while this replica waited for its lease (read afresh: the
+        watch may not have delivered the last replica's final status yet)."""
+        from core.ports import PortError
+
+        try:
+            fresh = await self.api.request("GET", run_path(*run.key))
+        except KubeApiError as exc:
+            if exc.status == 404:
+                run.gone = True
+                return True
+            return False  # not known to have ended: drive it as the watch last showed it
+        except (PortError, OSError, TimeoutError):
+            return False
+        run.obj = fresh
+        return finished(fresh)
 
     async def _drive(self, run: DrivenRun, session: Any, opened_to_roll_back: bool) -> bool:
         from core.events import RollbackTriggered
@@ -335,13 +357,14 @@ class RunDriver:
                 await mirror
             lost = rollout._lease_lost is not None
             stopped = rollout.interrupted is not None
+            if not lost:
+                # before the lease goes: a standby that takes it next must find the outcome written
+                with contextlib.suppress(Exception):
+                    await self._write_status(run, ended=rollout)
             with contextlib.suppress(Exception):
                 await session.close()
             run.session = None
             self.metrics.lease_transitions.labels(transition="lost" if lost else "released").inc()
-            if not lost:
-                with contextlib.suppress(Exception):
-                    await self._write_status(run, ended=rollout)
             run.generation = None
         log.info(
             "%s: %s",
