@@ -25,7 +25,14 @@ targets:
 """
 
 
-async def test_a_second_driver_is_refused_and_told_who_drives(sim: Sim, tmp_path: Path) -> None:  # noqa: F811
+async def test_a_second_driver_is_refused_and_told_who_drives(
+    sim: Sim,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The second driver watches the held lease for up to one duration to see it renewed: a 3 s lease
+    # keeps that wait short (with the default 30 s one it took 5 s, and 40 s once under load).
+    monkeypatch.setenv("DEPLOYDECK_LEASE_TTL", "3")
     plan = parse_plan(kube_plan(sim.kubeconfig), "plan.yaml", env={})
     first = await open_session(plan, actor="alice", clock=SystemClock(), journal_path=tmp_path / "j.jsonl")
     try:
