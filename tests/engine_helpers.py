@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from core.clock import VirtualClock
+from core.plan import Plan
 from core.session import Session, demo_plan, open_session
 
 
@@ -41,3 +43,20 @@ async def until(condition: Callable[[], bool], turns: int = 100_000) -> None:
             return
         await asyncio.sleep(0)
     raise AssertionError("condition never held")
+
+
+def plan_with_one_migration(tmp_path: Path, monkeypatch: Any, **spec: Any) -> Plan:
+    """The demo plan with one reviewed migration file (``spec``: the rest of its MigrationsSpec).
+
+    The lint gate reads the files in a thread while the virtual clock runs on, so the thread is
+    made inline: the read is done before the clock moves."""
+    from core.plan import MigrationsSpec
+
+    async def inline(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", inline)
+    migration = tmp_path / "001_add_column.sql"
+    migration.write_text("ALTER TABLE orders ADD COLUMN note text;\n")
+    migrations = MigrationsSpec(allow_outside_plan_dir=True, files=[str(migration)], **spec)
+    return demo_plan().model_copy(update={"migrations": migrations})

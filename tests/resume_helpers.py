@@ -85,7 +85,9 @@ async def open_driver(
     scenario: str = "healthy",
     actor: str = "tester",
     plan: Plan | None = None,
+    **session_kw: Any,
 ) -> Session:
+    """A non-interactive driver with every manual gate approved; extra keywords go to open_session."""
     plan = plan or demo_plan(scenario)
     return await open_session(
         plan,
@@ -95,6 +97,7 @@ async def open_driver(
         approvals=[m.id for m in plan.gates.manual],
         journal_path=tmp_path / "deployments.jsonl",
         world=world,
+        **session_kw,
     )
 
 

@@ -41,6 +41,16 @@ def parsed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return counts
 
 
+async def _three_then_two(path: Path) -> FileJournal:
+    """Lines 1-3 by a first writer, 4-5 by a second (which leaves the anchor on line 5); the first."""
+    first, second = FileJournal(path, fsync=False), FileJournal(path, fsync=False)
+    for n in range(3):
+        await first.append(rec(n))
+    for n in range(3, 5):
+        await second.append(rec(n))
+    return first
+
+
 def test_writers_taking_turns_read_only_the_lines_written_since_their_own(
     tmp_path: Path, parsed: list[int]
 ) -> None:
@@ -103,13 +113,9 @@ def test_a_finding_on_the_lines_after_the_writers_own_names_the_line_by_its_plac
     tmp_path: Path, parsed: list[int]
 ) -> None:
     path = tmp_path / "j.jsonl"
-    first, second = FileJournal(path, fsync=False), FileJournal(path, fsync=False)
 
     async def go() -> None:
-        for n in range(3):
-            await first.append(rec(n))
-        for n in range(3, 5):
-            await second.append(rec(n))
+        first = await _three_then_two(path)
         path.write_bytes(path.read_bytes().replace(b'"m4"', b'"mX"'))  # the anchored line, line 5
         parsed.clear()
         await first.append(rec(9))
@@ -145,13 +151,9 @@ def test_lines_appended_past_another_writers_anchored_line_are_found_on_the_shor
     tmp_path: Path, parsed: list[int]
 ) -> None:
     path = tmp_path / "j.jsonl"
-    first, second = FileJournal(path, fsync=False), FileJournal(path, fsync=False)
 
     async def go() -> None:
-        for n in range(3):
-            await first.append(rec(n))
-        for n in range(3, 5):
-            await second.append(rec(n))
+        first = await _three_then_two(path)
         with path.open("ab") as fh:  # a line added by hand after the anchored end
             fh.write(b'{"seq":6,"note":"added by hand"}\n')
         parsed.clear()

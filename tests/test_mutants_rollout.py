@@ -23,11 +23,10 @@ from core.events import (
     PhaseChanged,
     TrafficChanged,
 )
-from core.plan import MigrationsSpec
 from core.policy import gates_for
 from core.ports import PortError
-from core.session import Session, demo_plan, open_session
-from tests.engine_helpers import sim_session, until
+from core.session import Session, open_session
+from tests.engine_helpers import plan_with_one_migration, sim_session, until
 from tests.resume_helpers import journal_records, open_driver, run_killed_at
 
 IMAGE = "registry.example.com/shop/checkout:1.5.0"
@@ -235,21 +234,9 @@ async def test_a_killed_canary_resumes_without_repeating_or_skipping_a_cluster_c
 async def test_production_migrations_run_once_between_their_announcement_and_the_canary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def inline(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-
-    # the lint gate reads files in a thread while the virtual clock runs on (test_resume.py does the same)
-    monkeypatch.setattr(asyncio, "to_thread", inline)
-    migration = tmp_path / "001_add_column.sql"
-    migration.write_text("ALTER TABLE orders ADD COLUMN note text;\n")
-    migrations = MigrationsSpec(
-        allow_outside_plan_dir=True,
-        files=[str(migration)],
-        staging_command="migrate up",
-        production_command="migrate prod",
-        timeout=123,
+    plan = plan_with_one_migration(
+        tmp_path, monkeypatch, staging_command="migrate up", production_command="migrate prod", timeout=123
     )
-    plan = demo_plan().model_copy(update={"migrations": migrations})
     session = await open_session(
         plan,
         actor="tester",

@@ -30,12 +30,11 @@ from core.events import (
     RunResumed,
     TrafficChanged,
 )
-from core.plan import MigrationsSpec
 from core.policy import gates_for
 from core.ports import PortError
 from core.rollout.progress import RolloutStatus
-from core.session import Session, demo_plan, open_session
-from tests.engine_helpers import sim_session
+from core.session import Session, open_session
+from tests.engine_helpers import plan_with_one_migration, sim_session
 from tests.resume_helpers import open_driver, run_killed_at
 from tests.test_mutants_rollout import _of
 
@@ -435,17 +434,7 @@ async def test_a_resumed_deploy_skips_the_steps_it_persisted_done(
 async def _migrations_driver(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, staging_command: str | None
 ) -> Any:
-    async def inline(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-
-    # the lint gate reads files in a thread while the virtual clock runs on (as in test_mutants_rollout.py)
-    monkeypatch.setattr(asyncio, "to_thread", inline)
-    migration = tmp_path / "001_add_column.sql"
-    migration.write_text("ALTER TABLE orders ADD COLUMN note text;\n")
-    migrations = MigrationsSpec(
-        allow_outside_plan_dir=True, files=[str(migration)], staging_command=staging_command
-    )
-    plan = demo_plan().model_copy(update={"migrations": migrations})
+    plan = plan_with_one_migration(tmp_path, monkeypatch, staging_command=staging_command)
 
     async def driver(world: Any) -> Session:
         return await open_session(

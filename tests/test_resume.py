@@ -550,23 +550,10 @@ async def test_a_deployrun_continues_its_own_unfinished_deploy_and_never_another
     """A DeployRun's session (plan path ``deployrun:<ns>/<name>``) resumes only the deploy it started:
     another run's sign-offs, progress and outcome are not its to report, and its deletion has
     nothing of its own to roll back."""
-    from core.clock import VirtualClock
     from core.resume import ANOTHER_RUNS_DEPLOY
 
-    plan = demo_plan()
-
     async def driver(world: Any, run: str, actor: str, **kw: Any) -> Any:
-        return await open_session(
-            plan,
-            actor=actor,
-            clock=VirtualClock() if world is None else world.clock,
-            interactive=False,
-            approvals=[m.id for m in plan.gates.manual],
-            journal_path=tmp_path / "deployments.jsonl",
-            world=world,
-            plan_path=f"deployrun:shop/{run}",
-            **kw,
-        )
+        return await open_driver(world, tmp_path, actor=actor, plan_path=f"deployrun:shop/{run}", **kw)
 
     first = await driver(None, "checkout-a", "agent-a")
     world = first.world

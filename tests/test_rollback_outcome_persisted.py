@@ -11,6 +11,7 @@ reason; a run of another version was refused as if an unfinished deploy were in 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from core.clock import VirtualClock
 from core.domain import Outcome
@@ -25,6 +26,18 @@ async def test_a_rolled_back_deploy_is_recorded_finished_in_the_cluster_before_t
 ) -> None:
     session = await sim_session(tmp_path, "bad-canary", backend="kube")
     world = session.world
+
+    async def next_driver(plan: Any) -> Any:
+        """The next driver, with a log of its own (another replica's, or a lost one)."""
+        return await open_session(
+            plan,
+            actor="next",
+            clock=VirtualClock(),
+            interactive=False,
+            journal_path=tmp_path / "another.jsonl",
+            world=world,
+        )
+
     try:
         outcome = await session.rollout.run()
         assert outcome == Outcome.ROLLED_BACK
@@ -35,14 +48,7 @@ async def test_a_rolled_back_deploy_is_recorded_finished_in_the_cluster_before_t
         assert left.weight == 0
         # the next driver, with a log of its own (another replica's, or a lost one), starts anew
         await session.lease.release()  # type: ignore[union-attr]
-        nxt = await open_session(
-            session.plan,
-            actor="next",
-            clock=VirtualClock(),
-            interactive=False,
-            journal_path=tmp_path / "another.jsonl",
-            world=world,
-        )
+        nxt = await next_driver(session.plan)
         try:
             assert nxt.rollout._resume is None
             assert nxt.rollout.deploy_id != session.rollout.deploy_id
@@ -54,14 +60,7 @@ async def test_a_rolled_back_deploy_is_recorded_finished_in_the_cluster_before_t
         version = session.plan.version.model_copy(
             update={"to": "1.5.1", "image": session.plan.version.image.replace("1.5.0", "1.5.1")}
         )
-        fix = await open_session(
-            session.plan.model_copy(update={"version": version}),
-            actor="next",
-            clock=VirtualClock(),
-            interactive=False,
-            journal_path=tmp_path / "another.jsonl",
-            world=world,
-        )
+        fix = await next_driver(session.plan.model_copy(update={"version": version}))
         try:
             assert fix.rollout._resume is None
         finally:
