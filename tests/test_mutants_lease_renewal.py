@@ -448,3 +448,32 @@ async def test_release_gives_up_after_five_seconds_on_the_clock_when_the_api_sta
     await keeper.release()
     assert script.calls == ["PATCH"] and clock.now() - start == timedelta(seconds=5)
     assert keeper.holder is None
+
+
+async def test_release_hands_back_a_lease_whose_last_renewal_landed_unseen(sim: Sim) -> None:  # noqa: F811
+    """The release cancels the renewal loop; a renewal the server had applied but whose answer never
+    reached us leaves our resourceVersion stale. The release must still hand the lease back (it is
+    ours, the record says so), or every next driver waits a whole lease duration: 35 s at the
+    default 30 s TTL, seen in the suite as a 40 s refusal test."""
+    clock = ScaledClock(speed=50)  # a renewal period of 2.5 s is 50 ms of wall time
+    keeper = await _keeper(sim, clock)
+    await keeper.acquire("alice@host-a", 15)
+    applied = asyncio.Event()
+    real = keeper._renew_api.request
+    calls: list[str] = []
+
+    async def answer_lost(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        calls.append(method)
+        out = await real(method, path, **kwargs)
+        if len(calls) == 1:  # the first renewal: applied by the server, its answer never comes
+            applied.set()
+            await asyncio.Event().wait()
+        return out
+
+    keeper._renew_api.request = answer_lost  # type: ignore[method-assign]
+    await asyncio.wait_for(applied.wait(), 10)
+    await keeper.release()
+    spec = _lease(sim)["spec"]
+    assert spec.get("holderIdentity") is None, spec
+    # the renewal, the release refused on the stale version, the re-read, the release again
+    assert calls == ["PATCH", "PATCH", "GET", "PATCH"]

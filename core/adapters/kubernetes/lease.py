@@ -344,22 +344,36 @@ class LeaseKeeper:
         if self.holder is None or self._valid_until is None or self.clock.now() >= self._valid_until:
             self.holder = None
             return
-        self.holder = None
+        holder, self.holder = self.holder, None
         self._valid_until = None
+        with contextlib.suppress(ClusterError, DeadlineExceeded):  # changed meanwhile: nothing of ours
+            await within(5.0, self._hand_back(holder), clock=self.clock)
+
+    async def _hand_back(self, holder: str) -> None:
+        """Clear the holder, conditional on the version we know. A renewal the release cut off may
+        have landed without its answer reaching us, which leaves that version stale: on a conflict
+        the record is read again and cleared only if it still names us (else the next driver would
+        wait a whole duration for a lease nobody holds)."""
+        try:
+            await self._clear(self._rv)
+        except KubeApiError as exc:
+            if exc.status != 409:
+                raise
+            fresh = await self._renew_api.request("GET", self.path)
+            if (fresh.get("spec") or {}).get("holderIdentity") != holder:
+                return  # another instance's now
+            await self._clear(str(fresh["metadata"]["resourceVersion"]))
+
+    async def _clear(self, rv: str | None) -> None:
         patch = {
-            "metadata": {"resourceVersion": self._rv},
+            "metadata": {"resourceVersion": rv},
             "spec": {
                 "holderIdentity": None,
                 "leaseDurationSeconds": 1,
                 "renewTime": micro_time(self.clock.now()),
             },
         }
-        with contextlib.suppress(ClusterError, DeadlineExceeded):  # changed meanwhile: nothing of ours
-            await within(
-                5.0,
-                self._renew_api.request("PATCH", self.path, body=patch, content_type=MERGE),
-                clock=self.clock,
-            )
+        await self._renew_api.request("PATCH", self.path, body=patch, content_type=MERGE)
 
 
 def _hold(clock: Clock) -> contextlib.AbstractContextManager[Any]:
