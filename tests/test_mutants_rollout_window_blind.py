@@ -30,6 +30,7 @@ from core.events import (
 from core.ports import PortError
 from core.session import Session
 from tests.engine_helpers import sim_session
+from tests.resume_helpers import open_driver, run_killed_at
 from tests.test_mutants_rollout import _of
 
 _DOWN = "prometheus unreachable (test)"
@@ -106,8 +107,11 @@ async def test_blind_intervals_move_the_end_out_pause_at_three_and_data_back_res
     assert [s.phase for s in at_5[:7]] == [Phase.CANARY] * 4 + [Phase.PAUSED] * 3
     # ten intervals with data, the blind ones and the one that ended the pause not among them
     assert [s.elapsed_s for s in at_5[7:]] == [30.0 * n for n in range(2, 11)]
-    # the two blind intervals before the pause each moved the end out by one interval
-    assert _ends(events, _AT_5) == [300.0, 330.0, 360.0]
+    # every interval not counted moves the end out to "now + the data time still missing" (270 s):
+    # the blind ones before the pause, the blind pause's, and the read that ended it; it lands
+    # where the window really ends, 6 uncounted intervals late
+    assert _ends(events, _AT_5) == [300.0, 330.0, 360.0, 420.0, 450.0, 480.0]
+    assert (at_5[-1].ts - at_5[0].ts).total_seconds() + 30.0 == 480.0
     [paused] = _of(events, Paused)
     assert (paused.actor, paused.ts) == ("engine", at_5[3].ts)
     assert paused.reason == (
@@ -329,3 +333,25 @@ async def test_health_checks_that_fail_or_cannot_be_made_are_journaled(tmp_path:
     assert outcome == Outcome.ROLLED_BACK
     [trigger] = _of(events, RollbackTriggered)
     assert trigger.rule == "health"
+
+
+async def test_a_restart_after_a_blind_pause_does_not_count_the_pause_as_observed(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    _script(session, _blind_at_5({2, 3, 4, 5, 6}))
+    # killed as the first interval with data after the pause is journaled (reads 1 and 8 had data)
+    outcome, switch = await run_killed_at(session, match="journal analysis step=0", nth=8)
+    assert outcome is None, switch.log[-3:]
+    first = session.rollout.events
+    assert [e.blind_s for e in _of(first, Resumed)] == [180.0]
+    start = next(e for e in _of(first, WindowStarted) if e.name == _AT_5)
+    again = await open_driver(session.world, tmp_path)
+    assert await again.rollout.run() == Outcome.COMPLETED
+    events = again.rollout.events
+    # six intervals were not counted (five blind, one that ended the pause): the end is 3m out
+    window = [e for e in _of(events, WindowStarted) if e.name == _AT_5][-1]
+    assert (window.ends_at - start.ts).total_seconds() == 480.0
+    # the time nobody watched (read 8 on, the restart) counts; the blind pause does not: 260 s after
+    # the start, 260 - 180 s of it had data, and the window goes on until 300 s with data
+    assert (window.ts - start.ts).total_seconds() == 260.0
+    resumed = [s for s in _samples(events, 0) if s.ts > window.ts]
+    assert [s.elapsed_s for s in resumed] == [110.0, 140.0, 170.0, 200.0, 230.0, 260.0, 290.0, 300.0]

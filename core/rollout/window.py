@@ -114,7 +114,9 @@ class Windows(RolloutContext):
             blind_since, self._blind_since = self._blind_since, None
             if blind_pause and self._decision_pending is None and blind_since is not None:
                 await self._data_is_back(sample, blind_since)
-                return False  # read while paused: judged by the triggers, not counted
+                # read while paused: judged by the triggers, not counted; its time is blind time
+                await self._extend_window(duration - win.observed_s)
+                return False
             return self.phase != Phase.PAUSED
         win.blind += 1
         if self._blind_since is None:
@@ -130,6 +132,9 @@ class Windows(RolloutContext):
                 )
                 await self._request_stop("rollback", "engine", reason, automatic=True, rule="no_data")
                 raise _Stopped
+            # the blind pause's time is blind time too: the end moves out and is persisted with it,
+            # or a restart would count the pause as observed (its window anchored to its start)
+            await self._extend_window(duration - win.observed_s)
             return False
         if self.phase == Phase.PAUSED:
             return False
