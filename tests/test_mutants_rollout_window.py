@@ -132,6 +132,8 @@ async def test_a_failing_judge_rolls_back_even_when_a_person_ended_the_window(tm
     [trigger] = _of(rollout.events, RollbackTriggered)
     assert trigger.rule == "judge" and trigger.weight_at_trigger == 5
     assert trigger.reason.startswith("statistical judge at 5 %: score 50/100: fail")
+    at_5 = [s for s in _of(rollout.events, AnalysisSample) if s.step == 0]
+    assert len(at_5) == 8 and trigger.samples == at_5[-5:]
     assert _engine_says(rollout.events)[-1] == (
         "warning",
         "alice proceeds from 5 % to 25 % after 4m of 5m: skipped the remaining 1m of canary 5 %; "
@@ -194,6 +196,24 @@ async def test_a_judge_with_no_metrics_says_so_without_a_dangling_dash(tmp_path:
     )
 
 
+async def test_a_marginal_judge_rolls_back_headless_with_its_score_and_the_last_five_samples(
+    tmp_path: Path,
+) -> None:
+    session = await sim_session(tmp_path, "subtle-latency")
+    _with_judge(session, marginal_score=50.0)  # 50/100 is marginal here: a question, not a fail
+    rollout = session.rollout
+    assert await rollout.run() == Outcome.ROLLED_BACK
+    [trigger] = _of(rollout.events, RollbackTriggered)
+    verdict = trigger.reason.removesuffix("; nobody to decide: rollback if unsure (POL-010)")
+    assert verdict.startswith("statistical judge at 5 %: score 50/100: marginal — error_rate: pass (")
+    assert (trigger.rule, trigger.actor, trigger.automatic) == ("judge", "engine", True)
+    assert trigger.readings == [
+        RuleReading(rule="judge", value=50.0, limit=50.0, unit="score", fired=False, text=verdict)
+    ]
+    at_5 = [s for s in _of(rollout.events, AnalysisSample) if s.step == 0]
+    assert len(at_5) == 10 and trigger.samples == at_5[-5:]
+
+
 async def test_a_marginal_judge_asks_the_person_watching_and_resuming_promotes(tmp_path: Path) -> None:
     session = await sim_session(tmp_path, "subtle-latency", interactive=True)
     # p99 fails and the error rate passes: 50/100, which this spec calls marginal
@@ -205,10 +225,20 @@ async def test_a_marginal_judge_asks_the_person_watching_and_resuming_promotes(t
     assert paused.actor == "engine"
     assert paused.reason.startswith("statistical judge at 5 %: score 50/100: marginal — error_rate: pass (")
     assert paused.reason.endswith("): resume to promote, or roll back")
-    # the pause holds: time passes, nothing moves on by itself
-    now = rollout.clock.now()
-    await rollout.clock.sleep(600)  # type: ignore[attr-defined]
-    assert rollout.phase == Phase.PAUSED and rollout.weight == 5 and rollout.clock.now() > now
+    # the pause holds: time passes, nothing moves on by itself; the engine looks once an interval
+    clock: Any = rollout.clock
+    sleep, naps = clock.sleep, []
+
+    async def counted_sleep(seconds: float) -> None:
+        naps.append(seconds)
+        await sleep(seconds)
+
+    clock.sleep = counted_sleep
+    now = clock.now()
+    await sleep(600)
+    assert rollout.phase == Phase.PAUSED and rollout.weight == 5 and clock.now() > now
+    assert set(naps) == {30.0} and 10 <= len(naps) <= 20  # once an interval, never a busy loop
+    clock.sleep = sleep
     assert (await rollout.resume("carol")).ok
     await until(lambda: rollout.weight == 25)
     assert not _of(rollout.events, RollbackTriggered)
@@ -249,3 +279,33 @@ async def test_promote_early_skips_the_rest_of_the_bake_and_says_how_much(tmp_pa
     [window] = [e for e in _of(events, WindowStarted) if e.name == "canary 100 %"]
     verify = next(e for e in _of(events, PhaseChanged) if e.phase == Phase.VERIFY)
     assert (verify.ts - window.ts).total_seconds() < 120
+
+
+async def test_each_proceed_names_the_step_it_leaves_and_the_one_it_moves_to(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    rollout = session.rollout
+    _on_sample(session, lambda s: s.step == 1 and s.elapsed_s == 90, lambda: rollout.proceed("alice"))
+    _on_sample(session, lambda s: s.step == 2 and s.elapsed_s == 120, lambda: rollout.proceed("bob"))
+    assert await rollout.run() == Outcome.COMPLETED
+    said = [m for level, m in _engine_says(rollout.events) if level == "warning"]
+    assert said == [
+        "alice proceeds from 25 % to 50 % after 1m30s of 5m: skipped the remaining 3m30s of canary 25 %; "
+        "50 % gets its full window",
+        "bob proceeds from 50 % to 100 % after 2m of 5m: skipped the remaining 3m of canary 50 %; "
+        "100 % gets its full window",
+    ]
+    bake = [s.elapsed_s for s in _of(rollout.events, AnalysisSample) if s.step == 3]
+    assert bake == [30.0 * n for n in range(1, 31)]  # one proceed, one step: 100 % bakes 15 minutes
+
+
+async def test_a_proceed_with_under_a_second_left_says_so_without_rounding_up(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    canary = CanarySpec(steps=[CanaryStep(weight=5, observe=60.5), CanaryStep(weight=100, observe=60)])
+    session.rollout.plan = session.rollout.plan.model_copy(update={"canary": canary})
+    rollout = session.rollout
+    _on_sample(session, lambda s: s.step == 0 and s.elapsed_s == 60, lambda: rollout.proceed("alice"))
+    assert await rollout.run() == Outcome.COMPLETED
+    assert (
+        "warning",
+        "alice proceeds from 5 % to 100 % after 1m of 1m: skipped the remaining 0s of canary 5 %; 100 % gets its full window",
+    ) in _engine_says(rollout.events)

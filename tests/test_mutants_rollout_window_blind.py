@@ -108,9 +108,9 @@ async def test_blind_intervals_move_the_end_out_pause_at_three_and_data_back_res
     # ten intervals with data, the blind ones and the one that ended the pause not among them
     assert [s.elapsed_s for s in at_5[7:]] == [30.0 * n for n in range(2, 11)]
     # every interval not counted moves the end out to "now + the data time still missing" (270 s):
-    # the blind ones before the pause, the blind pause's, and the read that ended it; it lands
-    # where the window really ends, 6 uncounted intervals late
-    assert _ends(events, _AT_5) == [300.0, 330.0, 360.0, 420.0, 450.0, 480.0]
+    # the blind ones, those of the blind pause, and the read that ended it; it lands where the
+    # window really ends, 6 uncounted intervals late
+    assert _ends(events, _AT_5) == [300.0, 330.0, 360.0, 390.0, 420.0, 450.0, 480.0]
     assert (at_5[-1].ts - at_5[0].ts).total_seconds() + 30.0 == 480.0
     [paused] = _of(events, Paused)
     assert (paused.actor, paused.ts) == ("engine", at_5[3].ts)
@@ -183,7 +183,10 @@ async def test_a_persons_pause_is_not_the_engines_blind_pause(tmp_path: Path) ->
     assert len(blind) > 50
     assert {(s.elapsed_s, s.rollback_in_s) for s in blind} == {(30.0, None)}
     assert [s.blind_intervals for s in blind[:3]] == [1, 2, 3]
-    assert len(_ends(rollout.events, _AT_5)) == 1  # paused: the end does not move
+    # paused, nothing counts: the end stays the missing data time (4m30s) ahead of each read
+    start = next(e for e in _of(rollout.events, WindowStarted) if e.name == _AT_5)
+    ends = _ends(rollout.events, _AT_5)
+    assert ends[-len(blind) :] == [(s.ts - start.ts).total_seconds() + 270.0 for s in blind]
     await rollout.abort("dave", "test over")
     assert await task == Outcome.ABORTED
 
@@ -212,23 +215,45 @@ async def test_too_few_requests_waits_for_evidence_without_pausing(tmp_path: Pat
     assert _ends(events, _AT_5) == [300.0, 330.0, 360.0, 390.0, 420.0]
 
 
-async def test_too_few_requests_while_paused_leaves_the_end_where_it_was(tmp_path: Path) -> None:
+async def test_after_a_persons_pause_a_proceed_says_how_much_of_the_window_it_skips(tmp_path: Path) -> None:
     session = await sim_session(tmp_path, "healthy")
     _script(session, _thin)
     rollout = session.rollout
+    seen: list[AnalysisSample] = []
+    previews: list[str | None] = []
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def proceed() -> None:
+        previews.append(rollout.proceed_preview())
+        assert (await rollout.proceed("alice")).ok
 
     def on_event(event: Event) -> None:
-        if isinstance(event, AnalysisSample) and event.step == 0 and event.verdict == "healthy":
-            asyncio.get_running_loop().create_task(rollout.pause("dave", ""))
+        if not isinstance(event, AnalysisSample) or event.step != 0:
+            return
+        seen.append(event)
+        loop = asyncio.get_running_loop()
+        if len(seen) == 1:
+            tasks.append(loop.create_task(rollout.pause("dave", "looking at a dashboard")))
+        elif len(seen) == 20:  # ten minutes paused: four thin reads, then fifteen with data
+            tasks.append(loop.create_task(rollout.resume("dave")))
+        elif len(seen) > 20 and event.phase == Phase.CANARY and not previews:
+            tasks.append(loop.create_task(proceed()))
 
     rollout.subscribe(on_event)
-    task = asyncio.create_task(rollout.run())
-    clock: Any = rollout.clock
-    await clock.sleep(1200)
-    assert rollout.phase == Phase.PAUSED and len(_samples(rollout.events, 0)) > 5
-    assert len(_ends(rollout.events, _AT_5)) == 1
-    await rollout.abort("dave", "test over")
-    assert await task == Outcome.ABORTED
+    assert await rollout.run() == Outcome.COMPLETED
+    # nothing read while paused counted, nor the stub of the interval the resume cut short (read at
+    # once, at the resume's instant)
+    assert [s.elapsed_s for s in seen] == [30.0] * 21
+    assert seen[20].ts == seen[19].ts and seen[20].phase == Phase.CANARY
+    # the pause did not eat the window: 4m30s of its 5 minutes were still to observe
+    assert previews == ["skips the remaining 4m30s of the 5 % window; 25 % then gets its full 5m window"]
+    said = [
+        e.message for e in _of(rollout.events, LogLine) if e.source == "engine" and "proceeds" in e.message
+    ]
+    assert said == [
+        "alice proceeds from 5 % to 25 % after 30s of 5m: skipped the remaining 4m30s of canary 5 %; "
+        "25 % gets its full window"
+    ]
 
 
 def _real(name: str, n: int, real: CanaryMetrics) -> CanaryMetrics:
@@ -355,3 +380,45 @@ async def test_a_restart_after_a_blind_pause_does_not_count_the_pause_as_observe
     assert (window.ts - start.ts).total_seconds() == 260.0
     resumed = [s for s in _samples(events, 0) if s.ts > window.ts]
     assert [s.elapsed_s for s in resumed] == [110.0, 140.0, 170.0, 200.0, 230.0, 260.0, 290.0, 300.0]
+
+
+async def test_a_trigger_rolls_back_naming_every_rule_that_fired_with_the_last_five_samples(
+    tmp_path: Path,
+) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    rollout = session.rollout
+
+    def spike(name: str, n: int, real: CanaryMetrics) -> CanaryMetrics:
+        if name != _AT_5 or n != 8:
+            return real
+        return real.model_copy(update={"canary": real.canary.model_copy(update={"error_rate": 0.05})})
+
+    _script(session, spike)
+    probe: Any = rollout.world.probe
+    check = probe.check
+
+    async def failing_from_7(url: str, **kwargs: Any) -> Any:
+        if rollout.step_index == 0 and len(_samples(rollout.events, 0)) >= 6:
+            raise PortError("connection refused (test)")
+        return await check(url, **kwargs)
+
+    probe.check = failing_from_7
+    assert await rollout.run() == Outcome.ROLLED_BACK
+    at_5 = _samples(rollout.events, 0)
+    assert len(at_5) == 8 and at_5[-1].verdict == "fired"
+    [trigger] = _of(rollout.events, RollbackTriggered)
+    fired = [r for r in at_5[-1].readings if r.fired]
+    assert [r.rule for r in fired] == ["error_rate", "health"]  # the 5xx spike and the second failure
+    assert (trigger.rule, trigger.actor, trigger.automatic) == ("error_rate", "engine", True)
+    assert trigger.reason == f"error rate above baseline: {fired[0].text}; {fired[1].text}"
+    assert trigger.readings == at_5[-1].readings and trigger.samples == at_5[-5:]
+
+
+async def test_data_back_in_the_staging_soak_returns_to_the_soak(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    _script(session, lambda name, n, real: None if name == "staging soak" and 3 <= n <= 7 else real)
+    rollout = session.rollout
+    assert await rollout.run() == Outcome.COMPLETED
+    [resumed] = _of(rollout.events, Resumed)
+    back = [(e.previous, e.phase, e.reason) for e in _of(rollout.events, PhaseChanged) if e.ts == resumed.ts]
+    assert back == [(Phase.PAUSED, Phase.STAGING, "data is back after 3m blind")]
