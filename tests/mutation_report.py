@@ -144,6 +144,47 @@ _DRIVER_EQ = {
     **{f"_drive__mutmut_{n}": _DRIVE_NO_OUTCOME for n in (14, 15, 22, 23)},
 }
 
+_FOLLOWING = (
+    "the step a proceed moves to always exists: a proceed at the last (100 %) step is refused "
+    "(promote early is its own command), so `index + 1 < len(steps)` is always true there"
+)
+_NO_TITLE_OR_FIRED = (
+    'the "unknown" fallback: _auto_rollback runs only on a "fired" verdict, which analysis.judge gives '
+    "only when some reading fired"
+)
+_WINDOW_EQ = {
+    "_window_left_s__mutmut_2": (
+        "no window: _window_left_s is called only by _end_window_for_person, inside _observe's loop, "
+        "where a window is always open"
+    ),
+    **{
+        f"_end_window_for_person__mutmut_{n}": (
+            'the "someone" fallback: a proceed ends a window only when _proceed_requested is set '
+            "(_window_cut_short), and a promote-early takes the other branch"
+        )
+        for n in (12, 13)
+    },
+    **{f"_end_window_for_person__mutmut_{n}": _FOLLOWING for n in (16, 19, 21)},
+    "_end_window_for_person__mutmut_28": (
+        '_proceed_step "" instead of None: it is compared with the step only while _proceed_requested '
+        "is set, and proceed() sets both"
+    ),
+    "_end_window_for_person__mutmut_36": 'LogLine\'s source defaults to "engine"',
+    "_data_is_back__mutmut_5": (
+        '_paused_from "" instead of None: every reader tests it for truth (effective_phase\'s `and`, '
+        "resume's `or`) and the next pause sets it anew"
+    ),
+    "_data_is_back__mutmut_6": (
+        '_paused_by_engine_at "" instead of None: it is read only while paused (the blind pause, the '
+        "samples' countdown, the persisted engine_paused_at), and every pause sets it anew (_enter_pause)"
+    ),
+    **{f"_auto_rollback__mutmut_{n}": _NO_TITLE_OR_FIRED for n in (4, 6, 7)},
+    "_auto_rollback__mutmut_16": (
+        "readings=None: _request_stop falls back to the last analysis's readings, and the last analysis "
+        "is the sample that fired (_analyse sets it just before)"
+    ),
+}
+
 #: survivor name -> why no test can tell it from the original
 EQUIVALENT: dict[str, str] = {
     # core.judge
@@ -235,6 +276,8 @@ EQUIVALENT: dict[str, str] = {
     },
     # core.rollout (driver.py)
     **{f"core.rollout.driver.xǁRolloutǁ{name}": why for name, why in _DRIVER_EQ.items()},
+    # core.rollout (window.py)
+    **{f"core.rollout.window.xǁWindowsǁ{name}": why for name, why in _WINDOW_EQ.items()},
     # core.signoff
     **{
         f"core.signoff.xǁSignOffLedgerǁ_needed__mutmut_{n}": (

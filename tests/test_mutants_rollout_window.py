@@ -11,6 +11,7 @@ virtual time.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,8 @@ from core.events import (
     RuleReading,
     WindowStarted,
 )
-from core.plan import CanarySpec, CanaryStep
-from core.session import Session
+from core.plan import CanarySpec, CanaryStep, ManualGateSpec
+from core.session import Session, demo_plan
 from tests.engine_helpers import sim_session, until
 from tests.test_mutants_rollout import _of
 
@@ -309,3 +310,27 @@ async def test_a_proceed_with_under_a_second_left_says_so_without_rounding_up(tm
         "warning",
         "alice proceeds from 5 % to 100 % after 1m of 1m: skipped the remaining 0s of canary 5 %; 100 % gets its full window",
     ) in _engine_says(rollout.events)
+
+
+async def test_a_sign_off_during_verification_never_shortens_an_analysis_interval(tmp_path: Path) -> None:
+    plan = demo_plan("healthy")
+    notes = ManualGateSpec(id="release-notes", title="Release notes", group="post_deploy", signers=3)
+    gates = plan.gates.model_copy(update={"manual": [*plan.gates.manual, notes]})
+    session = await sim_session(tmp_path, "healthy", gates=gates)  # the deployer signs the first
+    rollout = session.rollout
+    clock: Any = rollout.clock
+    replies: list[Any] = []
+
+    async def sign(after: float, actor: str) -> None:
+        await clock.sleep(after)
+        replies.append(await rollout.sign_off("release-notes", actor, ""))  # wakes the engine's nap
+
+    verifying = lambda s: s.phase == Phase.VERIFY  # noqa: E731
+    _on_sample(session, lambda s: verifying(s) and s.elapsed_s == 30, lambda: sign(10.0, "carol"))
+    _on_sample(session, lambda s: verifying(s) and s.elapsed_s == 90, lambda: sign(29.5, "dave"))
+    assert await rollout.run() == Outcome.COMPLETED
+    assert [r.ok for r in replies] == [True, True]
+    verify = [s for s in _of(rollout.events, AnalysisSample) if s.phase == Phase.VERIFY]
+    gaps = {(b.ts - a.ts).total_seconds() for a, b in itertools.pairwise(verify)}
+    assert gaps == {30.0}  # every interval whole: a command wakes the nap, the interval goes on
+    assert [s.elapsed_s for s in verify] == [30.0 * n for n in range(1, len(verify) + 1)]
