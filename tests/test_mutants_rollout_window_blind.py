@@ -422,3 +422,39 @@ async def test_data_back_in_the_staging_soak_returns_to_the_soak(tmp_path: Path)
     [resumed] = _of(rollout.events, Resumed)
     back = [(e.previous, e.phase, e.reason) for e in _of(rollout.events, PhaseChanged) if e.ts == resumed.ts]
     assert back == [(Phase.PAUSED, Phase.STAGING, "data is back after 3m blind")]
+
+
+async def test_a_failed_health_check_is_journaled_with_its_status_and_detail(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "flaky-health")  # 1 check in 3 fails at 5 %, 2 in 4 at 50 %
+    rollout = session.rollout
+    assert await rollout.run() == Outcome.ROLLED_BACK
+    checked = _of(rollout.events, HealthChecked)
+    assert {(c.url, c.ok, c.status, c.detail) for c in checked} == {
+        ("sim://checkout-canary/health/ready", False, 503, "dependency redis: connection timed out")
+    }
+    at_5 = _samples(rollout.events, 0)
+    assert [s.health_ok for s in at_5] == [True, True, False] * 3 + [True]
+    assert [c.ts for c in checked if c.step == 0] == [s.ts for s in at_5 if s.health_ok is False]
+
+
+async def test_without_health_urls_no_check_is_made_and_samples_say_unknown(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    rollout = session.rollout
+    rollout.plan = rollout.plan.model_copy(
+        update={"analysis": rollout.plan.analysis.model_copy(update={"health_urls": []})}
+    )
+    assert await rollout.run() == Outcome.COMPLETED
+    samples = [s for s in _of(rollout.events, AnalysisSample) if s.phase != Phase.STAGING]
+    assert samples and {s.health_ok for s in samples} == {None}
+    assert not [r for s in samples for r in s.readings if r.rule == "health"]
+
+
+async def test_a_blind_read_outside_a_window_is_one_blind_interval(tmp_path: Path) -> None:
+    # the feature-flag observation after verification reads once, with no window (completion.py)
+    session = await sim_session(tmp_path, "healthy")
+    rollout = session.rollout
+    _script(session, lambda name, n, real: None)
+    judgement, sample = await rollout._analyse(0.0, 0.0, Phase.VERIFY)
+    assert (judgement.verdict, sample.no_data_reason, sample.weight) == ("no_data", _DOWN, 100)
+    assert (sample.blind_intervals, sample.blind_s, sample.rollback_in_s) == (1, 30.0, None)
+    assert (sample.elapsed_s, sample.window_s) == (0.0, 0.0)
