@@ -422,6 +422,9 @@ async def test_data_back_in_the_staging_soak_returns_to_the_soak(tmp_path: Path)
     [resumed] = _of(rollout.events, Resumed)
     back = [(e.previous, e.phase, e.reason) for e in _of(rollout.events, PhaseChanged) if e.ts == resumed.ts]
     assert back == [(Phase.PAUSED, Phase.STAGING, "data is back after 3m blind")]
+    # the soak names the side whose read failed, with the read's error
+    blind = [s for s in _samples(rollout.events, None) if s.phase != Phase.PENDING and s.verdict == "no_data"]
+    assert {s.no_data_reason for s in blind} == {f"no data: baseline: {_DOWN}"} and len(blind) == 5
 
 
 async def test_a_failed_health_check_is_journaled_with_its_status_and_detail(tmp_path: Path) -> None:
