@@ -179,9 +179,36 @@ _WINDOW_EQ = {
         "samples' countdown, the persisted engine_paused_at), and every pause sets it anew (_enter_pause)"
     ),
     **{f"_auto_rollback__mutmut_{n}": _NO_TITLE_OR_FIRED for n in (4, 6, 7)},
-    "_auto_rollback__mutmut_16": (
-        "readings=None: _request_stop falls back to the last analysis's readings, and the last analysis "
-        "is the sample that fired (_analyse sets it just before)"
+    **{
+        f"_auto_rollback__mutmut_{n}": (
+            "readings=None (or left out): _request_stop falls back to the last analysis's readings, and the "
+            "last analysis is the sample that fired (_analyse sets it just before)"
+        )
+        for n in (16, 23)
+    },
+    **{
+        f"_auto_rollback__mutmut_{n}": (
+            "no default title: every rule analysis.judge can fire (error_rate, p99_latency, health) has one "
+            "in _RULE_TITLES"
+        )
+        for n in (30, 31, 32)
+    },
+    **{
+        f"_read__mutmut_{n}": (
+            "the sides' reason of a failed read: every reader takes the read's own reason first "
+            "(analysis.judge, the staging soak rebuilds both sides from it), so it is never read"
+        )
+        for n in (3, 4)
+    },
+    "_observe__mutmut_7": (
+        "promoted_early None instead of False: only tested for truth (the canary step's `not "
+        "ended_by_person`, the judge's `and promoted_early`), and None is falsy like False"
+    ),
+    "_window_cut_short__mutmut_4": (
+        "`or` for `and` before the proceed's step: _proceed_step equals the current canary step only while "
+        "a proceed is pending; each consumer that leaves it set (the gates, the step's wait, a proceed "
+        "that came as the window ended) leaves it at a step the rollout has left or at None before the "
+        "canary, where step_index is None too but no canary window runs"
     ),
 }
 

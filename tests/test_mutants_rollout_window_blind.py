@@ -320,7 +320,11 @@ async def test_a_failed_read_is_a_sample_without_numbers_and_its_reason(tmp_path
     session = await sim_session(tmp_path, "healthy")
     _script(session, _blind_at_5({2}))
     assert await session.rollout.run() == Outcome.COMPLETED
-    blind = _samples(session.rollout.events, 0)[1]
+    events = session.rollout.events
+    blind = _samples(events, 0)[1]
+    # one blind interval neither pauses nor, with data back, "resumes"
+    assert not _of(events, Paused) and not _of(events, Resumed)
+    assert [e.message for e in _of(events, LogLine) if "data is back" in e.message] == []
     assert (blind.verdict, blind.no_data_reason, blind.weight, blind.health_ok) == ("no_data", _DOWN, 5, True)
     numbers = (blind.canary_error_rate, blind.baseline_error_rate, blind.canary_p99_ms, blind.canary_requests)
     assert numbers == (None, None, None, None)
