@@ -200,6 +200,35 @@ _WINDOW_EQ = {
         )
         for n in (3, 4)
     },
+    **{
+        f"_observe__mutmut_{n}": (
+            "the baseline reference's refresh: _counts says an interval counts only for a healthy read, and a "
+            "healthy read at 100 % or in verification already carries the reference as its baseline "
+            "(_analyse; without one the old version's empty baseline is no data, never healthy), so "
+            "refreshing it there, or on `healthy or`, sets the same value"
+        )
+        for n in (63, 64, 69, 70)
+    },
+    "_observe__mutmut_73": (
+        "_last_metrics is None only without a metrics port, where no read is healthy, so the fallback to "
+        "the old reference is never taken on a counted interval"
+    ),
+    "_observe__mutmut_80": "fresh_needed None instead of False: only tested for truth (the window's loop)",
+    "_analyse__mutmut_1": (
+        "paused=True as the default: the default is used only by the feature-flag read, which passes no "
+        "window, and the elapsed time grows only with a window"
+    ),
+    **{
+        f"_interval_counts__mutmut_{n}": (
+            'the "no data" fallback of the blind rollback\'s reason: a no-data sample always has a reason '
+            "(analysis.judge joins what is missing)"
+        )
+        for n in (46, 47)
+    },
+    "_interval_counts__mutmut_4": (
+        "`or` for `and` in the blind pause test: _paused_by_engine_at is set only while paused (the engine's "
+        "pause sets it, a resume, data coming back and every other pause clear it)"
+    ),
     "_observe__mutmut_7": (
         "promoted_early None instead of False: only tested for truth (the canary step's `not "
         "ended_by_person`, the judge's `and promoted_early`), and None is falsy like False"

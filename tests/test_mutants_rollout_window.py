@@ -26,6 +26,7 @@ from core.events import (
     Resumed,
     RollbackTriggered,
     RuleReading,
+    TrafficChanged,
     WindowStarted,
 )
 from core.plan import CanarySpec, CanaryStep, ManualGateSpec
@@ -287,6 +288,12 @@ async def test_each_proceed_names_the_step_it_leaves_and_the_one_it_moves_to(tmp
     rollout = session.rollout
     _on_sample(session, lambda s: s.step == 1 and s.elapsed_s == 90, lambda: rollout.proceed("alice"))
     _on_sample(session, lambda s: s.step == 2 and s.elapsed_s == 120, lambda: rollout.proceed("bob"))
+    windows_at_changes: list[Any] = []
+    rollout.subscribe(
+        lambda e: (
+            windows_at_changes.append(rollout.window) if isinstance(e, TrafficChanged) and e.applied else None
+        )
+    )
     assert await rollout.run() == Outcome.COMPLETED
     said = [m for level, m in _engine_says(rollout.events) if level == "warning"]
     assert said == [
@@ -297,6 +304,8 @@ async def test_each_proceed_names_the_step_it_leaves_and_the_one_it_moves_to(tmp
     ]
     bake = [s.elapsed_s for s in _of(rollout.events, AnalysisSample) if s.step == 3]
     assert bake == [30.0 * n for n in range(1, 31)]  # one proceed, one step: 100 % bakes 15 minutes
+    # between windows there is none (no countdown on the screen): each weight change, the promotion
+    assert windows_at_changes and set(windows_at_changes) == {None}
 
 
 async def test_a_proceed_with_under_a_second_left_says_so_without_rounding_up(tmp_path: Path) -> None:

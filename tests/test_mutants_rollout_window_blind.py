@@ -318,7 +318,11 @@ async def test_at_100_and_after_it_the_baseline_is_the_one_measured_at_the_last_
 
 async def test_a_failed_read_is_a_sample_without_numbers_and_its_reason(tmp_path: Path) -> None:
     session = await sim_session(tmp_path, "healthy")
-    _script(session, _blind_at_5({2}))
+    at_5_or_100 = _blind_at_5({2})
+    _script(
+        session,
+        lambda name, n, real: None if name == "canary 100 %" and n == 2 else at_5_or_100(name, n, real),
+    )
     assert await session.rollout.run() == Outcome.COMPLETED
     events = session.rollout.events
     blind = _samples(events, 0)[1]
@@ -328,6 +332,14 @@ async def test_a_failed_read_is_a_sample_without_numbers_and_its_reason(tmp_path
     assert (blind.verdict, blind.no_data_reason, blind.weight, blind.health_ok) == ("no_data", _DOWN, 5, True)
     numbers = (blind.canary_error_rate, blind.baseline_error_rate, blind.canary_p99_ms, blind.canary_requests)
     assert numbers == (None, None, None, None)
+    # at 100 % too: the baseline kept from 50 % is not shown as if this read had measured it
+    at_100 = _samples(events, 3)[1]
+    assert (at_100.verdict, at_100.no_data_reason, at_100.weight) == ("no_data", _DOWN, 100)
+    assert (at_100.baseline_error_rate, at_100.baseline_p99_ms, at_100.baseline_requests) == (
+        None,
+        None,
+        None,
+    )
 
 
 async def test_health_checks_that_fail_or_cannot_be_made_are_journaled(tmp_path: Path) -> None:
@@ -357,6 +369,7 @@ async def test_health_checks_that_fail_or_cannot_be_made_are_journaled(tmp_path:
         ("sim://checkout-canary/health/ready", False, "connection refused (test)")
     }
     assert {t for _, t in calls} == {5.0}
+    assert [u for u, _ in calls[:4]] == urls * 2  # a check that cannot be made does not skip the next URL
     at_5 = _samples(events, 0)
     assert at_5 and all(s.health_ok is False for s in at_5)  # one URL failing is a failed check
     assert outcome == Outcome.ROLLED_BACK
