@@ -343,3 +343,21 @@ async def test_a_sign_off_during_verification_never_shortens_an_analysis_interva
     gaps = {(b.ts - a.ts).total_seconds() for a, b in itertools.pairwise(verify)}
     assert gaps == {30.0}  # every interval whole: a command wakes the nap, the interval goes on
     assert [s.elapsed_s for s in verify] == [30.0 * n for n in range(1, len(verify) + 1)]
+
+
+async def test_the_progress_written_to_the_cluster_counts_the_windows_intervals_with_data(
+    tmp_path: Path,
+) -> None:
+    session = await sim_session(tmp_path, "healthy")
+    rollout = session.rollout
+    written: list[tuple[float, int]] = []
+
+    def on_event(event: Event) -> None:
+        # each sample is journaled before its interval is counted: the progress shows the ones before it
+        progress = rollout.progress
+        if isinstance(event, AnalysisSample) and event.step == 0 and progress and progress.window:
+            written.append((progress.window.observed_s, progress.window.samples))
+
+    rollout.subscribe(on_event)
+    assert await rollout.run() == Outcome.COMPLETED
+    assert written == [(30.0 * n, n) for n in range(10)]
