@@ -214,6 +214,13 @@ _WINDOW_EQ = {
         "the old reference is never taken on a counted interval"
     ),
     "_observe__mutmut_80": "fresh_needed None instead of False: only tested for truth (the window's loop)",
+    **{
+        f"_analyse__mutmut_{n}": (
+            "another word for thin passed to _blind_fields, which only tells no_data from the rest: no blind "
+            "fields either way"
+        )
+        for n in (103, 104)
+    },
     "_analyse__mutmut_1": (
         "paused=True as the default: the default is used only by the feature-flag read, which passes no "
         "window, and the elapsed time grows only with a window"
