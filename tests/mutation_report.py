@@ -232,10 +232,6 @@ _WINDOW_EQ = {
         )
         for n in (46, 47)
     },
-    "_interval_counts__mutmut_4": (
-        "`or` for `and` in the blind pause test: _paused_by_engine_at is set only while paused (the engine's "
-        "pause sets it, a resume, data coming back and every other pause clear it)"
-    ),
     "_observe__mutmut_7": (
         "promoted_early None instead of False: only tested for truth (the canary step's `not "
         "ended_by_person`, the judge's `and promoted_early`), and None is falsy like False"
