@@ -144,6 +144,106 @@ _DRIVER_EQ = {
     **{f"_drive__mutmut_{n}": _DRIVE_NO_OUTCOME for n in (14, 15, 22, 23)},
 }
 
+_FOLLOWING = (
+    "the step a proceed moves to always exists: a proceed at the last (100 %) step is refused "
+    "(promote early is its own command), so `index + 1 < len(steps)` is always true there"
+)
+_NO_TITLE_OR_FIRED = (
+    'the "unknown" fallback: _auto_rollback runs only on a "fired" verdict, which analysis.judge gives '
+    "only when some reading fired"
+)
+_WINDOW_EQ = {
+    "_window_left_s__mutmut_2": (
+        "no window: _window_left_s is called only by _end_window_for_person, inside _observe's loop, "
+        "where a window is always open"
+    ),
+    **{
+        f"_end_window_for_person__mutmut_{n}": (
+            'the "someone" fallback: a proceed ends a window only when _proceed_requested is set '
+            "(_window_cut_short), and a promote-early takes the other branch"
+        )
+        for n in (12, 13)
+    },
+    **{f"_end_window_for_person__mutmut_{n}": _FOLLOWING for n in (16, 19, 21)},
+    "_end_window_for_person__mutmut_28": (
+        '_proceed_step "" instead of None: it is compared with the step only while _proceed_requested '
+        "is set, and proceed() sets both"
+    ),
+    "_end_window_for_person__mutmut_36": 'LogLine\'s source defaults to "engine"',
+    "_data_is_back__mutmut_5": (
+        '_paused_from "" instead of None: every reader tests it for truth (effective_phase\'s `and`, '
+        "resume's `or`) and the next pause sets it anew"
+    ),
+    "_data_is_back__mutmut_6": (
+        '_paused_by_engine_at "" instead of None: it is read only while paused (the blind pause, the '
+        "samples' countdown, the persisted engine_paused_at), and every pause sets it anew (_enter_pause)"
+    ),
+    **{f"_auto_rollback__mutmut_{n}": _NO_TITLE_OR_FIRED for n in (4, 6, 7)},
+    **{
+        f"_auto_rollback__mutmut_{n}": (
+            "readings=None (or left out): _request_stop falls back to the last analysis's readings, and the "
+            "last analysis is the sample that fired (_analyse sets it just before)"
+        )
+        for n in (16, 23)
+    },
+    **{
+        f"_auto_rollback__mutmut_{n}": (
+            "no default title: every rule analysis.judge can fire (error_rate, p99_latency, health) has one "
+            "in _RULE_TITLES"
+        )
+        for n in (30, 31, 32)
+    },
+    **{
+        f"_read__mutmut_{n}": (
+            "the sides' reason of a failed read: every reader takes the read's own reason first "
+            "(analysis.judge, the staging soak rebuilds both sides from it), so it is never read"
+        )
+        for n in (3, 4)
+    },
+    **{
+        f"_observe__mutmut_{n}": (
+            "the baseline reference's refresh: _counts says an interval counts only for a healthy read, and a "
+            "healthy read at 100 % or in verification already carries the reference as its baseline "
+            "(_analyse; without one the old version's empty baseline is no data, never healthy), so "
+            "refreshing it there, or on `healthy or`, sets the same value"
+        )
+        for n in (63, 64, 69, 70)
+    },
+    "_observe__mutmut_73": (
+        "_last_metrics is None only without a metrics port, where no read is healthy, so the fallback to "
+        "the old reference is never taken on a counted interval"
+    ),
+    "_observe__mutmut_80": "fresh_needed None instead of False: only tested for truth (the window's loop)",
+    **{
+        f"_analyse__mutmut_{n}": (
+            "another word for thin passed to _blind_fields, which only tells no_data from the rest: no blind "
+            "fields either way"
+        )
+        for n in (103, 104)
+    },
+    "_analyse__mutmut_1": (
+        "paused=True as the default: the default is used only by the feature-flag read, which passes no "
+        "window, and the elapsed time grows only with a window"
+    ),
+    **{
+        f"_interval_counts__mutmut_{n}": (
+            'the "no data" fallback of the blind rollback\'s reason: a no-data sample always has a reason '
+            "(analysis.judge joins what is missing)"
+        )
+        for n in (46, 47)
+    },
+    "_observe__mutmut_7": (
+        "promoted_early None instead of False: only tested for truth (the canary step's `not "
+        "ended_by_person`, the judge's `and promoted_early`), and None is falsy like False"
+    ),
+    "_window_cut_short__mutmut_4": (
+        "`or` for `and` before the proceed's step: _proceed_step equals the current canary step only while "
+        "a proceed is pending; each consumer that leaves it set (the gates, the step's wait, a proceed "
+        "that came as the window ended) leaves it at a step the rollout has left or at None before the "
+        "canary, where step_index is None too but no canary window runs"
+    ),
+}
+
 #: survivor name -> why no test can tell it from the original
 EQUIVALENT: dict[str, str] = {
     # core.judge
@@ -235,6 +335,8 @@ EQUIVALENT: dict[str, str] = {
     },
     # core.rollout (driver.py)
     **{f"core.rollout.driver.xǁRolloutǁ{name}": why for name, why in _DRIVER_EQ.items()},
+    # core.rollout (window.py)
+    **{f"core.rollout.window.xǁWindowsǁ{name}": why for name, why in _WINDOW_EQ.items()},
     # core.signoff
     **{
         f"core.signoff.xǁSignOffLedgerǁ_needed__mutmut_{n}": (

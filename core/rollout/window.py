@@ -97,6 +97,20 @@ class Windows(RolloutContext):
     async def _counts(self, win: _Window, verdict: str, sample: AnalysisSample, duration: float) -> bool:
         """Whether this interval counts toward the window; pauses the rollout after too many blind ones.
 
+        An interval that does not count (thin, blind, paused) moves the window's end out: the window
+        needs ``duration`` of time with data, the countdown and a proceed's "skipped the remaining"
+        say when that can be, and the end's distance from the start is persisted as blind time, so
+        a restart never counts such intervals as observed (it counted a blind pause: a 5-minute step
+        was promoted after 2.5 minutes of data).
+        """
+        if await self._interval_counts(win, verdict, sample):
+            return True
+        await self._extend_window(duration - win.observed_s)
+        return False
+
+    async def _interval_counts(self, win: _Window, verdict: str, sample: AnalysisSample) -> bool:
+        """The rules of :meth:`_counts`, without moving the end.
+
         A pause for blindness is the engine's: it ends by itself at the first read with data, and
         its rollback countdown runs only while the blindness lasts (issue 14: a rollout that had
         data again for 15 samples still rolled back "for no data").
@@ -105,10 +119,7 @@ class Windows(RolloutContext):
         win.samples.append(sample)
         blind_pause = self.phase == Phase.PAUSED and self._paused_by_engine_at is not None
         if verdict == "thin":
-            # the metrics answered with too few requests to judge: not counted, not blind
-            if self.phase != Phase.PAUSED:
-                await self._extend_window(duration - win.observed_s)
-            return False
+            return False  # the metrics answered with too few requests to judge: not counted, not blind
         if verdict != "no_data":
             win.blind = 0
             blind_since, self._blind_since = self._blind_since, None
@@ -131,9 +142,7 @@ class Windows(RolloutContext):
                 await self._request_stop("rollback", "engine", reason, automatic=True, rule="no_data")
                 raise _Stopped
             return False
-        if self.phase == Phase.PAUSED:
-            return False
-        if win.blind >= spec.max_blind_intervals:
+        if win.blind >= spec.max_blind_intervals:  # a pause already on stays as it is (_enter_pause)
             await self._enter_pause(
                 "engine",
                 f"no data for {win.blind} analysis intervals ({sample.no_data_reason}); never promoting "
@@ -141,9 +150,6 @@ class Windows(RolloutContext):
                 f"{format_duration(spec.blind_pause_timeout)} (POL-010); roll back now with r",
                 by_engine=True,
             )
-        else:
-            # blind time does not count: the window's end moves out
-            await self._extend_window(duration - win.observed_s)
         return False
 
     async def _data_is_back(self, sample: AnalysisSample, blind_since: datetime) -> None:
@@ -201,12 +207,14 @@ class Windows(RolloutContext):
                 await self._end_window_for_person(name, duration, win.observed_s)
                 promoted_early = True
                 break
+            paused_before = self.phase == Phase.PAUSED
             await self._nap_interval(spec.interval, phase)
             await self._check_stop()
             if self._window_cut_short(phase):
                 continue  # the request ends the window before a partial interval is counted
-            was_paused = self.phase == Phase.PAUSED
-            judgement, sample = await self._analyse(win.observed_s, duration, phase, win)
+            # a resume cuts the paused interval short: read at once, but that stub is not 30 s observed
+            was_paused = paused_before or self.phase == Phase.PAUSED
+            judgement, sample = await self._analyse(win.observed_s, duration, phase, win, paused=was_paused)
             if judgement.verdict == "fired":
                 await self._auto_rollback(judgement, [*win.samples, sample])
             # too few requests is not blindness: the window waits for evidence without pausing
@@ -221,6 +229,8 @@ class Windows(RolloutContext):
                     win.counted += 1
                     win.fresh_needed = False
                     await self._persist_window(win)
+                else:
+                    await self._extend_window(duration - win.observed_s)  # as _counts does
         self.window = None
         if phase == Phase.CANARY and self.weight < 100 and spec.judge.enabled:
             await self._statistical_judge(win.samples, promoted_early=promoted_early)
@@ -295,10 +305,17 @@ class Windows(RolloutContext):
             await self._check_stop()
 
     async def _analyse(
-        self, elapsed: float, duration: float, phase: Phase, win: _Window | None = None
+        self,
+        elapsed: float,
+        duration: float,
+        phase: Phase,
+        win: _Window | None = None,
+        *,
+        paused: bool = False,
     ) -> tuple[Judgement, AnalysisSample]:
         """One read and judgement. ``elapsed`` is the window's time with data before this read; the
-        sample shows it plus this interval only when this interval will count."""
+        sample shows it plus this interval only when this interval will count (``paused``: it was
+        paused during the interval, which then does not count)."""
         spec = self.plan.analysis
         metrics: CanaryMetrics | None = None
         if self.world.metrics is not None:
@@ -311,7 +328,7 @@ class Windows(RolloutContext):
         self._last_metrics = metrics
         health = await self._health()
         judgement = judge(metrics, health, spec, self._triggers)
-        if win is not None and judgement.verdict == "healthy" and self.phase != Phase.PAUSED:
+        if win is not None and judgement.verdict == "healthy" and not paused:
             elapsed += spec.interval  # this interval counts: the window's data time grows
         canary = metrics.canary if metrics else WorkloadSample()
         baseline = metrics.baseline if metrics else WorkloadSample()
