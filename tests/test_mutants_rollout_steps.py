@@ -103,7 +103,7 @@ class _SoakReads:
             return await self.real.canary_metrics(window_s)  # type: ignore[no-any-return]
         self.windows.append(window_s)
         at = self.session.clock.now()
-        side = self.script(len(self.windows), window_s) if self.staging else PRODUCTION
+        side = self.script(len(self.windows), window_s)
         if isinstance(side, str):
             return CanaryMetrics(canary=WRONG, baseline=WRONG, at=at, reason=side)
         if self.staging:
@@ -114,15 +114,17 @@ class _SoakReads:
         return getattr(self.real, name)
 
 
-async def _soak_session(tmp_path: Path, script: Any, duration: float = 300.0) -> tuple[Session, _SoakReads]:
-    """The demo with a soak of ``duration``, staging's side of each soak read given by ``script(n, window)``
-    (a WorkloadSample, or a string: the read failed), production's stable side PRODUCTION."""
+async def _soak_session(
+    tmp_path: Path, script: Any, duration: float = 300.0, production: Any = lambda n, w: PRODUCTION
+) -> tuple[Session, _SoakReads]:
+    """The demo with a soak of ``duration``; staging's side of each soak read is ``script(n, window)`` (a
+    WorkloadSample, or a string: the read failed), production's stable side ``production(n, window)``."""
     staging = demo_plan().staging.model_copy(update={"soak": SoakSpec(duration=duration)})
     session = await _driver(tmp_path, demo_plan().model_copy(update={"staging": staging}))
     world = session.world
     reads = _SoakReads(session, world.staging_metrics, True, script)
     world.staging_metrics = reads  # type: ignore[assignment]
-    world.metrics = _SoakReads(session, world.metrics, False, script)  # type: ignore[assignment]
+    world.metrics = _SoakReads(session, world.metrics, False, production)  # type: ignore[assignment]
     return session, reads
 
 
@@ -134,6 +136,13 @@ async def test_a_healthy_soak_judges_staging_against_productions_stable_and_pass
     tmp_path: Path,
 ) -> None:
     session, reads = await _soak_session(tmp_path, lambda n, window: STAGING)
+    shown_last: list[Any] = []  # the sample the screen shows as the soak ends
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, LogLine) and event.message.startswith("staging soak passed"):
+            shown_last.append(session.rollout.last_analysis)
+
+    session.rollout.subscribe(on_event)
     assert await session.rollout.run() == Outcome.COMPLETED
     # one read of the last 5 minutes per 30 s interval, then the rule judged once over the whole soak
     assert reads.windows == [300.0] * 10 + [300.0]
@@ -142,19 +151,14 @@ async def test_a_healthy_soak_judges_staging_against_productions_stable_and_pass
     first = samples[0]
     shown = (first.canary_error_rate, first.baseline_error_rate, first.canary_p99_ms, first.baseline_p99_ms)
     assert shown == pytest.approx((0.4, 0.41, 200.0, 180.0))
-    assert (first.canary_requests, first.baseline_requests, first.weight, first.window_s) == (
-        9000,
-        36000,
-        0,
-        300,
-    )
+    counts = (first.canary_requests, first.baseline_requests, first.weight, first.window_s)
+    assert counts == (9000, 36000, 0, 300)
     assert (first.verdict, first.no_data_reason) == ("healthy", None)
     [reading] = first.readings
     assert (reading.rule, reading.limit, reading.fired) == ("staging_soak", 0.1, False)
-    assert session.rollout.last_analysis is not None and session.rollout.last_analysis.weight != 0
+    assert shown_last == [samples[-1]]
     passed = [m for _, m in _logs(session, Phase.STAGING) if m.startswith("staging soak passed")]
     assert passed == ["staging soak passed over 5m: staging 0.40 % vs baseline 0.41 %: -0.01 pp < 0.10 pp"]
-    # the soak window is over before the canary's opens: nothing persisted it as still running
     assert _left(session).results["staging"] == "staging deployed, gates green, soak passed"
 
 
@@ -177,7 +181,7 @@ async def test_a_regression_over_the_whole_soak_blocks_and_reverts_staging(tmp_p
     bad = WorkloadSample(requests=9_000, error_rate=0.012, p99=0.2)
     session, reads = await _soak_session(tmp_path, lambda n, w: bad if w == 600 else STAGING, duration=600)
     assert await session.rollout.run() == Outcome.BLOCKED
-    assert reads.windows[-1] == 600
+    assert reads.windows[-1] == 600 and session.rollout.window is None  # the soak's window is over
     assert _finished(session) == (
         "staging soak failed over 10m: staging 1.20 % vs baseline 0.41 %: +0.79 pp ≥ 0.10 pp"
     )
@@ -198,15 +202,25 @@ async def test_a_clear_regression_stops_the_soak_at_the_interval_that_shows_it(t
     _blocked_in_staging(session)
 
 
+@pytest.mark.parametrize(
+    ("side", "why"),
+    [
+        ("staging", "staging: prometheus: query timed out"),
+        ("production", "baseline: thanos: 502 Bad Gateway"),
+    ],
+)
 async def test_a_soak_without_data_over_the_whole_soak_blocks_and_a_blind_interval_does_not_count(
-    tmp_path: Path,
+    tmp_path: Path, side: str, why: str
 ) -> None:
     def script(n: int, window: float) -> WorkloadSample | str:
         if n == 2:
             return "prometheus: connection refused"
-        return "prometheus: query timed out" if window == 600 else STAGING
+        return "prometheus: query timed out" if window == 600 and side == "staging" else STAGING
 
-    session, reads = await _soak_session(tmp_path, script, duration=600)
+    def production(n: int, window: float) -> WorkloadSample | str:
+        return "thanos: 502 Bad Gateway" if window == 600 and side == "production" else PRODUCTION
+
+    session, reads = await _soak_session(tmp_path, script, duration=600, production=production)
     assert await session.rollout.run() == Outcome.BLOCKED
     samples = _soak_samples(session)
     blind = samples[1]
@@ -219,7 +233,7 @@ async def test_a_soak_without_data_over_the_whole_soak_blocks_and_a_blind_interv
     ends = [w.ends_at for w in _of(session.rollout.events, WindowStarted) if w.name == "staging soak"]
     assert ends[1] - ends[0] == timedelta(seconds=30)
     assert reads.windows[-1] == 600
-    assert _finished(session) == "staging soak: no data: staging: prometheus: query timed out"
+    assert _finished(session) == f"staging soak: no data: {why}"
     _blocked_in_staging(session)
 
 
@@ -464,32 +478,43 @@ async def test_interactive_pre_deploy_gates_wait_for_a_proceed(tmp_path: Path) -
 # --- post-deploy verification ----------------------------------------------------------------------
 
 ALERT_EVIDENCE = "1 new alert(s) since the deploy started: CheckoutSlowPayments (warning)"
+ORDER = "sim://checkout/synthetic/order"
 
 
 async def _verification_fails(tmp_path: Path, on_failure: str, **kwargs: Any) -> Session:
-    """The demo, with an alert for the service that started during the canary (after the deploy began,
-    before verification): verification's no-new-alerts check fails on it."""
+    """The demo (with a smoke command) where two checks fail in verification: an alert for the service
+    that started during the canary (after the deploy began) and the place-order synthetic monitor."""
     plan = demo_plan()
-    plan = plan.model_copy(
-        update={"verification": plan.verification.model_copy(update={"on_failure": on_failure})}
+    verification = plan.verification.model_copy(
+        update={"on_failure": on_failure, "smoke_command": "make smoke"}
     )
-    session = await _driver(tmp_path, plan, **kwargs)
-    alerts: Any = session.world.alerts
+    session = await _driver(tmp_path, plan.model_copy(update={"verification": verification}), **kwargs)
+    world: Any = session.world
+    check = world.probe.check
+
+    async def probe(url: str, **kw: Any) -> ProbeResult:
+        if url == ORDER and session.rollout.phase == Phase.VERIFY:
+            return ProbeResult(url=url, ok=False, status=500, detail="order API down")
+        return await check(url, **kw)  # type: ignore[no-any-return]
 
     def on_event(event: Any) -> None:
-        if isinstance(event, PhaseChanged) and event.phase == Phase.VERIFY and not alerts.alerts:
+        if isinstance(event, PhaseChanged) and event.phase == Phase.VERIFY and not world.alerts.alerts:
             started = session.clock.now() - timedelta(minutes=20)
             labels = {"severity": "warning", "service": "checkout"}
-            alerts.alerts.append(Alert(name="CheckoutSlowPayments", labels=labels, starts_at=started))
+            world.alerts.alerts.append(Alert(name="CheckoutSlowPayments", labels=labels, starts_at=started))
 
+    world.probe.check = probe
     session.rollout.subscribe(on_event)
     return session
 
 
 def _summary(session: Session) -> str:
-    gate = session.rollout.gates["verify-no-new-alerts"]
-    assert (gate.status, gate.evidence) == (GateStatus.FAIL, ALERT_EVIDENCE)
-    return f"verify-no-new-alerts: {ALERT_EVIDENCE}"
+    gates = session.rollout.gates
+    assert (gates["verify-no-new-alerts"].status, gates["verify-synthetics"].status) == (GateStatus.FAIL,) * 2
+    assert gates["verify-no-new-alerts"].evidence == ALERT_EVIDENCE
+    assert gates["verify-smoke"].status == GateStatus.PASS  # the smoke command ran, and passed
+    assert "pre-deploy baseline 0.42 %" in gates["verify-error-rate"].evidence
+    return f"verify-no-new-alerts: {ALERT_EVIDENCE}; verify-synthetics: {gates['verify-synthetics'].evidence}"
 
 
 async def test_a_failed_verification_headless_takes_the_command_lines_rollback(tmp_path: Path) -> None:
