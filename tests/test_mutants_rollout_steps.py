@@ -319,13 +319,15 @@ READY = "sim://checkout-staging/health/ready"
 
 
 def _probes(session: Session, answer: ProbeResult | None = None) -> list[tuple[str, float, str | None]]:
-    """Record each probe (url, timeout, what the cluster says is pending); answer staging's ready URL."""
+    """Record the migrations step's probes (url, timeout, what the cluster says is pending); answer
+    staging's ready URL with ``answer``."""
     world: Any = session.world
     seen: list[tuple[str, float, str | None]] = []
     check = world.probe.check
 
     async def probe(url: str, **kwargs: Any) -> ProbeResult:
-        seen.append((url, kwargs.get("timeout_s", -1.0), _left(session).pending))
+        if session.rollout.phase == Phase.MIGRATIONS:
+            seen.append((url, kwargs.get("timeout_s", -1.0), _left(session).pending))
         if answer is not None and url == READY:
             return answer
         return await check(url, **kwargs)  # type: ignore[no-any-return]
@@ -356,7 +358,7 @@ async def test_a_staging_migration_is_announced_runs_then_staging_must_answer_re
     assert reviewed[0] == "migrations-lint"
     # the cluster says the staging migration is under way while it runs: a new driver knows it may have run
     assert pending[world.runner.commands.index("migrate up")] == "migrations.staging"
-    assert (READY, 7.0, None) in probes  # the plan's timeout; announced work over
+    assert probes == [(READY, 7.0, None)]  # after the run, with the plan's timeout
     [health] = [h for h in _of(events, HealthChecked) if h.phase == Phase.MIGRATIONS]
     assert (health.url, health.ok, health.status, health.detail) == (READY, True, 200, "ok")
     gate = session.rollout.gates["migrations-staging-run"]
@@ -613,7 +615,7 @@ def _completion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Plan, 
     flags: list[Any] = []
 
     async def close_tickets(plan: Plan, *, deploy_id: str = "", summary: str = "", **_: Any) -> list[Any]:
-        tickets.append((deploy_id, summary))
+        tickets.append((plan.change.id, deploy_id, summary))
         return [
             TicketResult(ticket="SHOP-311", closed=True, via="webhook", detail="HTTP 200"),
             TicketResult(ticket="SHOP-312", closed=False, via="github"),
@@ -621,7 +623,7 @@ def _completion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Plan, 
 
     async def set_flag(client: Any, flag: Any, percent: int, timeout_s: float) -> str:
         flags.append((flag.name, percent))
-        return ""
+        return "flags.example answered HTTP 503" if flag.url.endswith("/refuses") else ""
 
     monkeypatch.setattr(completion, "close_tickets", close_tickets)
     monkeypatch.setattr(completion, "_set_flag", set_flag)
@@ -643,7 +645,8 @@ async def test_completion_closes_the_tickets_and_rolls_the_flags_out_while_watch
     rollout = session.rollout
     [phase] = [p for p in _of(rollout.events, PhaseChanged) if p.phase == Phase.COMPLETE]
     assert phase.reason == "deploy complete"
-    [(deploy_id, summary)] = tickets
+    [(change, deploy_id, summary)] = tickets
+    assert change == "CHG-2041"
     assert deploy_id == rollout.deploy_id
     assert summary.startswith("checkout 1.4.2 → 1.5.0 complete in 1h")
     assert summary.endswith(
@@ -666,22 +669,28 @@ async def test_completion_closes_the_tickets_and_rolls_the_flags_out_while_watch
     assert watched[0].baseline_error_rate == pytest.approx(rollout._baseline_ref.error_rate * 100)
 
 
-@pytest.mark.parametrize("problem", ["no_data", "fired"])
+@pytest.mark.parametrize("problem", ["no_data", "fired", "refused"])
 async def test_a_flag_step_that_hurts_production_is_set_back_to_zero(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: str
 ) -> None:
     plan, _, flags = _completion(tmp_path, monkeypatch)
+    if problem == "refused":  # the flag endpoint refuses the first step: nothing to set back
+        [flag] = plan.completion.feature_flags
+        refusing = flag.model_copy(update={"url": "https://flags.example/refuses"})
+        plan = plan.model_copy(
+            update={"completion": plan.completion.model_copy(update={"feature_flags": [refusing]})}
+        )
     session = await _driver(tmp_path, plan)
     real = session.world.metrics
+    # both the error rate and p99 of the new version are far over their limits
+    hurt = WorkloadSample(requests=30_000, error_rate=0.08, p99=2.0)
 
     class Hurt:
         async def canary_metrics(self, window_s: float) -> CanaryMetrics:
             if problem == "no_data":
                 raise PortError("prometheus: connection refused")
             read = await real.canary_metrics(window_s)  # type: ignore[union-attr]
-            return read.model_copy(
-                update={"canary": WorkloadSample(requests=30_000, error_rate=0.08, p99=0.2)}
-            )
+            return read.model_copy(update={"canary": hurt})
 
         def __getattr__(self, name: str) -> Any:
             return getattr(real, name)
@@ -692,16 +701,20 @@ async def test_a_flag_step_that_hurts_production_is_set_back_to_zero(
 
     session.rollout.subscribe(on_event)
     assert await session.rollout.run() == Outcome.COMPLETED
-    assert flags == [("new-checkout", 10), ("new-checkout", 0)]  # stopped at 10 %, set back to 0 %
     [(level, message)] = _said_by(session, "feature flags")
     assert level == "warning"
-    assert message.startswith("flag new-checkout at 10 %: failed, set back to 0 % observation failed: ")
+    if problem == "refused":
+        assert flags == [("new-checkout", 10)]
+        assert message == "flag new-checkout at 10 %: failed flags.example answered HTTP 503"
+        return
+    assert flags == [("new-checkout", 10), ("new-checkout", 0)]  # stopped at 10 %, set back to 0 %
+    head = "flag new-checkout at 10 %: failed, set back to 0 % observation failed: "
     if problem == "no_data":
-        assert message.endswith(
-            "observation failed: no data: prometheus: connection refused; flag set back to 0 %"
-        )
+        assert message == head + "no data: prometheus: connection refused; flag set back to 0 %"
     else:
-        assert "observation failed: canary 8.00 % vs baseline 0.42 %: +7.58 pp > 0.50 pp; flag set" in message
+        error = "canary 8.00 % vs baseline 0.42 %: +7.58 pp > 0.50 pp"
+        assert message.startswith(f"{head}{error}; canary p99 ")  # every rule that fired, in turn
+        assert message.endswith("; flag set back to 0 %")
 
 
 @pytest.mark.parametrize("kill_at", ["journal notification_sent", "journal finished"])
