@@ -136,14 +136,26 @@ async def test_a_healthy_soak_judges_staging_against_productions_stable_and_pass
     tmp_path: Path,
 ) -> None:
     session, reads = await _soak_session(tmp_path, lambda n, window: STAGING)
-    shown_last: list[Any] = []  # the sample the screen shows as the soak ends
+    shown_last: list[Any] = []  # the sample and window the screen shows as the soak ends
 
     def on_event(event: Any) -> None:
         if isinstance(event, LogLine) and event.message.startswith("staging soak passed"):
-            shown_last.append(session.rollout.last_analysis)
+            shown_last.append((session.rollout.last_analysis, session.rollout.window))
 
     session.rollout.subscribe(on_event)
+    inner: Any = session.world.production.inner  # type: ignore[attr-defined]
+    write, persisted = inner.write_state, []
+
+    async def write_state(state: dict[str, Any]) -> None:
+        window = RolloutStatus.from_state(state).window  # type: ignore[union-attr]
+        if window is not None and window.name == "staging soak":
+            persisted.append((window.observed_s, window.samples))
+        await write(state)
+
+    inner.write_state = write_state
     assert await session.rollout.run() == Outcome.COMPLETED
+    # each counted interval is persisted with the soak's time and samples so far (what a resume continues)
+    assert persisted == [(0.0, 0)] + [(30.0 * n, n) for n in range(1, 11)]
     # one read of the last 5 minutes per 30 s interval, then the rule judged once over the whole soak
     assert reads.windows == [300.0] * 10 + [300.0]
     samples = _soak_samples(session)
@@ -156,7 +168,7 @@ async def test_a_healthy_soak_judges_staging_against_productions_stable_and_pass
     assert (first.verdict, first.no_data_reason) == ("healthy", None)
     [reading] = first.readings
     assert (reading.rule, reading.limit, reading.fired) == ("staging_soak", 0.1, False)
-    assert shown_last == [samples[-1]]
+    assert shown_last == [(samples[-1], None)]  # the last sample, and no window running any more
     passed = [m for _, m in _logs(session, Phase.STAGING) if m.startswith("staging soak passed")]
     assert passed == ["staging soak passed over 5m: staging 0.40 % vs baseline 0.41 %: -0.01 pp < 0.10 pp"]
     assert _left(session).results["staging"] == "staging deployed, gates green, soak passed"
@@ -272,17 +284,21 @@ async def test_a_resumed_staging_step_does_not_deploy_or_run_the_e2e_suite_again
     plan = demo_plan()
     session = await _driver(tmp_path, plan)
     world: Any = session.world
-    waits: list[float] = []
+    waits: list[tuple[str, float]] = []
     wait_ready = world.staging.wait_ready
 
     async def recording(role: str, timeout_s: float, progress: Any = None) -> None:
-        waits.append(timeout_s)
+        waits.append((role, timeout_s))
         await wait_ready(role, timeout_s, progress)
 
     world.staging.wait_ready = recording
     outcome, _ = await run_killed_at(session, match="journal window_started")  # the soak's window
     assert outcome is None
-    assert waits == [plan.targets.staging.rollout_timeout]
+    assert waits == [("stable", plan.targets.staging.rollout_timeout)]  # the new version Ready on staging
+    [phase] = [p for p in _of(session.rollout.events, PhaseChanged) if p.phase == Phase.STAGING]
+    assert phase.reason == "deploying 1.5.0 to staging"
+    progress = [m for _, m in _logs(session, Phase.STAGING) if m.startswith("staging rollout: ")]
+    assert progress == [f"staging rollout: stable: {p} % of pods ready" for p in (25, 50, 75, 100)]
     assert _left(session).results["staging.deploy"] == "1.5.0 rolled out"
     assert _left(session).results["staging.gates"] == "staging gates satisfied"
     resumed = await _driver(tmp_path, plan, world)
