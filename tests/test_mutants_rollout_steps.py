@@ -300,6 +300,8 @@ async def test_a_resumed_staging_step_does_not_deploy_or_run_the_e2e_suite_again
     progress = [m for _, m in _logs(session, Phase.STAGING) if m.startswith("staging rollout: ")]
     assert progress == [f"staging rollout: stable: {p} % of pods ready" for p in (25, 50, 75, 100)]
     assert _left(session).results["staging.deploy"] == "1.5.0 rolled out"
+    deployed = session.rollout.gates["staging-deploy"]
+    assert (deployed.status, deployed.evidence) == (GateStatus.PASS, "1.5.0 rolled out")
     assert _left(session).results["staging.gates"] == "staging gates satisfied"
     resumed = await _driver(tmp_path, plan, world)
     assert await resumed.rollout.run() == Outcome.COMPLETED
