@@ -464,22 +464,26 @@ async def test_an_approval_that_cannot_be_signed_blocks_before_anything_is_touch
 
 async def test_command_line_approvals_are_signed_once_even_across_a_resume(tmp_path: Path) -> None:
     plan = demo_plan()
-    first = await _driver(tmp_path, plan, interactive=True)
+    first = await _driver(tmp_path, plan, interactive=True, approvals=["rollback-plan"])
     rollout = first.rollout
     task = asyncio.create_task(rollout.run())
-    await until(lambda: rollout.allowed("proceed").ok)
+    await until(lambda: "dashboards-reviewed" in rollout.gates)  # the gates are waiting for it
     signed = [(e.gate_id, e.actor, e.note, e.complete) for e in _of(rollout.events, GateSignedOff)]
-    note = "approved on the command line"
-    assert signed == [("rollback-plan", "tester", note, True), ("dashboards-reviewed", "tester", note, True)]
-    # a pause and resume persist the progress with its sign-offs; then the driver dies at the gates
+    assert signed == [("rollback-plan", "tester", "approved on the command line", True)]
+    gate = rollout.gates["rollback-plan"]
+    assert (gate.status, gate.evidence) == (
+        GateStatus.SIGNED,
+        "signed by tester: approved on the command line",
+    )
+    # a pause and resume persist the progress with its sign-off; then the driver dies at the gates
     assert (await rollout.pause("alice", "coffee")).ok and (await rollout.resume("alice")).ok
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    resumed = await _driver(tmp_path, plan, first.world)
-    # signing again would be refused ("already signed off") and block the resumed deploy
+    resumed = await _driver(tmp_path, plan, first.world)  # approves both gates
+    # signing rollback-plan again would be refused ("already signed off") and block the resumed deploy
     assert await resumed.rollout.run() == Outcome.COMPLETED
-    assert _of(_since_resume(resumed), GateSignedOff) == []
+    assert [e.gate_id for e in _of(_since_resume(resumed), GateSignedOff)] == ["dashboards-reviewed"]
     assert [r.actor for r in resumed.rollout.ledger.records_for("rollback-plan", "sign")] == ["tester"]
 
 
