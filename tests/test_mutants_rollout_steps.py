@@ -612,10 +612,21 @@ async def test_an_interactive_verification_failure_pauses_until_a_person_decides
     assert (await rollout.proceed("alice")).ok
     await until(lambda: rollout._decision_pending is not None, turns=2_000_000)
     assert rollout.phase == Phase.PAUSED
+    clock: Any = session.clock
+    sleep, naps = clock.sleep, []
+
+    async def sleeping(seconds: float) -> None:
+        if rollout._decision_pending is not None:
+            naps.append(seconds)
+        await sleep(seconds)
+
+    clock.sleep = sleeping
     [paused] = _of(rollout.events, Paused)
     assert (paused.actor, paused.reason) == ("engine", "verification failed: decide rollback or fix-forward")
-    await session.clock.sleep(3600)  # type: ignore[attr-defined]
+    await sleep(3600)  # the test's own wait, not recorded
     assert not task.done() and rollout._decision_pending is not None  # waits for a person, however long
+    # the wait looks for a decision (or a stop) once per analysis interval, not in a busy loop
+    assert naps and set(naps) == {30.0}
     assert (await rollout.decide(choice, "alice")).ok
     outcome = await task
     assert rollout._decision_pending is None
