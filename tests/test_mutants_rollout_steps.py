@@ -763,3 +763,16 @@ async def test_a_completion_resumed_after_a_kill_notifies_and_closes_tickets_onl
     assert await resumed.rollout.run() == Outcome.COMPLETED
     assert len(world.notifier.sent) == 1
     assert len(tickets) == 1 and flags == [("new-checkout", 10), ("new-checkout", 100)]
+
+
+async def test_an_approval_short_of_its_signers_is_journaled_incomplete_and_blocks(tmp_path: Path) -> None:
+    plan = demo_plan()
+    manual = [
+        m.model_copy(update={"signers": 2}) if m.id == "rollback-plan" else m for m in plan.gates.manual
+    ]
+    plan = plan.model_copy(update={"gates": plan.gates.model_copy(update={"manual": manual})})
+    session = await _driver(tmp_path, plan)
+    assert await session.rollout.run() == Outcome.BLOCKED
+    signed = [(e.gate_id, e.complete) for e in _of(session.rollout.events, GateSignedOff)]
+    assert signed == [("rollback-plan", False), ("dashboards-reviewed", True)]  # a second person must sign
+    assert _finished(session).startswith("blocked at pre-deploy gates: rollback-plan")
