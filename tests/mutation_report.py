@@ -243,10 +243,16 @@ EQUIVALENT: dict[str, str] = {
     "core.rollout.steps.staging.xǁStagingStepǁ_soak__mutmut_100": (
         "fresh_needed=None for False: None is falsy, and the soak's loop only tests it for truth"
     ),
-    "core.rollout.steps.migrations.xǁMigrationsStepǁ_migrations__mutmut_10": (
-        "needs_proceed=None for False: _gate_phase tests it for truth, and the _awaiting_proceed it copies "
-        "is read only for truth (commands.allowed)"
-    ),
+    **{
+        name: (
+            "needs_proceed=None for False: _gate_phase tests it for truth, and the _awaiting_proceed it "
+            "copies is read only for truth (commands.allowed)"
+        )
+        for name in (
+            "core.rollout.steps.migrations.xǁMigrationsStepǁ_migrations__mutmut_10",
+            "core.rollout.steps.staging.xǁStagingStepǁ_staging__mutmut_48",
+        )
+    },
     "core.rollout.steps.completion.xǁCompletionStepǁ_completion_extras__mutmut_60": (
         "lstrip for rstrip on a flag step's message: it starts with \"flag\", and every step's detail is "
         "non-empty (observed ..., the endpoint's problem, the failed observation) and ends in no blank"
