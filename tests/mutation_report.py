@@ -337,6 +337,32 @@ EQUIVALENT: dict[str, str] = {
     **{f"core.rollout.driver.xǁRolloutǁ{name}": why for name, why in _DRIVER_EQ.items()},
     # core.rollout (window.py)
     **{f"core.rollout.window.xǁWindowsǁ{name}": why for name, why in _WINDOW_EQ.items()},
+    # core.rollout (steps/staging.py, steps/migrations.py, steps/completion.py)
+    "core.rollout.steps.staging.xǁStagingStepǁ_soak_reading__mutmut_1": (
+        "`or` for `and` in the assert that both metrics ports exist: _soak, the only caller, has blocked "
+        "already unless both are configured"
+    ),
+    "core.rollout.steps.staging.xǁStagingStepǁ_soak__mutmut_100": (
+        "fresh_needed=None for False: None is falsy, and the soak's loop only tests it for truth"
+    ),
+    **{
+        name: (
+            "needs_proceed=None for False: _gate_phase tests it for truth, and the _awaiting_proceed it "
+            "copies is read only for truth (commands.allowed)"
+        )
+        for name in (
+            "core.rollout.steps.migrations.xǁMigrationsStepǁ_migrations__mutmut_10",
+            "core.rollout.steps.staging.xǁStagingStepǁ_staging__mutmut_48",
+        )
+    },
+    "core.rollout.steps.completion.xǁCompletionStepǁ_completion_extras__mutmut_60": (
+        "lstrip for rstrip on a flag step's message: it starts with \"flag\", and every step's detail is "
+        "non-empty (observed ..., the endpoint's problem, the failed observation) and ends in no blank"
+    ),
+    "core.rollout.steps.completion.xǁCompletionStepǁ_completion_extras__mutmut_68": (
+        "elapsed 1.0 for 0.0 in a flag step's read: the sample shows min(elapsed, duration) with duration 0, "
+        "and no window is passed, so nothing adds to it"
+    ),
     # core.signoff
     **{
         f"core.signoff.xǁSignOffLedgerǁ_needed__mutmut_{n}": (
