@@ -73,7 +73,11 @@ class StagingStep(RolloutContext):
             raise _Blocked("staging soak needs metrics for staging and production; none configured")
         win = await self._start_window("staging soak", soak.duration)
         while win.observed_s < soak.duration or win.fresh_needed:
-            await self._nap(spec.interval)
+            # A command wakes the engine but does not end the interval (as in the canary's windows):
+            # with a plain nap every early read counted whole, and `g` pressed every 10 s ended a
+            # 5-minute soak after 100 s. A pause or resume does end it; that stub is not counted.
+            paused_before = self.phase == Phase.PAUSED
+            await self._nap_interval(spec.interval, Phase.STAGING)
             await self._check_stop()
             reading, staging_side, base_side = await self._soak_reading(spec.lookback)
             # stop early only on a regression the counts make certain (issue 14's significance)
@@ -102,7 +106,10 @@ class StagingStep(RolloutContext):
             self.last_analysis = sample
             if verdict == "fired":
                 raise _Blocked(f"staging soak failed early: {reading.text}")
-            if await self._counts(win, verdict, sample, soak.duration):
+            counts = await self._counts(win, verdict, sample, soak.duration)
+            if counts and paused_before:  # resumed part-way through: not a whole interval observed
+                await self._extend_window(soak.duration - win.observed_s)
+            elif counts:
                 win.observed_s += spec.interval
                 win.counted += 1
                 win.fresh_needed = False
