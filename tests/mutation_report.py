@@ -342,7 +342,11 @@ EQUIVALENT: dict[str, str] = {
         "`or` for `and` in the assert that both metrics ports exist: _soak, the only caller, has blocked "
         "already unless both are configured"
     ),
-    "core.rollout.steps.staging.xǁStagingStepǁ_soak__mutmut_100": (
+    "core.rollout.steps.staging.xǁStagingStepǁ_soak__mutmut_23": (
+        "the soak's nap told phase None for STAGING: _nap_interval uses the phase only to ask whether a "
+        "person cut a canary window short, which is False for any phase but CANARY"
+    ),
+    "core.rollout.steps.staging.xǁStagingStepǁ_soak__mutmut_109": (
         "fresh_needed=None for False: None is falsy, and the soak's loop only tests it for truth"
     ),
     **{

@@ -316,10 +316,12 @@ async def test_a_pause_in_the_soak_counts_neither_the_interval_it_cut_nor_the_st
     rollout, clock = session.rollout, session.clock
     started: list[Any] = []
     passed: list[Any] = []
+    ends: list[Any] = []
 
     def on_event(event: Any) -> None:
         if isinstance(event, WindowStarted) and event.name == "staging soak":
             started.append(clock.now())
+            ends.append(event.ends_at)
         if isinstance(event, LogLine) and event.message.startswith("staging soak passed"):
             passed.append(clock.now())
 
@@ -335,6 +337,8 @@ async def test_a_pause_in_the_soak_counts_neither_the_interval_it_cut_nor_the_st
     await until(lambda: bool(passed), turns=1_000_000)
     # one whole interval before the pause, nine after the resume: 75 s + 270 s
     assert passed[0] - started[0] == timedelta(seconds=345)
+    # and the countdown said so from the resume on: the end moved out to now + the 270 s still to observe
+    assert ends[-1] == started[0] + timedelta(seconds=345)
     assert (await rollout.abort("alice", "test over")).ok
     await task
 
