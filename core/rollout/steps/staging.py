@@ -75,7 +75,7 @@ class StagingStep(RolloutContext):
         while win.observed_s < soak.duration or win.fresh_needed:
             # A command wakes the engine but does not end the interval (as in the canary's windows):
             # with a plain nap every early read counted whole, and `g` pressed every 10 s ended a
-            # 5-minute soak after 100 s. A pause or resume does end it; that stub is not counted.
+            # 5-minute soak after 100 s. A resume ends it early; that stub is not counted.
             paused_before = self.phase == Phase.PAUSED
             await self._nap_interval(spec.interval, Phase.STAGING)
             await self._check_stop()
