@@ -272,36 +272,51 @@ async def test_a_resumed_staging_step_does_not_deploy_or_run_the_e2e_suite_again
     assert not [g for g in _of(since_resume(resumed), GateEvaluated) if g.phase == Phase.STAGING]
 
 
+class _SoakWatch:
+    """An interactive driver with a 5-minute soak, run past the pre-deploy gates into the soak. On the
+    clock: when the soak's window started (``started``), its end each time it was set (``ends``), and
+    when the soak passed (``passed``)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session, self.rollout, self.clock = session, session.rollout, session.clock
+        self.started: list[Any] = []
+        self.ends: list[Any] = []
+        self.passed: list[Any] = []
+        self.rollout.subscribe(self._on_event)
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, WindowStarted) and event.name == "staging soak":
+            self.started.append(self.clock.now())
+            self.ends.append(event.ends_at)
+        if isinstance(event, LogLine) and event.message.startswith("staging soak passed"):
+            self.passed.append(self.clock.now())
+
+    @classmethod
+    async def into_the_soak(cls, tmp_path: Path) -> tuple[_SoakWatch, asyncio.Task[Any]]:
+        staging = demo_plan().staging.model_copy(update={"soak": SoakSpec(duration=300.0)})
+        plan = demo_plan().model_copy(update={"staging": staging})
+        watch = cls(await driver(tmp_path, plan, interactive=True))
+        task = asyncio.create_task(watch.rollout.run())
+        await until(lambda: watch.rollout.allowed("proceed").ok)
+        assert (await watch.rollout.proceed("alice")).ok
+        await until(lambda: bool(watch.started), turns=1_000_000)
+        return watch, task
+
+
 async def test_a_command_during_the_soak_wakes_the_engine_but_never_shortens_the_soak(tmp_path: Path) -> None:
     """`g` (re-check the gates) wakes the engine's nap, so it answers at once; a soak interval still
     counts only once it has passed whole. It used to count every early read as a whole interval: a
     person pressing g every 10 s ended a 5-minute soak after 100 s."""
-    staging = demo_plan().staging.model_copy(update={"soak": SoakSpec(duration=300.0)})
-    session = await driver(tmp_path, demo_plan().model_copy(update={"staging": staging}), interactive=True)
-    rollout, clock = session.rollout, session.clock
-    started: list[Any] = []
-    passed: list[Any] = []
-
-    def on_event(event: Any) -> None:
-        if isinstance(event, WindowStarted) and event.name == "staging soak":
-            started.append(clock.now())
-        if isinstance(event, LogLine) and event.message.startswith("staging soak passed"):
-            passed.append(clock.now())
-
-    rollout.subscribe(on_event)
-    task = asyncio.create_task(rollout.run())
-    await until(lambda: rollout.allowed("proceed").ok)
-    assert (await rollout.proceed("alice")).ok
-    await until(lambda: bool(started), turns=1_000_000)
+    watch, task = await _SoakWatch.into_the_soak(tmp_path)
     presses = 0
-    while not passed:
-        await clock.sleep(10)
-        if not passed and (await rollout.refresh_gates("alice")).ok:
+    while not watch.passed:
+        await watch.clock.sleep(10)
+        if not watch.passed and (await watch.rollout.refresh_gates("alice")).ok:
             presses += 1
     assert presses >= 25  # g was pressed all through the soak, every 10 s
-    assert passed[0] - started[0] >= timedelta(seconds=300)
-    assert [s.elapsed_s for s in _soak_samples(session)] == [30.0 * n for n in range(1, 11)]
-    assert (await rollout.abort("alice", "test over")).ok
+    assert watch.passed[0] - watch.started[0] >= timedelta(seconds=300)
+    assert [s.elapsed_s for s in _soak_samples(watch.session)] == [30.0 * n for n in range(1, 11)]
+    assert (await watch.rollout.abort("alice", "test over")).ok
     await task
 
 
@@ -311,35 +326,17 @@ async def test_a_pause_in_the_soak_counts_neither_the_interval_it_cut_nor_the_st
     """Paused 45 s into a 5-minute soak and resumed 30 s later: the interval that ended paused and the
     15 s stub the resume cut short are not observed time, so the soak ends after 300 s of it. (A pause
     that starts and ends inside one interval leaves it counted: the clock is read per interval.)"""
-    staging = demo_plan().staging.model_copy(update={"soak": SoakSpec(duration=300.0)})
-    session = await driver(tmp_path, demo_plan().model_copy(update={"staging": staging}), interactive=True)
-    rollout, clock = session.rollout, session.clock
-    started: list[Any] = []
-    passed: list[Any] = []
-    ends: list[Any] = []
-
-    def on_event(event: Any) -> None:
-        if isinstance(event, WindowStarted) and event.name == "staging soak":
-            started.append(clock.now())
-            ends.append(event.ends_at)
-        if isinstance(event, LogLine) and event.message.startswith("staging soak passed"):
-            passed.append(clock.now())
-
-    rollout.subscribe(on_event)
-    task = asyncio.create_task(rollout.run())
-    await until(lambda: rollout.allowed("proceed").ok)
-    assert (await rollout.proceed("alice")).ok
-    await until(lambda: bool(started), turns=1_000_000)
-    await clock.sleep(45)
-    assert (await rollout.pause("alice", "look at staging")).ok
-    await clock.sleep(30)
-    assert (await rollout.resume("alice")).ok
-    await until(lambda: bool(passed), turns=1_000_000)
+    watch, task = await _SoakWatch.into_the_soak(tmp_path)
+    await watch.clock.sleep(45)
+    assert (await watch.rollout.pause("alice", "look at staging")).ok
+    await watch.clock.sleep(30)
+    assert (await watch.rollout.resume("alice")).ok
+    await until(lambda: bool(watch.passed), turns=1_000_000)
     # one whole interval before the pause, nine after the resume: 75 s + 270 s
-    assert passed[0] - started[0] == timedelta(seconds=345)
+    assert watch.passed[0] - watch.started[0] == timedelta(seconds=345)
     # and the countdown said so from the resume on: the end moved out to now + the 270 s still to observe
-    assert ends[-1] == started[0] + timedelta(seconds=345)
-    assert (await rollout.abort("alice", "test over")).ok
+    assert watch.ends[-1] == watch.started[0] + timedelta(seconds=345)
+    assert (await watch.rollout.abort("alice", "test over")).ok
     await task
 
 
