@@ -35,6 +35,12 @@ class Commands(RolloutContext):
 
     def allowed(self, command: str) -> CommandResult:
         phase, effective = self.phase, self.effective_phase
+        if self._interrupted is not None and self.outcome is None:
+            return CommandResult(
+                ok=False,
+                reason=f"the rollout is stopping where it stands ({self._interrupted[0]} received); "
+                "run the plan again to resume it",
+            )
         if self.outcome is not None or phase in {Phase.PENDING, Phase.ROLLING_BACK}:
             where = "has not started" if phase == Phase.PENDING else f"is {phase.value.replace('_', ' ')}"
             return CommandResult(ok=False, reason=f"the rollout {where}")

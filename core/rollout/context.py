@@ -30,6 +30,7 @@ from core.domain import (
 )
 from core.events import (
     AnalysisSample,
+    CommandRefused,
     DecisionRequired,
     Event,
     EventBase,
@@ -39,6 +40,7 @@ from core.events import (
     Paused,
     PhaseChanged,
     RollbackTriggered,
+    RunInterrupted,
     TrafficChanged,
     WindowStarted,
 )
@@ -162,6 +164,8 @@ class RolloutContext:
         self._win: _Window | None = None  # the window being observed (its blind extensions persist)
         self._prior_events = list(prior_events)  # that deploy's journal, for the records
         self._interrupted: tuple[str, int] | None = None  # (signal, exit code) once a signal stops us
+        self._signal_journaled = False  # RunInterrupted written: only the stop's own persist follows
+        self._halt_requested = asyncio.Event()  # set with either of those two: run() halts the body
 
     # --- observing ------------------------------------------------------------
 
@@ -293,8 +297,17 @@ class RolloutContext:
         results = {**(progress.results if progress else {}), **({key: result} if result else {})}
         await self._persist(completed=completed, results=results, window=None, pending=None)
 
+    def _halt_if_signalled(self) -> None:
+        """A signal stops the engine where it stands: no journal line and no cluster write after it
+        but the stop's own. Its cancellation can be swallowed once by a library (Python 3.11's
+        wait_for), and the body then goes on until run() cancels it again; every action is persisted
+        and journaled before it is made, so refusing those refuses the action."""
+        if self._interrupted is not None and not self._signal_journaled:
+            raise asyncio.CancelledError(f"{self._interrupted[0]} received: stopping where it stands")
+
     async def _persist(self, **changes: Any) -> None:
         """Write the rollout's progress to the cluster: called BEFORE the action it announces."""
+        self._halt_if_signalled()
         now = self.clock.now()
         base = self.progress or RolloutStatus(
             deploy_id=self.deploy_id,
@@ -399,6 +412,8 @@ class RolloutContext:
         return None
 
     async def _emit(self, cls: type[EventBase], **data: Any) -> Event:
+        if cls not in _AFTER_A_SIGNAL:
+            self._halt_if_signalled()
         async with self._lock:
             event = cls(
                 ts=self.clock.now(),
@@ -415,6 +430,9 @@ class RolloutContext:
             callback(event)  # type: ignore[arg-type]
         return event  # type: ignore[return-value]
 
+
+# What is still journaled once a signal has stopped the engine: the stop itself, and commands refused.
+_AFTER_A_SIGNAL: frozenset[type[EventBase]] = frozenset({RunInterrupted, CommandRefused})
 
 # Observations, not state changes: journaled without waiting for the disk.
 _OBSERVATIONS: frozenset[type[EventBase]] = frozenset({AnalysisSample, LogLine, HealthChecked})

@@ -63,16 +63,23 @@ class Rollout(
         if self._interrupted is not None:
             return await self._stopped_by_signal()
         self._body = asyncio.ensure_future(self._drive())
+        halted = asyncio.ensure_future(self._halt_requested.wait())
         try:
-            await asyncio.wait({self._body})
+            # not only the body's end: a signal or a lost lease cancels the body once, and a
+            # library can swallow one cancellation (Python 3.11's wait_for returns an answer that
+            # landed in the same turn). Woken here, _halt_body cancels again until it ends
+            await asyncio.wait({self._body, halted}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             self._body.cancel()
             raise
+        finally:
+            halted.cancel()
         if self._interrupted is not None and self.outcome is None:
             return await self._stopped_by_signal()
-        if self._lease_lost is None or self.outcome is not None:
-            return self._body.result()
-        return await self._stopped_by_lease_loss()
+        if self._lease_lost is not None and self.outcome is None:
+            return await self._stopped_by_lease_loss()
+        await asyncio.wait({self._body})  # halted as the body finished: let it end as it does
+        return self._body.result()
 
     async def _drive(self) -> Outcome:
         if self._resume is not None:
@@ -214,6 +221,7 @@ class Rollout(
             raise _Stopped
 
     async def _finish(self, outcome: Outcome, reason: str) -> Outcome:
+        self._halt_if_signalled()  # a body whose cancellation was swallowed never finishes the deploy
         self.outcome = outcome
         self.window = None
         duration = (self.clock.now() - self._started_at).total_seconds() if self._started_at else 0.0
@@ -237,6 +245,7 @@ class Rollout(
         if self._lease_lost is not None or self.outcome is not None:
             return
         self._lease_lost = reason
+        self._halt_requested.set()
         if self._body is not None and not self._body.done():
             self._body.cancel()
 
@@ -266,6 +275,7 @@ class Rollout(
         if self._interrupted is not None or self.outcome is not None or self._lease_lost is not None:
             return False
         self._interrupted = (signal_name, exit_code)
+        self._halt_requested.set()
         if self._body is not None and not self._body.done():
             self._body.cancel()
         return True
@@ -283,6 +293,7 @@ class Rollout(
             weight=self.weight,
             exit_code=code,
         )
+        self._signal_journaled = True
         # the weight in force as it stands; not finished (no outcome), so the deploy stays resumable
         with contextlib.suppress(PortError):
             await self._persist()
