@@ -198,10 +198,8 @@ class DeployDeckApp(SteeringActions, App[None]):
     async def _exit_once_stopped(self) -> None:
         # the engine journals the stop from its own task; quitting at once would cancel it first
         running = [w for w in self.workers if w.group == "rollout" and not w.is_finished]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*(w.wait() for w in running), return_exceptions=True), SIGNAL_STOP_S
-            )
+        if running:
+            await asyncio.wait([asyncio.ensure_future(w.wait()) for w in running], timeout=SIGNAL_STOP_S)
         self.exit()
 
     async def _drive(self) -> None:
@@ -252,7 +250,8 @@ class DeployDeckApp(SteeringActions, App[None]):
 
         async def release() -> None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(started.wait(), ROLLBACK_PAINT_HOLD_S)
+                async with asyncio.timeout(ROLLBACK_PAINT_HOLD_S):
+                    await started.wait()
             self._hold_until = 0.0
             self._mark(set())
 

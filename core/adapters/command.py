@@ -102,7 +102,10 @@ class SubprocessRunner:
 
         timed_out = False
         try:
-            await asyncio.wait_for(pump(), timeout=timeout_s)
+            # asyncio.timeout, not wait_for: in 3.11 wait_for drops a cancellation that lands as the
+            # command ends, and a signalled deploy went on to its next step
+            async with asyncio.timeout(timeout_s):
+                await pump()
         except TimeoutError:
             timed_out = True
             await self._kill(proc)
@@ -129,7 +132,8 @@ class SubprocessRunner:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(proc.wait(), timeout=self._grace)
+            async with asyncio.timeout(self._grace):
+                await proc.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -321,7 +321,8 @@ class ApiServer:
                 try:
                     # wakes at least once a second to notice a run taken over by another replica
                     # and a client that hung up (no longer listed as attached)
-                    frame = await asyncio.wait_for(sub.queue.get(), min(1.0, self.keepalive_s))
+                    async with asyncio.timeout(min(1.0, self.keepalive_s)):  # not wait_for: 3.11 loses
+                        frame = await sub.queue.get()  # a frame and the cancel landing together
                 except TimeoutError:
                     if view.rollout is not rollout or stream.closed:
                         break  # the client reconnects and is sent to whoever drives it now

@@ -353,8 +353,8 @@ class RunDriver:
         finally:
             unsubscribe()
             mirror.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await mirror
+            # asyncio.wait: `suppress(CancelledError): await mirror` also swallowed our own cancellation
+            await asyncio.wait({mirror})
             lost = rollout._lease_lost is not None
             stopped = rollout.interrupted is not None
             if not lost:
@@ -398,7 +398,8 @@ class RunDriver:
 
     async def _pause(self, run: DrivenRun, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(run.changed.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: it can drop the agent's stop (3.11)
+                await run.changed.wait()
         run.changed.clear()
 
     def _plan(self, run: DrivenRun) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -95,9 +94,11 @@ async def guarded(ctx: GateContext, gate_id: str, fn: GateFn, timeout_s: float) 
         raise
     if task not in done:
         task.cancel()
-        # the gate is being abandoned: whatever it raises on the way out no longer matters
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        # the gate is being abandoned: whatever it raises on the way out no longer matters. Not
+        # `suppress(CancelledError): await task`: that also swallowed this task's own cancellation
+        await asyncio.wait({task})
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
         return result(ctx, gate_id, GateStatus.ERROR, f"timed out after {timeout_s:g}s")
     timer.cancel()
     try:

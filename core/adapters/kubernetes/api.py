@@ -182,11 +182,13 @@ class KubeApi:
             m, url, hdrs, data, post = serialized
             # what this request carries: a shared client's token may be renewed by another caller
             sent = self._client.configuration.api_key.get("BearerToken")
-            response = await asyncio.wait_for(
-                self._client.call_api(m, url, hdrs, data, post, _request_timeout=self.request_timeout_s),
-                self.request_timeout_s + 1,
-            )
-            raw = await response.read()
+            # asyncio.timeout, not wait_for: in 3.11 wait_for drops a cancellation (a signal, a lost
+            # lease) that lands in the same turn as the answer, and the caller went on driving
+            async with asyncio.timeout(self.request_timeout_s + 1):
+                response = await self._client.call_api(
+                    m, url, hdrs, data, post, _request_timeout=self.request_timeout_s
+                )
+                raw = await response.read()
         if text and 200 <= response.status < 300:
             return response.status, {"text": raw.decode("utf-8", "replace")}, None, sent
         try:
