@@ -198,8 +198,11 @@ class DeployDeckApp(SteeringActions, App[None]):
     async def _exit_once_stopped(self) -> None:
         # the engine journals the stop from its own task; quitting at once would cancel it first
         running = [w for w in self.workers if w.group == "rollout" and not w.is_finished]
-        if running:
-            await asyncio.wait([asyncio.ensure_future(w.wait()) for w in running], timeout=SIGNAL_STOP_S)
+        waits = [asyncio.ensure_future(w.wait()) for w in running]
+        if waits:  # asyncio.wait, not wait_for: on 3.11 wait_for can drop a cancellation
+            await asyncio.wait(waits, timeout=SIGNAL_STOP_S)
+        for wait in waits:
+            wait.cancel()
         self.exit()
 
     async def _drive(self) -> None:
