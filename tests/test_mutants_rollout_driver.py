@@ -109,6 +109,7 @@ async def test_a_lease_lost_before_the_first_step_does_nothing_at_all(
     assert (lost.reason, lost.weight) == (reason, 0)
     [finished] = _of(rollout.events, Finished)
     assert finished.reason == f"lease lost: {reason}; stopped acting with canary at 0 % {_LOST_TAIL}"
+    assert finished.duration_s == 0.0  # it never started: no time spent deploying
 
 
 async def test_a_lease_lost_after_the_outcome_is_ignored(tmp_path: Path) -> None:

@@ -178,3 +178,32 @@ async def test_a_lost_lease_whose_cancellation_is_swallowed_stops_the_body_at_on
     assert datetime.fromisoformat(lost["ts"].replace("Z", "+00:00")) == probe.at  # not 10 minutes on
     assert max(r["effective"] for r in records if r["type"] == "traffic_changed") == 25
     await session.close()
+
+
+class _Recording:
+    """A journal that keeps what it is given, as given."""
+
+    def __init__(self) -> None:
+        self.appended: list[tuple[dict[str, Any], bool]] = []
+
+    async def append(self, record: dict[str, Any], *, durable: bool = True) -> None:
+        self.appended.append((record, durable))
+
+
+async def test_state_changes_wait_for_the_disk_and_observations_do_not(tmp_path: Path) -> None:
+    """Every state change is journaled durably (fsync before the action it announces); samples,
+    log lines and health checks, hundreds a deploy, are not, and the next durable line covers
+    them (health checks too, where the plan has URLs). Each record is plain JSON as given: the journal writes what it was handed."""
+    session = await sim_session(tmp_path)
+    journal = _Recording()
+    session.rollout.journal = journal
+    async with asyncio.timeout(60):
+        assert await session.rollout.run() == Outcome.COMPLETED
+    durable = {r["type"]: d for r, d in journal.appended}
+    assert not durable["analysis"] and not durable["log"]
+    assert all(durable[t] for t in ("traffic_changed", "phase_changed", "gate_evaluated", "finished"))
+    assert all(d is True or d is False for _, d in journal.appended)
+    for record, _ in journal.appended:
+        assert json.loads(json.dumps(record)) == record  # dumped for JSON: no datetime, no enum objects
+        assert record["ts"].endswith("Z") and "T" in record["ts"]
+    await session.close()

@@ -303,7 +303,7 @@ class RolloutContext:
         wait_for), and the body then goes on until run() cancels it again; every action is persisted
         and journaled before it is made, so refusing those refuses the action."""
         if self._interrupted is not None and not self._signal_journaled:
-            raise asyncio.CancelledError(f"{self._interrupted[0]} received: stopping where it stands")
+            raise asyncio.CancelledError  # the body ends cancelled; run() journals the stop in its words
 
     async def _persist(self, **changes: Any) -> None:
         """Write the rollout's progress to the cluster: called BEFORE the action it announces."""
