@@ -11,7 +11,7 @@ import pytest
 from core.domain import Outcome
 from tests.test_cli import ROOT, deploydeck
 from tests.test_tui_small import screen_lines
-from tui.screenshots import completed, demo_app, drive, rolled_back
+from tui.screenshots import demo_app, drive, rolled_back
 
 #: identifiers of the code that used to reach the screen
 RAW = re.compile(
@@ -41,8 +41,14 @@ async def test_the_screen_after_a_rollback_says_it_in_words(tmp_path: Path) -> N
         assert "UTC" not in screen_lines(app)[1] and "simulated" in screen_lines(app)[1]
 
 
-async def test_a_completed_screen_says_it_in_words_and_keeps_the_split(tmp_path: Path) -> None:
-    async with demo_app("healthy", journal=tmp_path / "j.jsonl", promote=True) as (app, pilot):
+async def test_a_completed_screen_says_it_in_words_keeps_the_split_and_says_why_keys_do_nothing(
+    tmp_path: Path,
+) -> None:
+    # one completed deploy for both (each test driving its own took 5-9 s)
+    async with demo_app("healthy", journal=tmp_path / "j.jsonl", promote=True, notifications=True) as (
+        app,
+        pilot,
+    ):
         splits = []
 
         def verify_split(model: object) -> bool:
@@ -59,20 +65,7 @@ async def test_a_completed_screen_says_it_in_words_and_keeps_the_split(tmp_path:
         final = _split(screen_lines(app))
         assert final == "1.5.0 100 %", final
         assert all(s == final for s in splits if s), splits  # VERIFY and COMPLETE say the same
-
-
-def _split(lines: list[str]) -> str:
-    text = " ".join(" ".join(lines).split())
-    found = re.search(r"(\d+\.\d+\.\d+) (\d+ %) serving", text)
-    return f"{found[1]} {found[2]}" if found else ""
-
-
-async def test_after_complete_the_steering_keys_say_why_they_do_nothing(tmp_path: Path) -> None:
-    async with demo_app("healthy", journal=tmp_path / "j.jsonl", promote=True, notifications=True) as (
-        app,
-        pilot,
-    ):
-        await drive(app, pilot, completed, promote=True)
+        # after complete, the steering keys say why they do nothing
         app.clear_notifications()
         for key in ("r", "g", "a"):
             await pilot.press(key)
@@ -80,6 +73,12 @@ async def test_after_complete_the_steering_keys_say_why_they_do_nothing(tmp_path
         messages = [n.message for n in app._notifications]
         assert len(messages) == 3, messages
         assert all("finished" in m and "completed" in m for m in messages), messages
+
+
+def _split(lines: list[str]) -> str:
+    text = " ".join(" ".join(lines).split())
+    found = re.search(r"(\d+\.\d+\.\d+) (\d+ %) serving", text)
+    return f"{found[1]} {found[2]}" if found else ""
 
 
 def test_the_headless_log_reads_as_words(tmp_path: Path) -> None:
