@@ -327,7 +327,11 @@ async def test_a_lease_that_cannot_be_read_fails_the_status_but_closes_the_clust
         (_lease("", "2026-01-05T10:07:20Z"), "released", True),
         (_lease("bob@elsewhere:7", "2026-01-05T10:07:15Z"), "expired", True),  # renewed + 15 s is now
         (_lease("bob@elsewhere:7", "2026-01-05T10:07:16Z"), "live", False),
-        (_lease("bob@elsewhere:7", "2026-01-05T10:07:29Z", duration=None), "expired", True),  # no duration
+        (
+            _lease("bob@elsewhere:7", "2026-01-05T10:07:29.500000Z", duration=None),
+            "expired",
+            True,
+        ),  # no duration: 0 s
         (_lease("bob@elsewhere:7", None), "expired", True),  # never renewed
     ],
     ids=[

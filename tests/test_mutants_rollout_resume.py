@@ -35,6 +35,7 @@ def _snapshot_at_resume(session: Session) -> dict[str, Any]:
                 started_at=rollout._started_at,
                 baseline=rollout._baseline_ref,
                 sign_offs=rollout.ledger.to_records(),
+                signers_excluded=(rollout.ledger.author, rollout.ledger.deployer),
                 completed=list(rollout.progress.completed) if rollout.progress else None,
                 before=rollout.events[:-1],
             )
@@ -74,6 +75,8 @@ async def test_a_resumed_driver_holds_the_dead_ones_progress_before_it_says_from
     assert seen["step_index"] == 1 and seen["weight"] == 25
     assert seen["started_at"] == left.started_at and seen["baseline"] == left.baseline
     assert seen["sign_offs"] == left.sign_offs and seen["completed"] == left.completed
+    # who may not override: the change's author, and now the person running the deploy
+    assert seen["signers_excluded"] == (demo_plan().change.author, "bob")
     assert seen["before"] == first.rollout.events  # the dead driver's journal: one deploy, one start
     [resumed] = _of(second.rollout.events, RunResumed)
     assert (resumed.from_phase, resumed.from_step, resumed.weight) == ("canary", 1, 25)
@@ -123,11 +126,11 @@ async def test_an_intent_that_never_reached_the_cluster_is_not_the_weight_in_for
 async def test_a_deploy_killed_before_its_first_journal_line_journals_its_start_once(tmp_path: Path) -> None:
     plan = demo_plan()
     plan = plan.model_copy(update={"change": plan.change.model_copy(update={"security_sensitive": True})})
-    first = await driver(tmp_path, plan)
+    first = await driver(tmp_path, plan, plan_path="plans/checkout.yaml")
     outcome, _ = await run_killed_at(first, match="journal deploy_started")
     left = left_in_cluster(first)
     assert outcome is None and first.rollout.events == [] and left.deploy_id == first.rollout.deploy_id
-    second = await driver(tmp_path, plan, first.world, actor="bob")
+    second = await driver(tmp_path, plan, first.world, actor="bob", plan_path="plans/checkout.yaml")
     assert await second.rollout.run() == Outcome.COMPLETED
     [started] = _of(second.rollout.events, DeployStarted)
     [resumed] = _of(second.rollout.events, RunResumed)
