@@ -476,3 +476,26 @@ def test_a_journal_whose_deploys_all_finished_lists_none(tmp_path: Any) -> None:
     ]
     assert journal_reports(_write(tmp_path / "j.jsonl", events)) == []
     assert journal_reports(tmp_path / "missing.jsonl") == []
+
+
+def test_a_deploy_whose_driver_lost_its_lease_is_listed_unfinished_until_a_resume_finishes_it(
+    tmp_path: Any,
+) -> None:
+    """The lost driver journals a finished (blocked) line, but it only stopped acting: the deploy is
+    still to be continued (core.resume.journaled_end; `run PLAN` resumes it), so `status` lists it."""
+    from core.events import Finished, LeaseLost, RunResumed
+    from core.rollout.inspect import journal_reports
+
+    lost = [
+        _started("d", 1),
+        LeaseLost(ts=_at(2), phase="canary", deploy_id="d", step=1, reason="taken over"),
+        Finished(ts=_at(2), phase="canary", deploy_id="d", outcome="blocked", reason="lease lost"),
+    ]
+    [report] = journal_reports(_write(tmp_path / "lost.jsonl", lost))
+    assert (report.deploy_id, report.finished, report.outcome, report.step_index) == ("d", False, None, 1)
+    resumed = [
+        *lost,
+        RunResumed(ts=_at(3), phase="canary", deploy_id="d", step=1, from_phase="canary"),
+        Finished(ts=_at(4), phase="complete", deploy_id="d", outcome="completed"),
+    ]
+    assert journal_reports(_write(tmp_path / "resumed.jsonl", resumed)) == []
