@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from core.clock import Clock
-from core.events import DeployStarted, Finished, RunInterrupted, TrafficChanged
+from core.events import DeployStarted, RunInterrupted, TrafficChanged
 from core.plan import Plan
 from core.rollout.progress import RolloutStatus
 
@@ -103,13 +103,19 @@ def _from_status(status: RolloutStatus) -> DeployReport:
 
 
 def journal_reports(path: Path) -> list[DeployReport]:
-    """Deploys the journal shows unfinished (no finished line), newest first; lease unknown."""
+    """Deploys the journal shows unfinished, newest first; lease unknown.
+
+    Unfinished by resume's rule (`journaled_end`): a finished line after a lost lease does not end
+    the deploy (its driver only stopped acting; `run PLAN` resumes it)."""
     from core.adapters.journal import read_journal
+    from core.resume import journaled_end
 
     reports: dict[str, DeployReport] = {}
+    lines: dict[str, list[object]] = {}
     for event in read_journal(path).events:
         report = reports.get(event.deploy_id)
         if isinstance(event, DeployStarted):
+            lines[event.deploy_id] = []
             report = reports[event.deploy_id] = DeployReport(
                 deploy_id=event.deploy_id,
                 service=event.service,
@@ -120,6 +126,7 @@ def journal_reports(path: Path) -> list[DeployReport]:
             )
         if report is None:
             continue
+        lines[event.deploy_id].append(event)
         report.phase = event.phase.value
         report.step_index = event.step if event.step is not None else report.step_index
         report.updated_at = event.ts
@@ -127,7 +134,5 @@ def journal_reports(path: Path) -> list[DeployReport]:
             report.weight = event.effective
         if isinstance(event, RunInterrupted):
             report.note = f"interrupted by {event.signal}"
-        if isinstance(event, Finished):
-            report.finished, report.outcome = True, event.outcome.value
-    unfinished = [r for r in reports.values() if not r.finished]
+    unfinished = [r for r in reports.values() if journaled_end(lines[r.deploy_id]) is None]
     return sorted(unfinished, key=lambda r: r.updated_at or datetime.min, reverse=True)
