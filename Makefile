@@ -77,7 +77,8 @@ MUTATE_TESTS_core.rollout := tests/test_engine.py tests/test_mutants_safety.py t
 	tests/test_mutants_rollout.py tests/test_mutants_rollout_rollback.py tests/test_rollback_outcome_persisted.py \
 	tests/test_mutants_rollout_driver.py tests/test_mutants_rollout_window.py tests/test_mutants_rollout_window_blind.py \
 	tests/test_mutants_rollout_steps.py tests/test_mutants_rollout_steps_end.py tests/test_signal_swallowed.py \
-	tests/test_mutants_rollout_commands.py tests/test_mutants_rollout_commands_effects.py
+	tests/test_mutants_rollout_commands.py tests/test_mutants_rollout_commands_effects.py \
+	tests/test_mutants_rollout_gates.py
 MUTATE_TESTS_core.adapters.journal := tests/test_journal.py tests/test_mutants_journal.py \
 	tests/test_mutants_journal_verify.py tests/test_journal_shared_writers.py
 MUTATE_TESTS_core.adapters.kubernetes.cluster := tests/test_kube_adapter.py tests/test_mutants_safety.py \
