@@ -152,6 +152,9 @@ async def test_a_sign_off_is_journaled_with_its_signer_and_re_records_the_gate_a
     assert recorded.gate.checked_at == waited.checked_at is not None
     assert rollout.gates["rollback-plan"] == recorded.gate
     assert rollout._wake.is_set()  # the flow waiting at the gates looks again now
+    # the ledger (persisted with the progress: what a resume knows) keeps how the signer is known
+    [record] = rollout.ledger.records_for("rollback-plan", "sign")
+    assert (record.actor, record.identity, record.groups) == ("alice", "authenticated", ("sre", "oncall"))
 
 
 async def test_a_sign_off_of_a_gate_never_evaluated_records_it_signed(tmp_path: Path) -> None:
@@ -159,8 +162,9 @@ async def test_a_sign_off_of_a_gate_never_evaluated_records_it_signed(tmp_path: 
     assert (await rollout.sign_off("rollback-plan", "alice")).ok
     [recorded] = of(rollout, GateEvaluated)
     assert (recorded.gate.gate_id, recorded.gate.status) == ("rollback-plan", GateStatus.SIGNED)
+    assert recorded.gate.evidence == "signed by alice"  # no note given: none shown
     [signed] = of(rollout, GateSignedOff)
-    assert (signed.identity, signed.groups) == ("self-declared", [])
+    assert (signed.note, signed.identity, signed.groups) == ("", "self-declared", [])
 
 
 async def test_a_second_sign_off_is_refused_by_the_ledger_and_journaled(tmp_path: Path) -> None:
@@ -234,6 +238,28 @@ async def test_an_override_is_journaled_with_who_and_why_and_keeps_what_the_gate
     assert recorded.gate.evidence == "overridden (carol: flaky suite, see INC-9); was fail: 3 red checks"
     assert rollout.gates["monitoring-normal"] == recorded.gate
     assert rollout._wake.is_set()
+    [record] = rollout.ledger.records_for("monitoring-normal", "override")
+    assert (record.actor, record.identity, record.groups) == ("carol", "authenticated", ("sre", "oncall"))
+
+
+async def test_a_passing_gate_cannot_be_overridden_ahead_of_a_later_failure(tmp_path: Path) -> None:
+    # an override answers a gate that is failing now; recorded on a pass it would silently cover the
+    # gate's next failure (apply() shows a failing re-check with an override on record as overridden)
+    rollout = await at(tmp_path, Phase.PREFLIGHT)
+    now = rollout.clock.now()
+    rollout.gates["monitoring-normal"] = rollout.catalogue["monitoring-normal"].result(
+        GateStatus.PASS, "ok", at=now
+    )
+    result = await rollout.override("monitoring-normal", "carol", "just in case", **SRE)  # type: ignore[arg-type]
+    reason = "monitoring-normal is pass; there is nothing to override"
+    assert result.model_dump() == {"ok": False, "reason": reason}
+    assert _refusals(rollout) == [("override", "carol", reason, "authenticated", ["sre", "oncall"])]
+    assert not rollout.ledger.records_for("monitoring-normal", "override") and not of(rollout, GateOverridden)
+    # the gate failing at the next refresh is shown failing, and blocks
+    await rollout._record_gate(
+        rollout.catalogue["monitoring-normal"].result(GateStatus.FAIL, "p99 alert", at=now)
+    )
+    assert rollout.gates["monitoring-normal"].status == GateStatus.FAIL
 
 
 async def test_an_override_of_a_gate_never_evaluated_says_it_was_pending(tmp_path: Path) -> None:
