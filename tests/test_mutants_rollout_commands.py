@@ -202,6 +202,14 @@ async def test_proceed_with_nothing_to_wait_for_says_why(tmp_path: Path) -> None
         "ok": False,
         "reason": "nothing to proceed to in verify",
     }
+    # at gates the flow is not yet waiting at: every gate still open, by name
+    preflight = await at(tmp_path, Phase.PREFLIGHT)
+    pass_all(preflight, GateGroup.PRE_DEPLOY)
+    del preflight.gates["ci-green"], preflight.gates["dashboards-reviewed"]
+    assert preflight.allowed("proceed").model_dump() == {
+        "ok": False,
+        "reason": "ci-green: not evaluated yet; dashboards-reviewed: not evaluated yet",
+    }
     # a canary between windows: the pending reasons are the answer
     between = await at(tmp_path, Phase.CANARY, step_index=1)
     assert between.allowed("proceed").model_dump() == {
@@ -283,6 +291,25 @@ async def test_the_proceed_preview_names_the_time_cut_short_and_the_next_steps_f
     )
     rollout.window = None
     assert rollout.proceed_preview() is None
+    rollout.step_index, rollout.window = 2, window(rollout, left_s=60.0)  # the step before the bake
+    assert (
+        rollout.proceed_preview()
+        == "skips the remaining 1m of the 50 % window; 100 % then gets its full 15m window"
+    )
+
+
+async def test_no_proceed_preview_where_a_proceed_is_awaited_without_a_window_or_a_next_step(
+    tmp_path: Path,
+) -> None:
+    # the waits for a proceed around the canary's windows: a proceed is allowed, and cuts nothing short
+    before = await at(tmp_path, Phase.CANARY, _awaiting_proceed=True, step_index=0)
+    assert before.allowed("proceed").ok and before.proceed_preview() is None
+    last = await at(tmp_path, Phase.CANARY, _awaiting_proceed=True, step_index=LAST_STEP)
+    last.window = window(last)
+    assert last.allowed("proceed").ok and last.proceed_preview() is None
+    unstepped = await at(tmp_path, Phase.CANARY, _awaiting_proceed=True, step_index=None)
+    unstepped.window = window(unstepped)
+    assert unstepped.allowed("proceed").ok and unstepped.proceed_preview() is None
 
 
 async def test_no_proceed_preview_when_proceed_is_refused_or_there_is_no_next_step(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ command meets, without running the flow. All in memory.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from core.domain import GateStatus, Phase
 from core.events import (
@@ -90,6 +91,35 @@ async def test_refused_stop_pause_and_refresh_commands_are_journaled_with_the_ca
     assert (
         rollout._stop is None and rollout._refresh_requested is None and rollout.phase == Phase.ROLLING_BACK
     )
+
+
+async def test_a_refusal_given_without_an_identity_is_journaled_as_self_declared(tmp_path: Path) -> None:
+    # the embedded mode: the name was typed (--as), no groups
+    rollout = await at(tmp_path, Phase.ROLLING_BACK)
+    for give in (
+        rollout.rollback("bob"),
+        rollout.abort("bob", "enough"),
+        rollout.pause("bob"),
+        rollout.resume("bob"),
+        rollout.promote_early("bob"),
+        rollout.proceed("bob"),
+        rollout.refresh_gates("bob"),
+        rollout.decide("rollback", "bob"),
+    ):
+        assert not (await give).ok
+    assert [(c, i, g) for c, _, _, i, g in _refusals(rollout)] == [
+        (command, "self-declared", [])
+        for command in (
+            "rollback",
+            "abort",
+            "pause",
+            "resume",
+            "promote_early",
+            "proceed",
+            "refresh",
+            "decide",
+        )
+    ]
 
 
 # --- sign-off and override --------------------------------------------------------------------------
@@ -366,6 +396,9 @@ async def test_an_abort_is_journaled_with_its_actor_and_reason_or_says_who_abort
     other = await at(tmp_path, Phase.CANARY)
     await other.abort("bob", "")
     assert other._stop.reason == "aborted by bob"  # type: ignore[union-attr]
+    # persisted before it is acted on (a resume finishes it) as a person's abort, not the engine's
+    stop = other.progress.stop  # type: ignore[union-attr]
+    assert (stop.kind, stop.actor, stop.reason, stop.automatic) == ("abort", "bob", "aborted by bob", False)  # type: ignore[union-attr]
     assert [(e.message, e.source) for e in of(other, LogLine)] == [
         ("abort requested by bob: aborted by bob", "bob")
     ]
@@ -398,3 +431,22 @@ async def test_a_decision_given_while_paused_resumes_the_rollout_as_the_same_per
     assert (await rollout.decide("rollback", "alice", **SRE)).ok  # type: ignore[arg-type]
     assert [e.actor for e in of(rollout, Resumed)] == ["alice"]
     assert rollout.phase == Phase.VERIFY and rollout._decision == "rollback"
+
+
+async def test_the_resume_a_decision_implies_is_refused_as_the_deciding_person_if_a_signal_came_meanwhile(
+    tmp_path: Path,
+) -> None:
+    rollout = await at(tmp_path, Phase.VERIFY)
+    rollout._decision_pending = decision(rollout)
+    await rollout.pause("engine", "verification failed")
+
+    def signal_while_journaling(event: Any) -> None:
+        if isinstance(event, LogLine) and event.message == "alice decided: rollback":
+            rollout._interrupted = ("SIGTERM", 143)
+
+    rollout.subscribe(signal_while_journaling)
+    assert (await rollout.decide("rollback", "alice", **SRE)).ok  # type: ignore[arg-type]
+    # the rollout stays paused where the signal stopped it; the log says who was refused, as whom
+    assert rollout.phase == Phase.PAUSED and not of(rollout, Resumed)
+    stopping = rollout.allowed("resume").reason
+    assert _refusals(rollout) == [("resume", "alice", stopping, "authenticated", ["sre", "oncall"])]
