@@ -16,6 +16,9 @@ import pytest
 from core.domain import GateGroup, Outcome, Phase
 from tests.rollout_commands_helpers import LAST_STEP, at, decision, pass_all, sample, window
 
+# each test takes well under a second: a mutant that makes a wait endless fails here, not in minutes
+pytestmark = pytest.mark.timeout(10)
+
 STOPPING = "the rollout is stopping where it stands (SIGTERM received); run the plan again to resume it"
 EVERY_COMMAND = [
     "rollback",

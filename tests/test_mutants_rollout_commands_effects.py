@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from core.domain import GateStatus, Phase
 from core.events import (
     CommandRefused,
@@ -31,6 +33,9 @@ from core.rollout import Rollout
 from core.session import demo_plan
 from tests.rollout_commands_helpers import LAST_STEP, at, decision, of, sample, window
 from tests.rollout_steps_helpers import driver
+
+# each test takes well under a second: a mutant that makes a wait endless fails here, not in minutes
+pytestmark = pytest.mark.timeout(10)
 
 SRE = {"identity": "authenticated", "groups": ["sre", "oncall"]}
 

@@ -25,6 +25,9 @@ from core.rollout.context import _Blocked, _Stopped
 from tests.engine_helpers import until
 from tests.rollout_commands_helpers import at, of
 
+# each test takes well under a second: a mutant that makes a wait endless fails here, not in minutes
+pytestmark = pytest.mark.timeout(10)
+
 MANUAL = {"rollback-plan", "dashboards-reviewed"}
 
 
