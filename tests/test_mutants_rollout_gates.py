@@ -44,6 +44,7 @@ class _Script:
 
     async def __call__(self, ctx: Any, group: GateGroup, only: set[str] | None = None) -> list[Any]:
         assert group == GateGroup.PRE_DEPLOY and only is not None
+        assert ctx.plan is self.rollout.plan and ctx.clock is self.rollout.clock  # the rollout's own context
         now = self.rollout.clock.now()
         self.calls.append(((now - self.start).total_seconds(), sorted(only)))
         default = {gid: GateStatus.NEEDS_SIGN_OFF if gid in MANUAL else GateStatus.PASS for gid in only}
@@ -81,6 +82,12 @@ async def _wait_s(rollout: Rollout, seconds: float) -> None:
     """Let the flow run until ``seconds`` of virtual time have passed."""
     end = rollout.clock.now() + timedelta(seconds=seconds)
     await until(lambda: rollout.clock.now() >= end)
+
+
+async def _ended(task: asyncio.Task[None]) -> None:
+    """The task's end (its exception raised here); fails fast, in the test, if it never ends."""
+    await until(task.done, turns=20_000)
+    task.result()
 
 
 def _messages(rollout: Rollout) -> list[str]:
@@ -131,6 +138,20 @@ async def test_a_run_without_a_person_goes_on_when_every_gate_not_skipped_is_sat
     assert rollout.gates["rollback-plan"].status == GateStatus.SIGNED  # recorded as people see it
 
 
+async def test_a_skipped_gate_hides_no_other_unsatisfied_gate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = {"ci-green": GateStatus.FAIL, "freeze-window": GateStatus.FAIL}
+    rollout, _ = await _waiting(tmp_path, monkeypatch, failing.get, interactive=False)
+    with pytest.raises(_Blocked) as blocked:
+        await rollout._gate_phase(
+            GateGroup.PRE_DEPLOY, needs_proceed=False, skip={"ci-green", "rollback-plan"}
+        )
+    assert blocked.value.reason == (
+        "blocked at pre-deploy gates: freeze-window (fail), dashboards-reviewed (needs_sign_off)"
+    )
+
+
 # --- with a person -------------------------------------------------------------------------------
 
 
@@ -141,7 +162,7 @@ async def test_satisfied_gates_that_need_no_proceed_let_the_flow_on_at_once(
         tmp_path, monkeypatch, lambda gid: GateStatus.SIGNED if gid in MANUAL else None
     )
     rollout._proceed_requested = None
-    await _start(rollout, needs_proceed=False)
+    await _ended(_start(rollout, needs_proceed=False))
     assert script.calls == [(0.0, ALL)] and rollout.clock.now() == script.start
     assert not rollout._awaiting_proceed and "all gates satisfied: press p to proceed" not in _messages(
         rollout
@@ -159,7 +180,7 @@ async def test_satisfied_gates_say_press_p_once_and_wait_for_a_proceed(
     assert not task.done() and rollout._awaiting_proceed
     assert _messages(rollout).count("all gates satisfied: press p to proceed") == 1
     assert (await rollout.proceed("alice")).ok
-    await task
+    await _ended(task)
     assert (rollout._proceed_requested, rollout._awaiting_proceed) == (None, False)
 
 
@@ -191,7 +212,7 @@ async def test_a_sign_off_while_waiting_lets_the_flow_on_without_waiting_for_the
     assert (await rollout.sign_off("rollback-plan", "alice")).ok
     assert (await rollout.sign_off("dashboards-reviewed", "bob")).ok
     signed_at = rollout.clock.now()
-    await task
+    await _ended(task)
     assert rollout.clock.now() == signed_at  # the sign-off woke the nap
 
 
@@ -279,7 +300,7 @@ async def test_a_stop_ends_the_wait_at_the_gates(tmp_path: Path, monkeypatch: py
     await _wait_s(rollout, 6)
     await rollout.abort("alice", "wrong day")
     with pytest.raises(_Stopped):
-        await task
+        await _ended(task)
 
 
 # --- waiting for a proceed outside the gates -----------------------------------------------------
@@ -292,7 +313,7 @@ async def test_a_wait_for_proceed_says_press_p_and_ends_only_on_a_proceed(tmp_pa
     await _wait_s(rollout, 30)
     assert not task.done() and _messages(rollout) == ["canary deployed: press p"]
     assert (await rollout.proceed("alice")).ok
-    await task
+    await _ended(task)
     assert (rollout._proceed_requested, rollout._awaiting_proceed) == (None, False)
 
 
@@ -302,7 +323,7 @@ async def test_a_stop_ends_a_wait_for_proceed(tmp_path: Path) -> None:
     await _wait_s(rollout, 6)
     await rollout.rollback("alice")
     with pytest.raises(_Stopped):
-        await task
+        await _ended(task)
 
 
 # --- the context the gates run with --------------------------------------------------------------
