@@ -78,7 +78,9 @@ MUTATE_TESTS_core.rollout := tests/test_engine.py tests/test_mutants_safety.py t
 	tests/test_mutants_rollout_driver.py tests/test_mutants_rollout_window.py tests/test_mutants_rollout_window_blind.py \
 	tests/test_mutants_rollout_steps.py tests/test_mutants_rollout_steps_end.py tests/test_signal_swallowed.py \
 	tests/test_mutants_rollout_context.py tests/test_mutants_rollout_progress.py tests/test_mutants_rollout_resume.py \
-	tests/test_mutants_rollout_status.py
+	tests/test_mutants_rollout_status.py \
+	tests/test_mutants_rollout_commands.py tests/test_mutants_rollout_commands_effects.py \
+	tests/test_mutants_rollout_gates.py
 MUTATE_TESTS_core.adapters.journal := tests/test_journal.py tests/test_mutants_journal.py \
 	tests/test_mutants_journal_verify.py tests/test_journal_shared_writers.py
 MUTATE_TESTS_core.adapters.kubernetes.cluster := tests/test_kube_adapter.py tests/test_mutants_safety.py \

@@ -337,6 +337,33 @@ EQUIVALENT: dict[str, str] = {
     **{f"core.rollout.driver.xǁRolloutǁ{name}": why for name, why in _DRIVER_EQ.items()},
     # core.rollout (window.py)
     **{f"core.rollout.window.xǁWindowsǁ{name}": why for name, why in _WINDOW_EQ.items()},
+    # core.rollout (commands.py, gates.py)
+    **{
+        f"core.rollout.commands.xǁCommandsǁ_refuse__mutmut_{n}": (
+            "_refuse's default identity: every caller (_refused, refuse, sign_off, override, decide) passes one"
+        )
+        for n in (1, 2)
+    },
+    **{
+        f"core.rollout.commands.xǁCommandsǁpromote_early__mutmut_{n}": (
+            "the fallback preview text: allowed('promote_early') has just passed with no await between, "
+            "and it requires a window, so promote_early_preview() is never None here"
+        )
+        for n in (15, 16)
+    },
+    "core.rollout.gates.xǁGatesǁ_evaluate__mutmut_13": (
+        "break for continue on a skipped gate's result: evaluate_gates returns only the gates in `only`, "
+        "which leaves `skip` out, so that test never holds"
+    ),
+    "core.rollout.gates.xǁGatesǁ_unsatisfied__mutmut_13": (
+        "_unevaluated(None) for a gate with no result: _gate_phase, the only caller, has recorded every "
+        "gate of the group not skipped (evaluate_gates returns each one asked for) and none is removed"
+    ),
+    "core.rollout.gates.xǁGatesǁ_gate_phase__mutmut_7": "None for False: `announced` is only read as `not announced`",
+    "core.rollout.gates.xǁGatesǁ_wait_for_proceed__mutmut_9": (
+        "the idle nap's length: whatever ends the wait (a proceed, a rollback or abort) sets _wake and "
+        "ends the nap at once; the length only paces idle wake-ups"
+    ),
     # core.rollout (steps/staging.py, steps/migrations.py, steps/completion.py)
     "core.rollout.steps.staging.xǁStagingStepǁ_soak_reading__mutmut_1": (
         "`or` for `and` in the assert that both metrics ports exist: _soak, the only caller, has blocked "

@@ -225,8 +225,16 @@ class Commands(RolloutContext):
         if not check.ok:
             return await self._refuse("override", actor, check.reason, identity, groups)
         assert gate is not None
+        # with the gate's current result: a passing gate has nothing to override, and an override
+        # recorded on it would silently cover its next failure
         ok, why = self.ledger.override(
-            gate, actor, reason, self.clock.now(), identity=identity, groups=groups
+            gate,
+            actor,
+            reason,
+            self.clock.now(),
+            self.gates.get(gate_id),
+            identity=identity,
+            groups=groups,
         )
         if not ok:
             return await self._refuse("override", actor, why, identity, groups)
