@@ -120,3 +120,13 @@ async def test_sign_off_dialog_note_has_focus(tmp_path: Path) -> None:
         await pilot.pause()
         assert isinstance(app.screen, SignOffModal)
         assert isinstance(app.focused, Input) and app.focused.id == "note"
+
+
+async def test_a_tick_after_the_last_screen_is_gone_does_nothing(tmp_path: Path) -> None:
+    """The repaint timer's last tick can come while the app quits, after its last screen is gone:
+    it raised ScreenStackError from the key refresh (1 in a random-order run), a traceback on quit."""
+    async with demo_app("healthy", journal=tmp_path / "j.jsonl") as (app, pilot):
+        await pilot.pause()
+        assert app.screen_stack
+    assert not app.screen_stack
+    app._tick()  # no error: nothing to repaint

@@ -304,6 +304,8 @@ class DeployDeckApp(SteeringActions, App[None]):
 
     def _refresh_keys(self) -> None:
         """Recompose the Footer only when a key's availability changed: it is the costliest repaint."""
+        if not self.screen_stack:
+            return  # quitting: the timer's last tick came after the last screen went (ScreenStackError)
         signature = (id(self.screen), *(self.check_action(a, ()) for a in sorted(LIVE_ACTIONS)))
         if signature != self._keys_signature:
             self._keys_signature = signature
