@@ -130,3 +130,4 @@ async def test_a_tick_after_the_last_screen_is_gone_does_nothing(tmp_path: Path)
         assert app.screen_stack
     assert not app.screen_stack
     app._tick()  # no error: nothing to repaint
+    assert app.check_action("rollback", ()) is False  # Textual asks while it shuts down, too

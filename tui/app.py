@@ -353,6 +353,8 @@ class DeployDeckApp(SteeringActions, App[None]):
             event.prevent_default()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.screen_stack:
+            return False  # quitting, the last screen gone: no key does anything (and self.screen raises)
         if getattr(self.screen, "dialog", False) and action != "rollback":
             return False  # a dialog's footer shows the dialog's keys (and rollback, never blocked)
         if action not in LIVE_ACTIONS:
