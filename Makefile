@@ -97,10 +97,12 @@ MUTATE_SLOW := $(foreach t,test_proceed_is_refused_while_the_last_sample_is_not_
 # mutants; its unit tests decide them, the session tests stay in `make test`
 MUTATE_SLOW_core.adapters.kubernetes.lease := tests/test_lease.py::test_the_session_runs_exactly_one_renewal_loop \
 	tests/test_lease.py::test_a_40s_api_outage_stops_the_driver_before_its_lease_can_be_taken
-# the resume tests that run on the simulated API server (3 s each): the in-memory ones decide the
-# engine's resume mutants (a window continued, a pause kept across a restart)
+# the resume tests that run on the simulated API server (3 s each) or need tui/ (mutmut copies only
+# core/): the in-memory ones decide the engine's resume mutants (a window continued, a pause kept)
 MUTATE_SLOW_core.rollout := tests/test_resume.py::test_status_shows_the_holder_then_a_zombie_once_its_lease_expired \
-	tests/test_resume.py::test_resume_through_the_kubernetes_adapter_once_the_dead_drivers_lease_expired
+	tests/test_resume.py::test_resume_through_the_kubernetes_adapter_once_the_dead_drivers_lease_expired \
+	tests/test_resume.py::test_status_without_a_plan_lists_the_journals_unfinished_deploys \
+	tests/test_resume.py::test_the_resume_is_shown_headless_and_in_the_dashboard_model
 # every file any module uses; must match pytest_add_cli_args_test_selection in [tool.mutmut]
 MUTATE_ALL_TESTS := $(sort $(foreach m,core.judge core.analysis core.signoff core.adapters.command \
 	core.redact core.adapters.kubernetes.lease core.adapters.kubernetes.undo core.rollout \
