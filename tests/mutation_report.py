@@ -337,6 +337,21 @@ EQUIVALENT: dict[str, str] = {
     **{f"core.rollout.driver.xǁRolloutǁ{name}": why for name, why in _DRIVER_EQ.items()},
     # core.rollout (window.py)
     **{f"core.rollout.window.xǁWindowsǁ{name}": why for name, why in _WINDOW_EQ.items()},
+    # core.rollout (context.py)
+    **{
+        f"core.rollout.context.x__public__mutmut_{n}": (
+            'split("?") or split("?", 2) for split("?", 1): only the part before the first "?" is kept, '
+            "whatever the number of splits"
+        )
+        for n in (4, 7)
+    },
+    **{
+        f"core.rollout.context.xǁRolloutContextǁ_open_window__mutmut_{n}": (
+            "by_engine left out (or None) in the pause a resume re-enters for lack of data: it only sets "
+            "_paused_by_engine_at to now, and the next line sets it to the dead driver's pause start"
+        )
+        for n in (64, 67)
+    },
     # core.rollout (commands.py, gates.py)
     **{
         f"core.rollout.commands.xǁCommandsǁ_refuse__mutmut_{n}": (

@@ -66,8 +66,26 @@ async def test_a_killed_deploy_resumes_with_its_id_step_and_window_start(tmp_pat
     assert left.window.samples == 3 and left.window.observed_s == 3 * demo_plan().analysis.interval
 
     second = await open_driver(world, tmp_path, actor="bob")
+    persisted: list[dict[str, Any]] = []
+    write_state = world.production.write_state
+
+    async def recorded(state: dict[str, Any]) -> None:
+        persisted.append(state)
+        await write_state(state)
+
+    world.production.write_state = recorded
     assert await second.rollout.run() == Outcome.COMPLETED
     assert second.rollout.deploy_id == deploy_id
+    # the continued window is persisted from its first start, with the samples already counted
+    at_25 = [s["window"] for s in persisted if s.get("window") and s["window"]["name"] == "canary 25 %"]
+    assert at_25 and {w["started_at"] for w in at_25} == {left.window.model_dump(mode="json")["started_at"]}
+    assert at_25[0]["samples"] == 3
+    # and counted on from there to the window's end: 3 before the kill, one per sample after it
+    records = journal_records(tmp_path)
+    resumed_at = next(i for i, r in enumerate(records) if r["type"] == "run_resumed")
+    read_after = [r for r in records[resumed_at:] if r["type"] == "analysis" and r["step"] == 1]
+    assert at_25[-1]["observed_s"] == at_25[-1]["duration_s"]
+    assert at_25[-1]["samples"] == 3 + len(read_after)
     records = journal_records(tmp_path)
     assert {r["deploy_id"] for r in records} == {deploy_id}
     assert [r["type"] for r in records].count("deploy_started") == 1
@@ -355,7 +373,14 @@ async def test_the_no_data_deadline_runs_from_the_pause_before_the_kill(tmp_path
     assert left.paused and left.engine_paused_at is not None
     second = await open_driver(first.world, tmp_path, "metrics-outage")
     assert await second.rollout.run() == Outcome.ROLLED_BACK
-    trigger = next(r for r in journal_records(tmp_path) if r["type"] == "rollback_triggered")
+    records = journal_records(tmp_path)
+    since = records[next(i for i, r in enumerate(records) if r["type"] == "run_resumed") :]
+    paused = next(r for r in since if r["type"] == "paused")
+    assert (paused["actor"], paused["reason"]) == (
+        "engine",
+        "resumed while paused for lack of data; never promoting blind",
+    )
+    trigger = next(r for r in records if r["type"] == "rollback_triggered")
     # the same moment as without the kill: the restart did not buy the blind canary more time
     assert trigger["ts"] == base_trigger["ts"] and trigger["rule"] == base_trigger["rule"] == "no_data"
 
