@@ -345,12 +345,34 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (4, 7)
     },
+    "core.rollout.context.xǁRolloutContextǁ_set_phase__mutmut_1": (
+        "the default reason of a phase change: every caller gives one"
+    ),
+    **{
+        f"core.rollout.context.xǁRolloutContextǁ_mark__mutmut_{n}": (
+            "the fallback for no persisted progress: the deploy's start (or the resume) persists it "
+            "before any step can be marked done"
+        )
+        for n in (5, 8)
+    },
+    "core.rollout.context.xǁRolloutContextǁ_mark__mutmut_10": (
+        "an empty result kept under its key: only verify's result is read, and it is always marked "
+        "with one (green or the decision)"
+    ),
+    **{
+        f"core.rollout.context.xǁRolloutContextǁ_persist__mutmut_{n}": (
+            "the stop's key misspelt in the fields merged on each write: _request_stop writes the whole "
+            "stop through its own changes, and every later write keeps that record (equal to _stop, a "
+            "resume restores _stop from it)"
+        )
+        for n in (59, 60)
+    },
     **{
         f"core.rollout.context.xǁRolloutContextǁ_open_window__mutmut_{n}": (
-            "by_engine left out (or None) in the pause a resume re-enters for lack of data: it only sets "
-            "_paused_by_engine_at to now, and the next line sets it to the dead driver's pause start"
+            "the 'engine' fallback for a person's pause with no pauser recorded: every pause records "
+            "its actor (paused_by)"
         )
-        for n in (64, 67)
+        for n in (81, 82)
     },
     # core.rollout (commands.py, gates.py)
     **{

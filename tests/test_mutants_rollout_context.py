@@ -223,3 +223,80 @@ async def test_a_subscriber_that_leaves_hears_nothing_more_and_may_leave_twice(t
 def test_a_health_url_is_journaled_without_its_query_string(url: str, public: str) -> None:
     assert _public(url) == public
     assert "s3cret" not in json.dumps(_public(url))
+
+
+async def test_a_pending_decision_is_persisted_with_its_question_options_and_advice(tmp_path: Path) -> None:
+    """A resumed driver asks the same question: the cluster keeps what was asked, and nothing once
+    it is answered."""
+    session = await sim_session(tmp_path)
+    rollout = session.rollout
+    rollout._decision_pending = SimpleNamespace(
+        question="verification failed: roll back or fix forward?",
+        options=["rollback", "fix-forward"],
+        recommended="rollback",
+    )
+    await rollout._persist()
+    state = await rollout.world.production.read_state()
+    assert state is not None and state["decision_pending"] == {
+        "question": "verification failed: roll back or fix forward?",
+        "options": ["rollback", "fix-forward"],
+        "recommended": "rollback",
+    }
+    rollout._decision_pending = None
+    await rollout._persist()
+    state = await rollout.world.production.read_state()
+    assert state is not None and state["decision_pending"] is None
+    await session.close()
+
+
+async def test_a_decided_stop_stays_whole_in_every_later_write(tmp_path: Path) -> None:
+    """The rule that fired and the weight it fired at are what a resumed rollback reports: a later
+    write (a phase change, a step done) must not cut the record down to kind, actor and reason."""
+    session = await sim_session(tmp_path)
+    rollout = session.rollout
+    rollout.phase, rollout.weight = Phase.CANARY, 25
+    await rollout._persist()
+    await rollout._request_stop("rollback", "engine", "error rate 2.1 %", automatic=True, rule="error_rate")
+    await rollout._mark("rollback.applied")
+    state = await rollout.world.production.read_state()
+    assert state is not None and state["stop"] == {
+        "kind": "rollback",
+        "actor": "engine",
+        "reason": "error rate 2.1 %",
+        "automatic": True,
+        "rule": "error_rate",
+        "weight_at_trigger": 25,
+    }
+    await session.close()
+
+
+async def test_the_cluster_names_who_paused_only_while_it_is_paused(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path)
+    rollout = session.rollout
+    rollout.phase = Phase.CANARY
+    await rollout._persist()
+    await rollout._enter_pause("engine", "no data", by_engine=True)
+    await rollout._persist()
+    state = await rollout.world.production.read_state()
+    assert state is not None and state["paused_by"] == "engine" and state["engine_paused_at"] is not None
+    rollout.phase, rollout._paused_from = Phase.CANARY, None  # resumed
+    await rollout._persist()
+    state = await rollout.world.production.read_state()
+    assert state is not None and (state["paused"], state["paused_by"], state["engine_paused_at"]) == (
+        False,
+        None,
+        None,
+    )
+    await session.close()
+
+
+async def test_a_driver_that_lost_its_lease_writes_no_phase_to_the_cluster(tmp_path: Path) -> None:
+    session = await sim_session(tmp_path)
+    rollout = session.rollout
+    rollout.phase = Phase.CANARY
+    await rollout._persist()
+    before = await rollout.world.production.read_state()
+    rollout.lease_lost("taken over by another driver")
+    await rollout._set_phase(Phase.VERIFY, "verifying")
+    assert await rollout.world.production.read_state() == before
+    await session.close()

@@ -372,7 +372,19 @@ async def test_the_no_data_deadline_runs_from_the_pause_before_the_kill(tmp_path
     left = await _status(first.world)
     assert left.paused and left.engine_paused_at is not None
     second = await open_driver(first.world, tmp_path, "metrics-outage")
+    paused_at: list[object] = []
+    write_state = first.world.production.write_state
+
+    async def recorded(state: dict[str, Any]) -> None:
+        if state.get("paused"):
+            paused_at.append(state["engine_paused_at"])
+        await write_state(state)
+
+    first.world.production.write_state = recorded
     assert await second.rollout.run() == Outcome.ROLLED_BACK
+    # a second restart would still count from the first pause: the resumed pause keeps its start,
+    # from its first write on (was: the first write said the restart's time, corrected one write later)
+    assert paused_at and set(paused_at) == {left.model_dump(mode="json")["engine_paused_at"]}
     records = journal_records(tmp_path)
     since = records[next(i for i, r in enumerate(records) if r["type"] == "run_resumed") :]
     paused = next(r for r in since if r["type"] == "paused")
@@ -413,6 +425,8 @@ async def test_a_persons_pause_survives_a_restart(tmp_path: Path) -> None:
     )
     run = asyncio.ensure_future(second.rollout.run())
     await until(lambda: second.rollout.phase == Phase.PAUSED)
+    paused = [e for e in second.rollout.events if e.type == "paused"][-1]
+    assert (paused.actor, paused.reason) == ("alice", "paused before the restart; resume to go on")
     assert second.rollout.weight == 25 and world.production.inner.weight == 25
     assert (await second.rollout.resume("alice")).ok
     assert await asyncio.wait_for(run, 60) == Outcome.COMPLETED

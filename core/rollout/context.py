@@ -212,11 +212,14 @@ class RolloutContext:
 
     # --- plumbing --------------------------------------------------------------------
 
-    async def _enter_pause(self, actor: str, reason: str, *, by_engine: bool = False) -> None:
+    async def _enter_pause(
+        self, actor: str, reason: str, *, by_engine: bool = False, since: datetime | None = None
+    ) -> None:
+        """``since``: when the engine's pause began, if before now (a resume re-entering it)."""
         if self.phase == Phase.PAUSED:
             return
         self._paused_from = self.phase
-        self._paused_by_engine_at = self.clock.now() if by_engine else None
+        self._paused_by_engine_at = (since or self.clock.now()) if by_engine else None
         self._paused_by = actor
         self._resumed.clear()
         await self._emit(Paused, actor=actor, reason=reason)
@@ -391,12 +394,14 @@ class RolloutContext:
         resumed = self._resume if saved is not None else None
         if resumed is not None and resumed.paused and resumed.engine_paused_at is not None:
             # paused for lack of data when its driver stopped: the "rollback if unsure" deadline
-            # runs from that pause's start, not from this restart
+            # runs from that pause's start, not from this restart, in the very first write too (a
+            # driver killed right after it would otherwise leave a third one the later start)
             await self._enter_pause(
-                "engine", "resumed while paused for lack of data; never promoting blind", by_engine=True
+                "engine",
+                "resumed while paused for lack of data; never promoting blind",
+                by_engine=True,
+                since=resumed.engine_paused_at,
             )
-            self._paused_by_engine_at = resumed.engine_paused_at
-            await self._persist()
         elif resumed is not None and resumed.paused:
             # a person paused it: a new driver does not overrule them (headless refuses to resume)
             await self._enter_pause(
