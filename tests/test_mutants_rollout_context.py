@@ -300,3 +300,19 @@ async def test_a_driver_that_lost_its_lease_writes_no_phase_to_the_cluster(tmp_p
     await rollout._set_phase(Phase.VERIFY, "verifying")
     assert await rollout.world.production.read_state() == before
     await session.close()
+
+
+async def test_an_engine_built_with_no_options_is_headless_and_rolls_back_when_unsure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The safe defaults of anything that builds a Rollout directly (an embedding, a test): nobody to
+    ask (a gate waiting for a person blocks), an unanswered verification failure rolls back, no plan
+    file named, incident records under ./incidents."""
+    from core.rollout import Rollout
+
+    monkeypatch.chdir(tmp_path)
+    session = await sim_session(tmp_path)
+    rollout = Rollout(session.plan, session.world, actor="tester")
+    assert rollout.interactive is False and rollout.decision_default == "rollback"
+    assert rollout.plan_path == "" and rollout.incident_dir == tmp_path / "incidents"
+    await session.close()
