@@ -455,3 +455,21 @@ async def test_the_resume_a_decision_implies_is_refused_as_the_deciding_person_i
     assert rollout.phase == Phase.PAUSED and not of(rollout, Resumed)
     stopping = rollout.allowed("resume").reason
     assert _refusals(rollout) == [("resume", "alice", stopping, "authenticated", ["sre", "oncall"])]
+
+
+async def test_neither_the_deployer_nor_the_change_author_overrides_a_gate_of_this_deploy(
+    tmp_path: Path,
+) -> None:
+    """An override needs a second person: the one running the deploy (the engine's actor) and the
+    change's author are both refused, by name; a third person is not."""
+    rollout = await at(tmp_path, Phase.PREFLIGHT)
+    author = rollout.plan.change.author
+    assert author and author != rollout.actor
+    rollout.gates["monitoring-normal"] = rollout.catalogue["monitoring-normal"].result(
+        GateStatus.FAIL, "3 red checks", at=rollout.clock.now()
+    )
+    deployer = await rollout.override("monitoring-normal", rollout.actor, "trust me", **SRE)  # type: ignore[arg-type]
+    assert deployer.reason == f"an override needs a second person: {rollout.actor} is running this deploy"
+    by_author = await rollout.override("monitoring-normal", author, "trust me", **SRE)  # type: ignore[arg-type]
+    assert by_author.reason == f"an override needs a second person: {author} is the change author"
+    assert (await rollout.override("monitoring-normal", "carol", "flaky, INC-9", **SRE)).ok  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -315,4 +316,5 @@ async def test_an_engine_built_with_no_options_is_headless_and_rolls_back_when_u
     rollout = Rollout(session.plan, session.world, actor="tester")
     assert rollout.interactive is False and rollout.decision_default == "rollback"
     assert rollout.plan_path == "" and rollout.incident_dir == tmp_path / "incidents"
+    assert re.fullmatch(r"[0-9a-f]{12}", rollout.deploy_id)  # the id status and the dashboard show
     await session.close()
