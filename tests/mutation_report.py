@@ -372,7 +372,7 @@ EQUIVALENT: dict[str, str] = {
             "the 'engine' fallback for a person's pause with no pauser recorded: every pause records "
             "its actor (paused_by)"
         )
-        for n in (81, 82)
+        for n in (82, 83)
     },
     # core.rollout (commands.py, gates.py)
     **{
