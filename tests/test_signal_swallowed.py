@@ -52,10 +52,13 @@ class _SwallowOnce:
         return answer
 
 
-async def test_a_swallowed_cancellation_does_not_let_the_rollout_go_on(tmp_path: Path) -> None:
+async def _run_swallowing_at_25(
+    tmp_path: Path, stop: str
+) -> tuple[Any, _SwallowOnce, Outcome, list[dict[str, Any]]]:
+    """A healthy run whose probe, once the canary is at 25 %, is stopped mid-call and swallows it."""
     session = await sim_session(tmp_path)
     rollout = session.rollout
-    probe = _SwallowOnce(session.world.probe, rollout)
+    probe = _SwallowOnce(session.world.probe, rollout, stop=stop)
     session.world.probe = probe
 
     def arm_at_25(event: Event) -> None:
@@ -65,7 +68,16 @@ async def test_a_swallowed_cancellation_does_not_let_the_rollout_go_on(tmp_path:
     rollout.subscribe(arm_at_25)
     async with asyncio.timeout(60):
         outcome = await rollout.run()
-    records = [json.loads(line) for line in session.journal_path.read_text().splitlines()]
+    return session, probe, outcome, _records(session)
+
+
+def _records(session: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in session.journal_path.read_text().splitlines()]
+
+
+async def test_a_swallowed_cancellation_does_not_let_the_rollout_go_on(tmp_path: Path) -> None:
+    session, probe, outcome, records = await _run_swallowing_at_25(tmp_path, "signal")
+    rollout = session.rollout
     types = [r["type"] for r in records]
     assert probe.swallowed == 1  # the test did what it says: the cancellation was lost once
     assert outcome == Outcome.BLOCKED and rollout.interrupted == ("SIGTERM", 143)
@@ -122,7 +134,7 @@ async def test_after_a_swallowed_signal_the_body_neither_journals_nor_writes(tmp
     async with asyncio.timeout(60):
         outcome = await rollout.run()
     assert cluster.swallowed == 1 and outcome == Outcome.BLOCKED
-    records = [json.loads(line) for line in session.journal_path.read_text().splitlines()]
+    records = _records(session)
     types = [r["type"] for r in records]
     # the intent of 50 % was journaled before the signal; nothing after it but the stop
     last_intent = max(i for i, r in enumerate(records) if r["type"] == "traffic_changed")
@@ -153,25 +165,13 @@ async def test_once_signalled_the_engine_journals_writes_and_finishes_nothing_bu
     refused = rollout.allowed("rollback")
     assert not refused.ok and "SIGTERM" in refused.reason and "resume" in refused.reason
     assert await rollout.run() == Outcome.BLOCKED
-    records = [json.loads(line) for line in session.journal_path.read_text().splitlines()]
+    records = _records(session)
     assert [r["type"] for r in records] == ["run_interrupted"]
     await session.close()
 
 
 async def test_a_lost_lease_whose_cancellation_is_swallowed_stops_the_body_at_once(tmp_path: Path) -> None:
-    session = await sim_session(tmp_path)
-    rollout = session.rollout
-    probe = _SwallowOnce(session.world.probe, rollout, stop="lease")
-    session.world.probe = probe
-
-    def arm_at_25(event: Event) -> None:
-        if isinstance(event, TrafficChanged) and event.applied and event.effective == 25:
-            probe.armed = True
-
-    rollout.subscribe(arm_at_25)
-    async with asyncio.timeout(60):
-        outcome = await rollout.run()
-    records = [json.loads(line) for line in session.journal_path.read_text().splitlines()]
+    session, probe, outcome, records = await _run_swallowing_at_25(tmp_path, "lease")
     assert probe.swallowed == 1 and outcome == Outcome.BLOCKED
     lost = next(r for r in records if r["type"] == "lease_lost")
     assert lost["weight"] == 25
